@@ -50,6 +50,7 @@ pub mod provider;
 pub mod query;
 pub mod state;
 pub mod store;
+pub mod testkit;
 
 pub use app::{App, BlockError, BlockResult, LoadError, TxFailure, TxReceipt, TxRejected};
 pub use events::{Event, EventRecord};
