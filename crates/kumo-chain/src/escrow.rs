@@ -16,7 +16,8 @@
 //! the owner. A deposit or a rate change moves the index entry.
 //!
 //! **Exactness.** Deposits and withdrawals are whole units; balances and rates are decimals.
-//! For every account, `balance + Σ payments' balance = deposited − Σ withdrawn` holds exactly,
+//! For every account, `balance + Σ payments' balance = deposited − Σ withdrawn − refunded`
+//! holds exactly,
 //! so the module account always holds exactly what the accounts and payments hold. A withdrawal
 //! takes the whole units of a payment's balance (the fraction stays); when the account closes,
 //! the fractions left in its payments go back to the owner with the rest.
@@ -217,6 +218,7 @@ pub(crate) fn open_account(
         rate: Dec::ZERO,
         settled_at: ctx.height,
         deposited: deposit.amount,
+        refunded: 0,
         depletes_at: None,
     };
     state::put(ctx.store, &keys::escrow(id), &acct);
@@ -376,7 +378,7 @@ pub(crate) fn close_account(
         p.balance = Dec::ZERO;
         p.state = PaymentState::Closed;
     }
-    let refund = acct.deposited - withdrawn;
+    let refund = acct.deposited - withdrawn - acct.refunded;
     assert_eq!(
         held,
         to_dec(refund)?,
@@ -384,6 +386,7 @@ pub(crate) fn close_account(
     );
     let refund = Coin::new(acct.denom.clone(), refund);
     bank::transfer(ctx, &bank::module_address(ESCROW), &id.owner, &refund)?;
+    acct.refunded += refund.amount;
     acct.balance = Dec::ZERO;
     acct.rate = Dec::ZERO;
     acct.state = if overdrawn {
@@ -436,6 +439,7 @@ mod tests {
             rate: "3.5".parse().unwrap(),
             settled_at: 10,
             deposited: 1000,
+            refunded: 0,
             depletes_at: None,
         };
         let mut ps = vec![Payment {

@@ -462,6 +462,8 @@ pub struct EscrowAccount {
     pub settled_at: u64,
     /// Total ever deposited.
     pub deposited: u128,
+    /// Refunded to the owner when the account closed.
+    pub refunded: u128,
     /// Height it runs dry at, when it has open payments.
     pub depletes_at: Option<u64>,
 }
