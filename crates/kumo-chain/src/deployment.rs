@@ -225,9 +225,12 @@ pub fn get(s: &dyn Store, id: &DeploymentId) -> Option<Deployment> {
     state::get(s, &keys::deployment(id))
 }
 
-/// The groups of a deployment, in gseq order.
+/// The groups of a deployment, in gseq order (read by key, not by a scan).
 pub fn groups(s: &dyn Store, id: &DeploymentId) -> Vec<Group> {
-    state::scan(s, &keys::groups_of(id))
+    let n = get(s, id).map_or(0, |d| d.groups);
+    (1..=n)
+        .map(|gseq| state::get(s, &keys::group(&id.group(gseq))).expect("a deployment's groups exist"))
+        .collect()
 }
 
 fn owned_active(

@@ -83,9 +83,16 @@ pub fn account(s: &dyn Store, id: &DeploymentId) -> Option<EscrowAccount> {
     state::get(s, &keys::escrow(id))
 }
 
-/// The payments of a deployment's account, as last written.
+/// The payments of a deployment's account, as last written, oldest first.
 pub fn payments(s: &dyn Store, id: &DeploymentId) -> Vec<Payment> {
-    state::scan(s, &keys::payments_of(id))
+    account(s, id).map_or_else(Vec::new, |a| payments_of(s, &a))
+}
+
+fn payments_of(s: &dyn Store, acct: &EscrowAccount) -> Vec<Payment> {
+    acct.payments
+        .iter()
+        .map(|l| state::get(s, &keys::payment(l)).expect("listed payments exist"))
+        .collect()
 }
 
 /// Settles `acct` and its open `payments` in memory up to `height`. Returns whether the account
@@ -167,7 +174,7 @@ impl Loaded {
         if acct.state != EscrowState::Open {
             return Err(EscrowError::Closed(*id));
         }
-        let mut payments = payments(ctx.store, id);
+        let mut payments = payments_of(ctx.store, &acct);
         let indexed_at = acct.depletes_at;
         settle_in_memory(&mut acct, &mut payments, ctx.height);
         Ok(Loaded {
@@ -220,6 +227,7 @@ pub(crate) fn open_account(
         deposited: deposit.amount,
         refunded: 0,
         depletes_at: None,
+        payments: Vec::new(),
     };
     state::put(ctx.store, &keys::escrow(id), &acct);
     ctx.events.push(Event::EscrowDeposited {
@@ -277,6 +285,7 @@ pub(crate) fn open_payment(ctx: &mut Ctx<'_>, lease: &LeaseId, rate: Dec) -> Res
         .rate
         .checked_add(rate)
         .ok_or(EscrowError::Overflow(rate.atto()))?;
+    l.acct.payments.push(*lease);
     l.payments.push(Payment {
         id: *lease,
         state: PaymentState::Open,
@@ -441,6 +450,7 @@ mod tests {
             deposited: 1000,
             refunded: 0,
             depletes_at: None,
+            payments: vec![lease],
         };
         let mut ps = vec![Payment {
             id: lease,

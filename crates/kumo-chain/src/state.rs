@@ -466,6 +466,9 @@ pub struct EscrowAccount {
     pub refunded: u128,
     /// Height it runs dry at, when it has open payments.
     pub depletes_at: Option<u64>,
+    /// Its payments (open and closed), oldest first: read by key, never by a scan, so closing
+    /// an account costs the same however large the state is.
+    pub payments: Vec<LeaseId>,
 }
 
 /// Lifecycle of a payment.

@@ -2,7 +2,7 @@
 //!
 //! The chain needs four operations ([`Store`]): get, put, delete and ascending iteration over
 //! the keys that start with a prefix. The node implements them over QMDB (whose Merkle root is
-//! the block's state root); tests and benchmarks use [`MemStore`], a `BTreeMap` whose
+//! the block's state root); tests and benchmarks use [`MemStore`] (a hash map plus an ordered key set), whose
 //! [`StateRoot::root`] is
 //!
 //! ```text
@@ -15,9 +15,10 @@
 //! A transaction's messages run against an [`Overlay`] that buffers writes, so a failed
 //! message leaves the underlying store untouched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 
 /// An ordered key-value store.
 pub trait Store {
@@ -37,11 +38,31 @@ pub trait StateRoot {
     fn root(&mut self) -> [u8; 32];
 }
 
-/// An in-memory store over a `BTreeMap`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// An in-memory store: a hash map for point reads and writes, beside an ordered set of keys for
+/// prefix scans and the root.
+///
+/// The hash map is only ever looked up by key, never iterated, so its (randomized) order cannot
+/// leak into state: every ordered walk goes through the `BTreeSet`. Point reads cost O(1)
+/// whatever the size, which keeps end-of-block work independent of how many leases exist.
+///
+/// Keys up to 80 bytes (all of the chain's but balances of very long denominations) are stored
+/// inline, so walking the ordered set compares bytes in place instead of chasing a pointer per
+/// comparison.
+#[derive(Debug, Clone, Default)]
 pub struct MemStore {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    values: HashMap<Key, Vec<u8>>,
+    keys: BTreeSet<Key>,
 }
+
+type Key = SmallVec<[u8; 80]>;
+
+impl PartialEq for MemStore {
+    fn eq(&self, other: &MemStore) -> bool {
+        self.keys == other.keys && self.keys.iter().all(|k| self.values.get(k) == other.values.get(k))
+    }
+}
+
+impl Eq for MemStore {}
 
 impl MemStore {
     /// An empty store.
@@ -51,38 +72,46 @@ impl MemStore {
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.keys.len()
     }
 
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.keys.is_empty()
     }
 
     /// All entries in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
-        self.map.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Vec<u8>)> {
+        self.keys.iter().map(|k| (k.as_slice(), &self.values[k]))
     }
 }
 
 impl Store for MemStore {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.map.get(key).cloned()
+        self.values.get(key).cloned()
     }
 
     fn put(&mut self, key: &[u8], value: Vec<u8>) {
-        self.map.insert(key.to_vec(), value);
+        match self.values.get_mut(key) {
+            Some(v) => *v = value,
+            None => {
+                self.values.insert(Key::from_slice(key), value);
+                self.keys.insert(Key::from_slice(key));
+            }
+        }
     }
 
     fn delete(&mut self, key: &[u8]) {
-        self.map.remove(key);
+        if self.values.remove(key).is_some() {
+            self.keys.remove(key);
+        }
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.map
-            .range(prefix.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
+        self.keys
+            .range::<[u8], _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .take_while(|k| k.starts_with(prefix))
+            .map(|k| (k.to_vec(), self.values[k].clone()))
             .collect()
     }
 }
@@ -90,7 +119,7 @@ impl Store for MemStore {
 impl StateRoot for MemStore {
     fn root(&mut self) -> [u8; 32] {
         let mut h = Sha256::new();
-        for (k, v) in &self.map {
+        for (k, v) in self.iter() {
             h.update((k.len() as u32).to_le_bytes());
             h.update(k);
             h.update((v.len() as u32).to_le_bytes());

@@ -129,7 +129,7 @@ fn pinned_state_root() {
     let mut h = script();
     assert_eq!(
         hex::encode(h.app.root()),
-        "4846b03ae48094eeac16d462d78e1fe88d953e571cc975df6fd3a17a9ac0a0b8",
+        "f2bef5f351c911feb643d5638349fb8be90d5b6ba928cb34f296ac4dea63224e",
         "the state root changed: a consensus-breaking change (see the module docs)"
     );
 }

@@ -145,6 +145,11 @@ impl<'a> TxEnvelope<'a> {
         &self.signer
     }
 
+    /// The claimed signature.
+    pub fn signature(&self) -> Signature {
+        self.signature
+    }
+
     /// Verifies the signature, then decodes the body.
     pub fn verify(self) -> Result<VerifiedTx, TxError> {
         self.signer

@@ -1,0 +1,19 @@
+//! Runs the state-machine benchmarks and prints their JSON.
+//!
+//! ```text
+//! cargo run --release -p kumo-chain --example bench -- chain
+//! cargo run --release -p kumo-chain --example bench -- escrow
+//! ```
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "chain".into());
+    let json = match which.as_str() {
+        "chain" => serde_json::to_string(&kumo_chain::bench::chain(&Default::default())),
+        "escrow" => serde_json::to_string(&kumo_chain::bench::escrow(&Default::default())),
+        other => {
+            eprintln!("unknown benchmark {other:?}: use chain or escrow");
+            std::process::exit(2);
+        }
+    };
+    println!("{}", json.expect("serializes"));
+}
