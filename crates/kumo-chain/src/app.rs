@@ -451,7 +451,11 @@ impl<S: Store + StateRoot> App<S> {
 
     /// Runs a whole block: verifies every signature in one batch, applies the transactions in
     /// order, ends the block and computes the root.
-    pub fn execute_block(&mut self, height: u64, txs: &[Vec<u8>]) -> Result<BlockResult, BlockError> {
+    pub fn execute_block(
+        &mut self,
+        height: u64,
+        txs: &[Vec<u8>],
+    ) -> Result<BlockResult, BlockError> {
         let (txs, end_events) = self.execute_txs(height, txs)?;
         Ok(BlockResult {
             height,
@@ -470,8 +474,12 @@ impl<S: Store> App<S> {
     pub fn execute_txs(&mut self, height: u64, txs: &[Vec<u8>]) -> Result<BlockOutput, BlockError> {
         self.begin_block(height)?;
         let max = self.params.max_tx_bytes as usize;
-        let parsed: Vec<Result<TxEnvelope<'_>, TxError>> = txs.iter().map(|t| TxEnvelope::parse(t, max)).collect();
-        let good: Vec<TxEnvelope<'_>> = parsed.iter().filter_map(|p| p.as_ref().ok().copied()).collect();
+        let parsed: Vec<Result<TxEnvelope<'_>, TxError>> =
+            txs.iter().map(|t| TxEnvelope::parse(t, max)).collect();
+        let good: Vec<TxEnvelope<'_>> = parsed
+            .iter()
+            .filter_map(|p| p.as_ref().ok().copied())
+            .collect();
         let mut verified = kumo_types::tx::verify_batch(&good).into_iter();
         let mut out = Vec::with_capacity(txs.len());
         for p in parsed {

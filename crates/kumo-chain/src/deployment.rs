@@ -229,7 +229,9 @@ pub fn get(s: &dyn Store, id: &DeploymentId) -> Option<Deployment> {
 pub fn groups(s: &dyn Store, id: &DeploymentId) -> Vec<Group> {
     let n = get(s, id).map_or(0, |d| d.groups);
     (1..=n)
-        .map(|gseq| state::get(s, &keys::group(&id.group(gseq))).expect("a deployment's groups exist"))
+        .map(|gseq| {
+            state::get(s, &keys::group(&id.group(gseq))).expect("a deployment's groups exist")
+        })
         .collect()
 }
 

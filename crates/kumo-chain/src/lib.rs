@@ -52,7 +52,9 @@ pub mod state;
 pub mod store;
 pub mod testkit;
 
-pub use app::{App, BlockError, BlockOutput, BlockResult, LoadError, TxFailure, TxReceipt, TxRejected};
+pub use app::{
+    App, BlockError, BlockOutput, BlockResult, LoadError, TxFailure, TxReceipt, TxRejected,
+};
 pub use events::{Event, EventRecord};
 pub use genesis::Genesis;
 pub use params::Params;

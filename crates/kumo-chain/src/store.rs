@@ -58,7 +58,11 @@ type Key = SmallVec<[u8; 80]>;
 
 impl PartialEq for MemStore {
     fn eq(&self, other: &MemStore) -> bool {
-        self.keys == other.keys && self.keys.iter().all(|k| self.values.get(k) == other.values.get(k))
+        self.keys == other.keys
+            && self
+                .keys
+                .iter()
+                .all(|k| self.values.get(k) == other.values.get(k))
     }
 }
 
@@ -109,7 +113,10 @@ impl Store for MemStore {
 
     fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         self.keys
-            .range::<[u8], _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<[u8], _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|k| k.starts_with(prefix))
             .map(|k| (k.to_vec(), self.values[k].clone()))
             .collect()
