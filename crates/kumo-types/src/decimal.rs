@@ -23,7 +23,9 @@ const SCALE: u128 = 10u128.pow(DEC_PLACES);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecimalError {
     /// The text is not a plain decimal number such as `12`, `0.5` or `1.25`.
-    #[error("{0:?} is not a decimal number (expected digits, optionally with a fraction, e.g. 0.5)")]
+    #[error(
+        "{0:?} is not a decimal number (expected digits, optionally with a fraction, e.g. 0.5)"
+    )]
     Malformed(String),
     /// The text is negative.
     #[error("{0:?} is negative; amounts must be zero or more")]
@@ -199,9 +201,15 @@ mod tests {
     #[test]
     fn rejects_bad_text() {
         for bad in ["", ".5", "5.", "1e3", "abc", "1.2.3", " 1"] {
-            assert!(matches!(bad.parse::<Dec>(), Err(DecimalError::Malformed(_))), "{bad}");
+            assert!(
+                matches!(bad.parse::<Dec>(), Err(DecimalError::Malformed(_))),
+                "{bad}"
+            );
         }
-        assert!(matches!("-1".parse::<Dec>(), Err(DecimalError::Negative(_))));
+        assert!(matches!(
+            "-1".parse::<Dec>(),
+            Err(DecimalError::Negative(_))
+        ));
         assert!(matches!(
             "0.0000000000000000001".parse::<Dec>(),
             Err(DecimalError::TooPrecise(_))

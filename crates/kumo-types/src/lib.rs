@@ -14,5 +14,5 @@ pub mod resources;
 pub use attributes::{Attribute, PlacementRequirements, SignedBy};
 pub use decimal::{Dec, DecCoin, DecimalError};
 pub use resources::{
-    Cpu, Endpoint, EndpointKind, GroupSpec, Gpu, Memory, ResourceUnit, Resources, Storage,
+    Cpu, Endpoint, EndpointKind, Gpu, GroupSpec, Memory, ResourceUnit, Resources, Storage,
 };
