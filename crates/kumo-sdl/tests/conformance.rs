@@ -216,3 +216,54 @@ fn go_unit_test_fixtures_are_accepted_or_rejected_as_akash_expects() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+fn go_fixture(name: &str) -> kumo_sdl::Sdl {
+    let path = suite().join("go/sdl/_testdata").join(name);
+    kumo_sdl::parse(&read(&path)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Values Akash's Go tests assert for some fixtures (`v2_test.go`, `v2_1_test.go`).
+#[test]
+fn go_unit_test_fixtures_produce_the_values_akash_asserts() {
+    for name in ["simple-gpu.yaml", "v2.1-simple-gpu.yaml"] {
+        let sdl = go_fixture(name);
+        let group = &sdl.groups()[0];
+        assert_eq!(sdl.groups().len(), 1, "{name}");
+        assert_eq!(group.resources.len(), 1, "{name}");
+        assert_eq!(group.requirements.attributes.len(), 2, "{name}");
+        assert_eq!(group.requirements.attributes[1].key, "region", "{name}");
+        assert_eq!(group.requirements.attributes[1].value, "us-west", "{name}");
+        let unit = &group.resources[0];
+        assert_eq!(unit.count, 2, "{name}");
+        assert_eq!(
+            unit.resources.gpu.attributes[0].key, "vendor/nvidia/model/a100",
+            "{name}"
+        );
+    }
+    for name in ["service-mix.yaml", "v2.1-service-mix.yaml"] {
+        let sdl = go_fixture(name);
+        let group = &sdl.groups()[0];
+        assert_eq!(group.resources.len(), 2, "{name}");
+        assert_eq!(group.requirements.attributes.len(), 2, "{name}");
+        let ids: Vec<u32> = group.resources.iter().map(|u| u.resources.id).collect();
+        assert_eq!(ids, [1, 2], "{name}");
+        assert_eq!(
+            group.resources[0].resources.gpu.attributes[0].key, "vendor/nvidia/model/*",
+            "{name}"
+        );
+    }
+    // The manifest hash changes with the content (sdl_test.go).
+    let simple = go_fixture("simple.yaml").manifest_hash();
+    assert_ne!(simple, go_fixture("private_service.yaml").manifest_hash());
+    assert_ne!(simple, go_fixture("simple-double-ram.yaml").manifest_hash());
+    assert_eq!(simple, go_fixture("simple.yaml").manifest_hash());
+    // Reclamation windows (reclamation_test.go).
+    assert_eq!(
+        go_fixture("simple-reclamation.yaml").reclamation_min_window_secs(),
+        Some(24 * 3600), // min_window: "24h"
+    );
+    assert_eq!(
+        go_fixture("simple.yaml").reclamation_min_window_secs(),
+        None
+    );
+}
