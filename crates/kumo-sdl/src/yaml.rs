@@ -74,9 +74,14 @@ pub(crate) fn parse(text: &str) -> Result<Node, YamlError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, false) {
+        let message = if e.info().contains("recursion limit") {
+            format!("nested deeper than the parser allows ({})", e.info())
+        } else {
+            format!("invalid YAML: {}", e.info())
+        };
         return Err(YamlError {
             line: e.marker().line(),
-            message: format!("invalid YAML: {}", e.info()),
+            message,
         });
     }
     if let Some(err) = builder.error {
