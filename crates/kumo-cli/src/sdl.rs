@@ -54,7 +54,8 @@ fn read_file(path: &Path) -> anyhow::Result<String> {
 
 fn load(file: &FileArg) -> anyhow::Result<kumo_sdl::Sdl> {
     let text = read_file(&file.file)?;
-    let sdl = kumo_sdl::parse(&text).with_context(|| format!("{} is not a valid SDL", file.file.display()))?;
+    let sdl = kumo_sdl::parse(&text)
+        .with_context(|| format!("{} is not a valid SDL", file.file.display()))?;
     for warning in sdl.warnings() {
         tracing::warn!("{}: {warning}", file.file.display());
     }

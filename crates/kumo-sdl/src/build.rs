@@ -88,12 +88,10 @@ fn cross_check(input: &Input) -> Result<()> {
                 )));
             };
             if !placement.pricing.contains_key(&deployment.profile) {
-                return Err(
-                    Loc::new(placement.loc.field("pricing"), placement.loc.line).err(format!(
-                        "no price for compute profile {:?}: add `{}: {{denom: uakt, amount: …}}`",
-                        deployment.profile, deployment.profile
-                    )),
-                );
+                return Err(placement.pricing_at.err(format!(
+                    "no price for compute profile {:?}: add `{}: {{denom: uakt, amount: …}}`",
+                    deployment.profile, deployment.profile
+                )));
             }
             let Some(svc) = input.services.get(svc_name) else {
                 return Err(deployment_loc(input, svc_name).err(format!(
@@ -199,8 +197,7 @@ fn check_mounts(
                 .and_then(|p| p.storage.get(&volume.name))
                 .is_some_and(|p| !p.mount.is_empty());
             if volume.attribute("persistent") == Some("true") && !mounted {
-                return Err(Loc::new(compute.loc.sub("resources.storage"), compute.loc.line)
-                    .err(format!(
+                return Err(volume.loc.err(format!(
                         "volume {:?} has persistent=true which requires services.{svc_name}.params.storage.{} to have mount",
                         volume.name, volume.name
                     )));
@@ -346,7 +343,7 @@ fn build_groups(input: &Input) -> Result<(Vec<GroupSpec>, Manifest)> {
             let compute = &input.compute[&deployment.profile];
             let svc = &input.services[svc_name];
             let placement = &input.placement[placement_name];
-            let price = placement.pricing[&deployment.profile].1.clone();
+            let price = placement.pricing[&deployment.profile].coin.clone();
 
             let group = groups
                 .entry(placement_name.clone())
@@ -518,7 +515,8 @@ fn check_limits(input: &Input, groups: &[GroupSpec]) -> Result<()> {
         let c = &input.compute[name];
         let res = Loc::new(c.loc.field("resources"), c.loc.line);
         if !(MIN_CPU_MILLIS..=MAX_CPU_MILLIS).contains(&c.cpu_millis) {
-            return Err(Loc::new(res.sub("cpu.units"), c.loc.line)
+            return Err(c
+                .cpu_units_at
                 .err(format!("{}m is outside 10m-384 CPUs", c.cpu_millis)));
         }
         check_attributes(
@@ -527,7 +525,8 @@ fn check_limits(input: &Input, groups: &[GroupSpec]) -> Result<()> {
             "CPU",
         )?;
         if c.gpu_units > MAX_GPU_UNITS {
-            return Err(Loc::new(res.sub("gpu.units"), c.loc.line)
+            return Err(c
+                .gpu_units_at
                 .err(format!("{} is outside 0-{MAX_GPU_UNITS} GPUs", c.gpu_units)));
         }
         check_attributes(
@@ -536,7 +535,8 @@ fn check_limits(input: &Input, groups: &[GroupSpec]) -> Result<()> {
             "GPU",
         )?;
         if !(MIN_MEMORY..=MAX_MEMORY).contains(&c.memory_bytes) {
-            return Err(Loc::new(res.sub("memory.size"), c.loc.line)
+            return Err(c
+                .memory_size_at
                 .err(format!("{} bytes is outside 1Mi-2Ti", c.memory_bytes)));
         }
         if c.storage.is_empty() {
@@ -545,7 +545,7 @@ fn check_limits(input: &Input, groups: &[GroupSpec]) -> Result<()> {
         }
         for v in &c.storage {
             if !(MIN_STORAGE..=MAX_STORAGE).contains(&v.bytes) {
-                return Err(Loc::new(res.field("storage"), c.loc.line).err(format!(
+                return Err(v.size_at.err(format!(
                     "volume {:?}: {} bytes is outside 5Mi-32Ti",
                     v.name, v.bytes
                 )));
@@ -565,7 +565,8 @@ fn check_limits(input: &Input, groups: &[GroupSpec]) -> Result<()> {
             gpu += u128::from(unit.resources.gpu.units) * count;
             memory += u128::from(unit.resources.memory.bytes) * count;
         }
-        for (profile, (loc, price)) in &placement.pricing {
+        for (profile, entry) in &placement.pricing {
+            let price = &entry.coin;
             let deployed = input
                 .deployment
                 .values()
@@ -574,15 +575,15 @@ fn check_limits(input: &Input, groups: &[GroupSpec]) -> Result<()> {
                 continue;
             }
             if price.amount > Dec::from_int(MAX_UNIT_PRICE) {
-                return Err(Loc::new(loc.field("amount"), loc.line).err(format!(
+                return Err(entry.amount_at.err(format!(
                     "{} is above the highest unit price, {MAX_UNIT_PRICE}",
                     price.amount
                 )));
             }
             match denom {
-                None => denom = Some((&price.denom, loc)),
+                None => denom = Some((&price.denom, &entry.denom_at)),
                 Some((d, first)) if d != price.denom => {
-                    return Err(Loc::new(loc.field("denom"), loc.line).err(format!(
+                    return Err(entry.denom_at.err(format!(
                         "all prices of a deployment must use one denomination: {:?} here, {d:?} at {}",
                         price.denom, first.path
                     )));

@@ -108,11 +108,19 @@ pub(crate) struct ComputeProfile {
     pub(crate) storage: Vec<StorageVolume>,
     pub(crate) gpu_units: u64,
     pub(crate) gpu_attributes: Vec<Attribute>,
+    /// Where `cpu.units`, `memory.size` and `gpu.units` are written, for limit errors.
+    pub(crate) cpu_units_at: Loc,
+    pub(crate) memory_size_at: Loc,
+    pub(crate) gpu_units_at: Loc,
 }
 
 /// `profiles.compute.<name>.resources.storage[i]`.
 #[derive(Debug, Clone)]
 pub(crate) struct StorageVolume {
+    /// The volume (`…storage[i]`, or `…storage` when written as one mapping).
+    pub(crate) loc: Loc,
+    /// Its `size` field.
+    pub(crate) size_at: Loc,
     pub(crate) name: String,
     pub(crate) bytes: u64,
     /// `class` and `persistent`, normalised and sorted by key.
@@ -134,8 +142,18 @@ pub(crate) struct PlacementProfile {
     pub(crate) loc: Loc,
     pub(crate) attributes: Vec<Attribute>,
     pub(crate) signed_by: SignedBy,
-    /// compute profile → price per block, and where it was written.
-    pub(crate) pricing: BTreeMap<String, (Loc, DecCoin)>,
+    /// Where `pricing` is written.
+    pub(crate) pricing_at: Loc,
+    /// compute profile → price per block.
+    pub(crate) pricing: BTreeMap<String, Price>,
+}
+
+/// `profiles.placement.<name>.pricing.<profile>`: a price and where its parts are written.
+#[derive(Debug, Clone)]
+pub(crate) struct Price {
+    pub(crate) coin: DecCoin,
+    pub(crate) denom_at: Loc,
+    pub(crate) amount_at: Loc,
 }
 
 /// `deployment.<service>.<placement>`.
@@ -228,6 +246,14 @@ impl<'a> Fields<'a> {
 
     fn path(&self, key: &str) -> String {
         self.loc.field(key)
+    }
+
+    /// The line a key is written on (the mapping's line if absent).
+    fn key_line(&self, key: &str) -> usize {
+        self.entries
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map_or(self.loc.line, |(_, line, _)| *line)
     }
 
     /// Entries as (name, path, node), in document order.
@@ -325,6 +351,14 @@ fn text_list_or_null(node: &Node, path: &str) -> Result<Option<Vec<String>>> {
         .map(|(i, item)| text(item, &format!("{path}[{i}]")))
         .collect::<Result<Vec<_>>>()
         .map(Some)
+}
+
+/// The line of item `i` of a list node (the list's own line if it is not a list).
+fn item_line(node: &Node, i: usize) -> usize {
+    match &node.kind {
+        Kind::Seq(items) => items.get(i).map_or(node.line, |n| n.line),
+        _ => node.line,
+    }
 }
 
 fn seq<'a>(node: &'a Node, path: &str, what: &str) -> Result<&'a [Node]> {
@@ -589,7 +623,7 @@ fn read_service(
             if !valid_env_name(name) {
                 return Err(SdlError::new(
                     format!("{}[{i}]", fields.path("env")),
-                    fields.get("env").map_or(0, |n| n.line),
+                    fields.get("env").map_or(0, |n| item_line(n, i)),
                     format!(
                         "{name:?} is not a valid environment variable name (write NAME=value; the name uses letters, digits, '_', '-' or '.', not starting with a digit)"
                     ),
@@ -711,7 +745,7 @@ fn read_expose(node: &Node, path: &str) -> Result<Expose> {
                 if !valid_hostname(host) {
                     return Err(SdlError::new(
                         format!("{accept_path}[{i}]"),
-                        n.line,
+                        item_line(n, i),
                         format!(
                             "{host:?} is not a valid host name (lowercase DNS name, e.g. app.example.com)"
                         ),
@@ -960,6 +994,7 @@ fn read_compute(node: &Node, path: &str) -> Result<ComputeProfile> {
     let (units_text, _) = scalar(units_node, &units_path, "a CPU amount such as 0.5 or 500m")?;
     let cpu_millis =
         units::parse_cpu(units_text).map_err(|e| SdlError::new(&units_path, units_node.line, e))?;
+    let cpu_units_at = Loc::new(&units_path, units_node.line);
     let mut cpu_attributes = Vec::new();
     if let Some(n) = cpu.get("attributes") {
         let attr = Fields::of_or_empty(n, &cpu.path("attributes"), Some(&["arch"]))?;
@@ -977,6 +1012,7 @@ fn read_compute(node: &Node, path: &str) -> Result<ComputeProfile> {
     let size_node = memory.require("size", " (e.g. 512Mi)")?;
     let memory_bytes = units::parse_size(scalar(size_node, &size_path, "a size such as 512Mi")?.0)
         .map_err(|e| SdlError::new(&size_path, size_node.line, e))?;
+    let memory_size_at = Loc::new(&size_path, size_node.line);
     if let Some(n) = memory.get("attributes") {
         return Err(SdlError::new(
             memory.path("attributes"),
@@ -993,6 +1029,13 @@ fn read_compute(node: &Node, path: &str) -> Result<ComputeProfile> {
         None => (0, Vec::new()),
         Some(n) => read_gpu(n, &fields.path("gpu"))?,
     };
+    let gpu_units_at = match fields.get("gpu") {
+        Some(n) => {
+            let gpu = Fields::of(n, &fields.path("gpu"), None)?;
+            Loc::new(gpu.path("units"), gpu.key_line("units"))
+        }
+        None => Loc::new(fields.path("gpu"), fields.loc.line),
+    };
 
     Ok(ComputeProfile {
         loc: Loc::new(path, node.line),
@@ -1002,6 +1045,9 @@ fn read_compute(node: &Node, path: &str) -> Result<ComputeProfile> {
         storage,
         gpu_units,
         gpu_attributes,
+        cpu_units_at,
+        memory_size_at,
+        gpu_units_at,
     })
 }
 
@@ -1101,6 +1147,8 @@ fn read_volume(node: &Node, path: &str, in_list: bool) -> Result<StorageVolume> 
         Some(n) => read_storage_attributes(n, &fields.path("attributes"))?,
     };
     Ok(StorageVolume {
+        loc: Loc::new(path, node.line),
+        size_at: Loc::new(size_path, size_node.line),
         name,
         bytes,
         attributes,
@@ -1120,6 +1168,7 @@ fn read_storage_attributes(node: &Node, path: &str) -> Result<Vec<Attribute>> {
         Some(n) => Some(text_or_empty(n, &fields.path("class"))?),
         None => None,
     };
+    let class_line = fields.key_line("class");
     match class.as_deref() {
         None | Some("") => {
             if persistent == "true" {
@@ -1148,7 +1197,7 @@ fn read_storage_attributes(node: &Node, path: &str) -> Result<Vec<Attribute>> {
         other => {
             return Err(SdlError::new(
                 fields.path("persistent"),
-                node.line,
+                fields.key_line("persistent"),
                 format!("expected true or false, found {other:?}"),
             ));
         }
@@ -1158,7 +1207,7 @@ fn read_storage_attributes(node: &Node, path: &str) -> Result<Vec<Attribute>> {
         if !STORAGE_CLASSES.contains(&class.as_str()) {
             return Err(SdlError::new(
                 fields.path("class"),
-                node.line,
+                class_line,
                 format!(
                     "unknown storage class {class:?} (expected one of: {})",
                     STORAGE_CLASSES.join(", ")
@@ -1299,10 +1348,10 @@ fn read_placement(node: &Node, path: &str) -> Result<PlacementProfile> {
     )?;
     let mut pricing = BTreeMap::new();
     for (profile, ppath, pnode) in Fields::of(pricing_node, &pricing_path, None)?.iter() {
-        let price = read_price(pnode, &ppath)?;
-        pricing.insert(profile.to_string(), (Loc::new(ppath, pnode.line), price));
+        pricing.insert(profile.to_string(), read_price(pnode, &ppath)?);
     }
     Ok(PlacementProfile {
+        pricing_at: Loc::new(pricing_path.clone(), fields.key_line("pricing")),
         loc: Loc::new(path, node.line),
         attributes,
         signed_by,
@@ -1325,7 +1374,7 @@ pub fn valid_denom(denom: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-fn read_price(node: &Node, path: &str) -> Result<DecCoin> {
+fn read_price(node: &Node, path: &str) -> Result<Price> {
     let fields = Fields::of(node, path, Some(&["denom", "amount"]))?;
     let denom_path = fields.path("denom");
     let denom_node = fields.require("denom", " (e.g. uakt)")?;
@@ -1352,7 +1401,11 @@ fn read_price(node: &Node, path: &str) -> Result<DecCoin> {
             "is zero: offer a price above 0",
         ));
     }
-    Ok(DecCoin::new(denom, amount))
+    Ok(Price {
+        coin: DecCoin::new(denom, amount),
+        denom_at: Loc::new(denom_path, denom_node.line),
+        amount_at: Loc::new(amount_path, amount_node.line),
+    })
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ pub struct Sdl {
 
 /// Parses and validates an SDL file.
 pub fn parse(text: &str) -> Result<Sdl, SdlError> {
-    let root = yaml::parse(text).map_err(|e| SdlError::new("", e.line, e.message))?;
+    let root = yaml::parse(text).map_err(|e| SdlError::new(e.path, e.line, e.message))?;
     let input = input::read(&root)?;
     let (groups, manifest) = build::build(&input)?;
     Ok(Sdl {

@@ -56,6 +56,8 @@ impl Node {
 /// Why the text is not a usable YAML document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct YamlError {
+    /// Field path of the problem, when known (e.g. a duplicate key); else empty.
+    pub(crate) path: String,
     pub(crate) line: usize,
     pub(crate) message: String,
 }
@@ -64,6 +66,7 @@ pub(crate) struct YamlError {
 pub(crate) fn parse(text: &str) -> Result<Node, YamlError> {
     if text.len() > MAX_INPUT_BYTES {
         return Err(YamlError {
+            path: String::new(),
             line: 0,
             message: format!(
                 "file is {} bytes; an SDL may be at most {MAX_INPUT_BYTES} bytes",
@@ -80,6 +83,7 @@ pub(crate) fn parse(text: &str) -> Result<Node, YamlError> {
             format!("invalid YAML: {}", e.info())
         };
         return Err(YamlError {
+            path: String::new(),
             line: e.marker().line(),
             message,
         });
@@ -88,6 +92,7 @@ pub(crate) fn parse(text: &str) -> Result<Node, YamlError> {
         return Err(err);
     }
     builder.root.ok_or(YamlError {
+        path: String::new(),
         line: 1,
         message: "the file is empty: an SDL needs at least `version`, `services`, `profiles` and `deployment`".into(),
     })
@@ -121,10 +126,27 @@ impl Builder {
     fn fail(&mut self, line: usize, message: impl Into<String>) {
         if self.error.is_none() {
             self.error = Some(YamlError {
+                path: String::new(),
                 line,
                 message: message.into(),
             });
         }
+    }
+
+    /// Dotted path of the containers being built (`services.web.expose[0]`).
+    fn path_of(stack: &[Open]) -> String {
+        let mut path = String::new();
+        for open in stack {
+            match open {
+                Open::Seq { items, .. } => path.push_str(&format!("[{}]", items.len())),
+                Open::Map {
+                    pending_key: Some(key),
+                    ..
+                } => path = crate::error::join(&path, &scalar_text(key)),
+                Open::Map { .. } => {}
+            }
+        }
+        path
     }
 
     fn count(&mut self, n: usize, line: usize) {
@@ -139,6 +161,7 @@ impl Builder {
 
     /// Places a finished node into its parent, or makes it the root.
     fn push(&mut self, node: Node, anchor: usize) {
+        let parent_path = Self::path_of(&self.stack[..self.stack.len().saturating_sub(1)]);
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
         }
@@ -160,8 +183,12 @@ impl Builder {
                     let line = key.line;
                     let name = scalar_text(&key);
                     entries.push((key, node));
-                    if duplicate {
-                        self.fail(line, format!("mapping key {name:?} is defined twice"));
+                    if duplicate && self.error.is_none() {
+                        self.error = Some(YamlError {
+                            path: crate::error::join(&parent_path, &name),
+                            line,
+                            message: format!("{name:?} is defined twice in this mapping"),
+                        });
                     }
                 }
             },
@@ -209,6 +236,7 @@ fn merge_keys(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, YamlError
             Kind::Seq(items) => items,
             _ => {
                 return Err(YamlError {
+                    path: String::new(),
                     line: key.line,
                     message: "`<<` must merge a mapping or a list of mappings".into(),
                 });
@@ -217,6 +245,7 @@ fn merge_keys(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, YamlError
         for source in sources {
             let Kind::Map(source_entries) = source.kind else {
                 return Err(YamlError {
+                    path: String::new(),
                     line: source.line,
                     message: "`<<` must merge a mapping or a list of mappings".into(),
                 });
