@@ -68,20 +68,20 @@ impl SdlCommand {
             SdlCommand::Check(file) => check(file, format),
             SdlCommand::Groups(args) => {
                 let sdl = load(&args.file)?;
-                if args.akash {
-                    print_json(&kumo_sdl::akash::groups_json(sdl.groups()))?;
-                } else {
-                    print_json(sdl.groups())?;
-                }
+                let json = match args.akash {
+                    true => kumo_sdl::akash::groups_json(sdl.groups()),
+                    false => serde_json::to_value(sdl.groups())?,
+                };
+                print_json(&json)?;
                 Ok(ExitCode::SUCCESS)
             }
             SdlCommand::Manifest(args) => {
                 let sdl = load(&args.file)?;
-                if args.akash {
-                    print_json(&kumo_sdl::akash::manifest_json(sdl.manifest()))?;
-                } else {
-                    print_json(sdl.manifest())?;
-                }
+                let json = match args.akash {
+                    true => kumo_sdl::akash::manifest_json(sdl.manifest()),
+                    false => serde_json::to_value(sdl.manifest())?,
+                };
+                print_json(&json)?;
                 Ok(ExitCode::SUCCESS)
             }
             SdlCommand::Hash(file) => {
