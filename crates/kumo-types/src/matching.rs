@@ -1,0 +1,459 @@
+//! Does a provider satisfy a group's requirements? The rules Akash's chain applies to a bid.
+//!
+//! - **Attributes** ([`attributes_subset_of`]): every required attribute must be matched by one
+//!   of the provider's: the required key is a glob pattern in Go's `filepath.Match` syntax
+//!   ([`glob_match`]: `*`, `?`, `[a-z]`, `\` escapes; `*` stops at `/`) and the values must be
+//!   equal. This is Akash's `AttributesSubsetOf`.
+//! - **signedBy** ([`signed_by_satisfied`]): an auditor "vouches" for a group when the
+//!   attributes it signed for the provider are a superset of the group's required attributes.
+//!   With `all_of`, every listed auditor must vouch; with `any_of`, at least one.
+//! - **Capabilities** ([`capabilities_satisfied`]): a storage volume with attributes
+//!   (`class`, `persistent`) must find them all within one of the provider's
+//!   `capabilities/storage/<n>/<name>` groups (Akash's `GetCapabilitiesGroup` + `IN`); a GPU
+//!   request must have one of its attributes among the provider's `capabilities/gpu/...`
+//!   attributes (Akash's `GetCapabilitiesMap` + `AnyIN`).
+//!
+//! [`match_group`] applies all three and says which one failed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Attribute, GroupSpec, PlacementRequirements};
+
+/// The attributes one auditor signed for one provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attestation {
+    /// The auditor's address, as written in `signedBy`.
+    pub auditor: String,
+    /// The attributes the auditor vouches for.
+    pub attributes: Vec<Attribute>,
+}
+
+/// Why a provider does not match a group.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatchError {
+    /// A required attribute is missing.
+    #[error(
+        "provider lacks required attribute {key}={value}: add it to the provider's attributes or relax the SDL's placement attributes"
+    )]
+    MissingAttribute {
+        /// Required key (may be a pattern).
+        key: String,
+        /// Required value.
+        value: String,
+    },
+    /// An `all_of` auditor has not vouched for the required attributes.
+    #[error(
+        "auditor {0} (signedBy.allOf) has not signed the group's required attributes for this provider"
+    )]
+    AllOf(String),
+    /// No `any_of` auditor has vouched for the required attributes.
+    #[error(
+        "none of the auditors in signedBy.anyOf ({0}) signed the group's required attributes for this provider"
+    )]
+    AnyOf(String),
+    /// A storage volume's class/persistence is not offered.
+    #[error(
+        "provider offers no storage matching volume {volume:?} ({wanted}): it needs capabilities/storage/<n>/... attributes for it"
+    )]
+    Storage {
+        /// Volume name.
+        volume: String,
+        /// The volume's attributes, `k=v` joined by commas.
+        wanted: String,
+    },
+    /// The requested GPU is not offered.
+    #[error(
+        "provider offers none of the GPUs requested ({0}): it needs matching capabilities/gpu/... attributes"
+    )]
+    Gpu(String),
+}
+
+/// Go's `filepath.Match` on `/`-separated names: whether `name` matches `pattern`.
+///
+/// A malformed pattern (unclosed `[`, trailing `\`) matches nothing, as in Go, where the error
+/// makes Akash's caller treat it as no match.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    glob_at(&p, &n).unwrap_or(false)
+}
+
+/// `None` when the pattern is malformed.
+fn glob_at(p: &[char], n: &[char]) -> Option<bool> {
+    match p.first() {
+        None => Some(n.is_empty()),
+        Some('*') => {
+            let rest = &p[1..];
+            // `*` matches any run of non-separator characters, the shortest first.
+            let mut i = 0;
+            loop {
+                if glob_at(rest, &n[i..])? {
+                    return Some(true);
+                }
+                if i == n.len() || n[i] == '/' {
+                    // Still check the rest of the pattern is well formed, as Go does.
+                    return glob_at(rest, &[]).map(|_| false);
+                }
+                i += 1;
+            }
+        }
+        Some('?') => match n.first() {
+            Some(c) if *c != '/' => glob_at(&p[1..], &n[1..]),
+            _ => check_rest(&p[1..]),
+        },
+        Some('[') => {
+            let (matched, used) = class_match(&p[1..], n.first().copied())?;
+            match n.first() {
+                Some(c) if *c != '/' && matched => glob_at(&p[1 + used..], &n[1..]),
+                _ => check_rest(&p[1 + used..]),
+            }
+        }
+        Some('\\') => {
+            let c = *p.get(1)?;
+            match n.first() {
+                Some(x) if *x == c => glob_at(&p[2..], &n[1..]),
+                _ => check_rest(&p[2..]),
+            }
+        }
+        Some(c) => match n.first() {
+            Some(x) if x == c => glob_at(&p[1..], &n[1..]),
+            _ => check_rest(&p[1..]),
+        },
+    }
+}
+
+/// The match failed; report `Some(false)` unless the rest of the pattern is malformed.
+fn check_rest(p: &[char]) -> Option<bool> {
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            '[' => {
+                let (_, used) = class_match(&p[i + 1..], None)?;
+                i += 1 + used;
+            }
+            '\\' => {
+                p.get(i + 1)?;
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+    Some(false)
+}
+
+/// Parses a character class after `[`; returns (whether `c` is in it, chars used incl. `]`).
+fn class_match(p: &[char], c: Option<char>) -> Option<(bool, usize)> {
+    let mut i = 0;
+    let negate = p.first() == Some(&'^');
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let ch = *p.get(i)?;
+        if ch == ']' && !first {
+            i += 1;
+            break;
+        }
+        first = false;
+        let lo = if ch == '\\' {
+            i += 1;
+            *p.get(i)?
+        } else {
+            if ch == '-' || ch == ']' {
+                return None;
+            }
+            ch
+        };
+        i += 1;
+        let mut hi = lo;
+        if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|x| *x != ']') {
+            i += 1;
+            hi = if p[i] == '\\' {
+                i += 1;
+                *p.get(i)?
+            } else {
+                p[i]
+            };
+            i += 1;
+            if hi < lo {
+                return None;
+            }
+        }
+        if let Some(c) = c
+            && lo <= c
+            && c <= hi
+        {
+            matched = true;
+        }
+    }
+    Some((matched != negate, i))
+}
+
+/// Whether `have` matches the requirement `req`: key pattern matches, value equal.
+pub fn attribute_matches(req: &Attribute, have: &Attribute) -> bool {
+    req.value == have.value && glob_match(&req.key, &have.key)
+}
+
+/// Akash's `AttributesSubsetOf(required, have)`: every required attribute is matched by one in
+/// `have`. Returns the first one that is not.
+pub fn attributes_subset_of<'a>(
+    required: &'a [Attribute],
+    have: &[Attribute],
+) -> Result<(), &'a Attribute> {
+    for req in required {
+        if !have.iter().any(|h| attribute_matches(req, h)) {
+            return Err(req);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the auditors' attestations satisfy `req.signed_by` for `req.attributes`.
+pub fn signed_by_satisfied(
+    req: &PlacementRequirements,
+    attestations: &[Attestation],
+) -> Result<(), MatchError> {
+    let vouches = |auditor: &str| {
+        attestations.iter().any(|a| {
+            a.auditor == auditor && attributes_subset_of(&req.attributes, &a.attributes).is_ok()
+        })
+    };
+    for auditor in &req.signed_by.all_of {
+        if !vouches(auditor) {
+            return Err(MatchError::AllOf(auditor.clone()));
+        }
+    }
+    if !req.signed_by.any_of.is_empty() && !req.signed_by.any_of.iter().any(|a| vouches(a)) {
+        return Err(MatchError::AnyOf(req.signed_by.any_of.join(", ")));
+    }
+    Ok(())
+}
+
+/// Akash's `GetCapabilitiesGroup(prefix)`: `capabilities/<prefix>/<n>/<name> = v` grouped by `n`
+/// into lists of `name = v`, ordered by `n`.
+pub fn capabilities_group(attrs: &[Attribute], prefix: &str) -> Vec<Vec<Attribute>> {
+    let head = format!("capabilities/{prefix}/");
+    let mut groups: BTreeMap<&str, Vec<Attribute>> = BTreeMap::new();
+    for a in attrs {
+        let Some(rest) = a.key.strip_prefix(&head) else {
+            continue;
+        };
+        let Some((n, name)) = rest.split_once('/') else {
+            continue;
+        };
+        if name.is_empty() || name.contains('/') {
+            continue;
+        }
+        groups
+            .entry(n)
+            .or_default()
+            .push(Attribute::new(name, a.value.clone()));
+    }
+    groups.into_values().collect()
+}
+
+/// Akash's `GetCapabilitiesMap(prefix)`: `capabilities/<prefix>/<rest> = v` as `rest = v`.
+pub fn capabilities_map(attrs: &[Attribute], prefix: &str) -> Vec<Attribute> {
+    let head = format!("capabilities/{prefix}/");
+    attrs
+        .iter()
+        .filter_map(|a| {
+            let rest = a.key.strip_prefix(&head)?;
+            (!rest.is_empty()).then(|| Attribute::new(rest, a.value.clone()))
+        })
+        .collect()
+}
+
+fn join(attrs: &[Attribute]) -> String {
+    attrs
+        .iter()
+        .map(|a| format!("{}={}", a.key, a.value))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Whether the provider's `capabilities/storage` and `capabilities/gpu` attributes offer what
+/// the group's resource units ask for.
+pub fn capabilities_satisfied(group: &GroupSpec, provider: &[Attribute]) -> Result<(), MatchError> {
+    let storage = capabilities_group(provider, "storage");
+    let gpus = capabilities_map(provider, "gpu");
+    for unit in &group.resources {
+        for vol in &unit.resources.storage {
+            if vol.attributes.is_empty() {
+                continue;
+            }
+            if !storage
+                .iter()
+                .any(|g| attributes_subset_of(&vol.attributes, g).is_ok())
+            {
+                return Err(MatchError::Storage {
+                    volume: vol.name.clone(),
+                    wanted: join(&vol.attributes),
+                });
+            }
+        }
+        let gpu = &unit.resources.gpu;
+        if gpu.units > 0 {
+            let ok = if gpu.attributes.is_empty() {
+                !gpus.is_empty()
+            } else {
+                gpu.attributes
+                    .iter()
+                    .any(|req| gpus.iter().any(|have| attribute_matches(req, have)))
+            };
+            if !ok {
+                return Err(MatchError::Gpu(join(&gpu.attributes)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// All the checks a bid must pass on the provider side: attributes, signedBy, capabilities.
+pub fn match_group(
+    group: &GroupSpec,
+    provider: &[Attribute],
+    attestations: &[Attestation],
+) -> Result<(), MatchError> {
+    attributes_subset_of(&group.requirements.attributes, provider).map_err(|a| {
+        MatchError::MissingAttribute {
+            key: a.key.clone(),
+            value: a.value.clone(),
+        }
+    })?;
+    signed_by_satisfied(&group.requirements, attestations)?;
+    capabilities_satisfied(group, provider)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Gpu, ResourceUnit, Resources, SignedBy, Storage};
+
+    #[test]
+    fn glob_follows_filepath_match() {
+        let cases = [
+            ("abc", "abc", true),
+            ("*", "abc", true),
+            ("*c", "abc", true),
+            ("a*", "a", true),
+            ("a*/b", "abc/b", true),
+            ("a*b*c*d*e*/f", "axbxcxdxe/f", true),
+            ("a*b*c*d*e*/f", "axbxcxdxexxx/fff", false),
+            ("a*b?c*x", "abxbbxdbxebxczzx", true),
+            ("a*b?c*x", "abxbbxdbxebxczzy", false),
+            ("ab[c]", "abc", true),
+            ("ab[b-d]", "abc", true),
+            ("ab[e-g]", "abc", false),
+            ("ab[^c]", "abc", false),
+            ("ab[^b-d]", "abe", true),
+            ("a\\*b", "a*b", true),
+            ("a\\*b", "ab", false),
+            ("a?b", "a☺b", true),
+            ("a*", "ab/c", false),
+            ("capabilities/gpu/*", "capabilities/gpu/vendor", true),
+            ("region", "regions", false),
+            ("[", "a", false),
+            ("a[", "a", false),
+            ("*x", "xxx", true),
+            ("a/*", "a/", true),
+        ];
+        for (p, n, want) in cases {
+            assert_eq!(glob_match(p, n), want, "{p:?} vs {n:?}");
+        }
+    }
+
+    fn attrs(kv: &[(&str, &str)]) -> Vec<Attribute> {
+        kv.iter().map(|(k, v)| Attribute::new(*k, *v)).collect()
+    }
+
+    #[test]
+    fn signed_by_any_and_all() {
+        let mut req = PlacementRequirements {
+            signed_by: SignedBy::default(),
+            attributes: attrs(&[("region", "us-west")]),
+        };
+        let att = vec![
+            Attestation {
+                auditor: "a1".into(),
+                attributes: attrs(&[("region", "us-west"), ("tier", "1")]),
+            },
+            Attestation {
+                auditor: "a2".into(),
+                attributes: attrs(&[("tier", "1")]),
+            },
+        ];
+        assert!(signed_by_satisfied(&req, &[]).is_ok());
+        req.signed_by.any_of = vec!["a2".into(), "a1".into()];
+        assert!(signed_by_satisfied(&req, &att).is_ok());
+        req.signed_by.any_of = vec!["a2".into(), "a3".into()];
+        assert!(matches!(
+            signed_by_satisfied(&req, &att),
+            Err(MatchError::AnyOf(_))
+        ));
+        req.signed_by.any_of.clear();
+        req.signed_by.all_of = vec!["a1".into()];
+        assert!(signed_by_satisfied(&req, &att).is_ok());
+        req.signed_by.all_of = vec!["a1".into(), "a2".into()];
+        assert_eq!(
+            signed_by_satisfied(&req, &att),
+            Err(MatchError::AllOf("a2".into()))
+        );
+    }
+
+    #[test]
+    fn storage_and_gpu_capabilities() {
+        let mut unit = ResourceUnit {
+            resources: Resources {
+                storage: vec![Storage {
+                    name: "data".into(),
+                    bytes: 1,
+                    attributes: attrs(&[("class", "beta2"), ("persistent", "true")]),
+                }],
+                ..Resources::default()
+            },
+            count: 1,
+            price: crate::DecCoin::new("ukumo", crate::Dec::from_int(1)),
+        };
+        let group = |u: &ResourceUnit| GroupSpec {
+            name: "g".into(),
+            requirements: PlacementRequirements::default(),
+            resources: vec![u.clone()],
+        };
+        let provider = attrs(&[
+            ("capabilities/storage/1/class", "beta2"),
+            ("capabilities/storage/1/persistent", "true"),
+            ("capabilities/storage/2/class", "beta3"),
+            ("capabilities/gpu/vendor/nvidia/model/a100", "true"),
+        ]);
+        assert!(match_group(&group(&unit), &provider, &[]).is_ok());
+        unit.resources.storage[0].attributes[0].value = "beta3".into();
+        // beta3 exists but not persistent in the same group.
+        assert!(matches!(
+            match_group(&group(&unit), &provider, &[]),
+            Err(MatchError::Storage { .. })
+        ));
+        unit.resources.storage.clear();
+        unit.resources.gpu = Gpu {
+            units: 1,
+            attributes: attrs(&[("vendor/nvidia/model/*", "true")]),
+        };
+        assert!(match_group(&group(&unit), &provider, &[]).is_ok());
+        unit.resources.gpu.attributes = attrs(&[("vendor/nvidia/model/h100", "true")]);
+        assert!(matches!(
+            match_group(&group(&unit), &provider, &[]),
+            Err(MatchError::Gpu(_))
+        ));
+    }
+
+    #[test]
+    fn wildcard_keys_in_requirements() {
+        let have = attrs(&[("region", "us-west"), ("host", "akash")]);
+        assert!(attributes_subset_of(&attrs(&[("reg*", "us-west")]), &have).is_ok());
+        assert!(attributes_subset_of(&attrs(&[("reg*", "eu")]), &have).is_err());
+    }
+}
