@@ -1,0 +1,67 @@
+//! The command line: one `clap` struct per concern, doc comments as help text.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::OutputFormat;
+
+/// Kumo: an open marketplace for cloud compute.
+///
+/// Tenants deploy SDL files (Akash-compatible); providers bid and run them; the chain handles
+/// escrow and settlement.
+#[derive(Debug, Parser)]
+#[command(name = "kumo", version, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// Output format: `text` for people, `json` for scripts.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub(crate) output: OutputFormat,
+    /// More log output (-v: debug, -vv: trace). `RUST_LOG` works too.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Check and convert deployment files (SDL, Akash-compatible).
+    #[command(subcommand)]
+    Sdl(crate::sdl::SdlCommand),
+}
+
+impl Cli {
+    /// Runs the chosen command.
+    pub(crate) fn run(&self) -> anyhow::Result<ExitCode> {
+        match &self.command {
+            Command::Sdl(cmd) => cmd.run(self.global.output),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_sdl_commands_and_global_output() {
+        let cli = Cli::try_parse_from(["kumo", "sdl", "groups", "f.yaml", "--akash", "-o", "json"])
+            .unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        assert!(matches!(cli.command, Command::Sdl(_)));
+        assert!(Cli::try_parse_from(["kumo", "sdl", "check"]).is_err());
+    }
+}
