@@ -34,7 +34,7 @@ pub struct TakeRate {
 
 /// Every chain parameter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Params {
     /// The only denomination fees are paid in.
     pub fee_denom: String,
