@@ -101,7 +101,7 @@ fn check_tx_admits_future_nonces_but_not_past_ones() {
     let tx1 = a.sign(FEE, vec![send()]);
     assert!(h.app.check_tx(&tx0).is_ok());
     assert!(h.app.check_tx(&tx1).is_ok(), "a pending nonce may be ahead");
-    h.block(&[tx0.clone()]);
+    h.block(std::slice::from_ref(&tx0));
     assert!(matches!(
         h.app.check_tx(&tx0),
         Err(TxRejected::Nonce { want: 1, got: 0 })
