@@ -761,5 +761,6 @@ fn generator_reaches_leases_withdrawals_and_depletion() {
             sim.stats
         );
     }
+    eprintln!("outcomes {:?}, events {kinds:?}", sim.stats);
     assert!(sim.stats["rejected"] > 0 && sim.stats["failed"] > 0 && sim.stats["applied"] > 0);
 }
