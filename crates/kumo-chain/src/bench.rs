@@ -233,9 +233,10 @@ impl Default for EscrowConfig {
     }
 }
 
-/// A chain with `n` active leases (one per deployment), of which `dry_per_block` run dry in
-/// each of the `blocks` blocks after setup. Returns the harness and the first such height.
-fn escrow_world(n: u32, blocks: u32, dry_per_block: u32) -> (Harness, u64) {
+/// A chain with `n` active leases (one per deployment, one provider), of which `dry_per_block`
+/// run dry in each of `blocks` consecutive blocks. Returns the harness (at the lease height) and
+/// the first of those heights.
+pub fn escrow_world(n: u32, blocks: u32, dry_per_block: u32) -> (Harness, u64) {
     const PER_TX: usize = 32;
     let n_tenants = n.div_ceil(1000).max(1);
     let mut tenants: Vec<Actor> = (0..n_tenants).map(Actor::numbered).collect();

@@ -38,31 +38,42 @@ pub trait StateRoot {
     fn root(&mut self) -> [u8; 32];
 }
 
-/// An in-memory store: a hash map for point reads and writes, beside an ordered set of keys for
+/// An in-memory store: a hash map for point reads and writes, beside ordered key sets for
 /// prefix scans and the root.
 ///
 /// The hash map is only ever looked up by key, never iterated, so its (randomized) order cannot
-/// leak into state: every ordered walk goes through the `BTreeSet`. Point reads cost O(1)
+/// leak into state: every ordered walk goes through the `BTreeSet`s. Point reads cost O(1)
 /// whatever the size, which keeps end-of-block work independent of how many leases exist.
 ///
-/// Keys up to 80 bytes (all of the chain's but balances of very long denominations) are stored
-/// inline, so walking the ordered set compares bytes in place instead of chasing a pointer per
-/// comparison.
-#[derive(Debug, Clone, Default)]
+/// The ordered keys are split by their first byte (the chain's table prefix), like a store's
+/// column families: walking one table never touches the nodes of the others, so a small index
+/// stays small in the cache however large the rest of the state grows. Keys up to 80 bytes (all
+/// of the chain's but balances of very long denominations) are stored inline, so a walk compares
+/// bytes in place instead of chasing a pointer per comparison.
+#[derive(Debug, Clone)]
 pub struct MemStore {
     values: HashMap<Key, Vec<u8>>,
-    keys: BTreeSet<Key>,
+    tables: Vec<BTreeSet<Key>>,
 }
 
 type Key = SmallVec<[u8; 80]>;
 
+fn table(key: &[u8]) -> usize {
+    key.first().map_or(0, |b| usize::from(*b))
+}
+
+impl Default for MemStore {
+    fn default() -> MemStore {
+        MemStore {
+            values: HashMap::new(),
+            tables: vec![BTreeSet::new(); 256],
+        }
+    }
+}
+
 impl PartialEq for MemStore {
     fn eq(&self, other: &MemStore) -> bool {
-        self.keys == other.keys
-            && self
-                .keys
-                .iter()
-                .all(|k| self.values.get(k) == other.values.get(k))
+        self.tables == other.tables && self.iter().all(|(k, v)| other.values.get(k) == Some(v))
     }
 }
 
@@ -76,17 +87,20 @@ impl MemStore {
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.values.len()
     }
 
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.values.is_empty()
     }
 
     /// All entries in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Vec<u8>)> {
-        self.keys.iter().map(|k| (k.as_slice(), &self.values[k]))
+        self.tables
+            .iter()
+            .flatten()
+            .map(|k| (k.as_slice(), &self.values[k]))
     }
 }
 
@@ -100,19 +114,22 @@ impl Store for MemStore {
             Some(v) => *v = value,
             None => {
                 self.values.insert(Key::from_slice(key), value);
-                self.keys.insert(Key::from_slice(key));
+                self.tables[table(key)].insert(Key::from_slice(key));
             }
         }
     }
 
     fn delete(&mut self, key: &[u8]) {
         if self.values.remove(key).is_some() {
-            self.keys.remove(key);
+            self.tables[table(key)].remove(key);
         }
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.keys
+        if prefix.is_empty() {
+            return self.iter().map(|(k, v)| (k.to_vec(), v.clone())).collect();
+        }
+        self.tables[table(prefix)]
             .range::<[u8], _>((
                 std::ops::Bound::Included(prefix),
                 std::ops::Bound::Unbounded,
@@ -226,5 +243,7 @@ mod tests {
         assert_ne!(base.root(), before);
         assert_eq!(base.get(b"a3"), Some(b"w".to_vec()));
         assert_eq!(base.len(), 3);
+        let all: Vec<Vec<u8>> = base.scan_prefix(b"").into_iter().map(|(k, _)| k).collect();
+        assert_eq!(all, vec![b"a2".to_vec(), b"a3".to_vec(), b"b1".to_vec()]);
     }
 }
