@@ -72,125 +72,177 @@ pub enum MatchError {
 
 /// Go's `filepath.Match` on `/`-separated names: whether `name` matches `pattern`.
 ///
-/// A malformed pattern (unclosed `[`, trailing `\`) matches nothing, as in Go, where the error
-/// makes Akash's caller treat it as no match.
+/// A port of Go's algorithm (chunks of literals, `?` and classes, each optionally preceded by
+/// `*`, matched leftmost-first without backtracking), so it runs in O(len(pattern) ×
+/// len(name)) at worst, never exponentially. A malformed pattern (unclosed `[`, trailing `\`)
+/// matches nothing, as in Go, where the error makes Akash's caller treat it as no match.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    glob_at(&p, &n).unwrap_or(false)
+    go_match(&p, &n).unwrap_or(false)
 }
 
-/// `None` when the pattern is malformed.
-fn glob_at(p: &[char], n: &[char]) -> Option<bool> {
-    match p.first() {
-        None => Some(n.is_empty()),
-        Some('*') => {
-            let rest = &p[1..];
-            // `*` matches any run of non-separator characters, the shortest first.
+const SEPARATOR: char = '/';
+
+/// `Err(())` is Go's `ErrBadPattern`.
+fn go_match(mut pattern: &[char], mut name: &[char]) -> Result<bool, ()> {
+    'pattern: while !pattern.is_empty() {
+        let (star, chunk, rest) = scan_chunk(pattern);
+        pattern = rest;
+        if star && chunk.is_empty() {
+            // Trailing * matches the rest of the name unless it has a separator.
+            return Ok(!name.contains(&SEPARATOR));
+        }
+        // Look for a match at the current position.
+        let (t, ok) = match_chunk(chunk, name)?;
+        // The last chunk must exhaust the name.
+        if ok && (t.is_empty() || !pattern.is_empty()) {
+            name = t;
+            continue;
+        }
+        if star {
+            // Look for a match skipping i+1 characters; a star cannot skip a separator.
             let mut i = 0;
-            loop {
-                if glob_at(rest, &n[i..])? {
-                    return Some(true);
-                }
-                if i == n.len() || n[i] == '/' {
-                    // Still check the rest of the pattern is well formed, as Go does.
-                    return glob_at(rest, &[]).map(|_| false);
+            while i < name.len() && name[i] != SEPARATOR {
+                let (t, ok) = match_chunk(chunk, &name[i + 1..])?;
+                if ok {
+                    if pattern.is_empty() && !t.is_empty() {
+                        i += 1;
+                        continue;
+                    }
+                    name = t;
+                    continue 'pattern;
                 }
                 i += 1;
             }
         }
-        Some('?') => match n.first() {
-            Some(c) if *c != '/' => glob_at(&p[1..], &n[1..]),
-            _ => check_rest(&p[1..]),
-        },
-        Some('[') => {
-            let (matched, used) = class_match(&p[1..], n.first().copied())?;
-            match n.first() {
-                Some(c) if *c != '/' && matched => glob_at(&p[1 + used..], &n[1..]),
-                _ => check_rest(&p[1 + used..]),
-            }
+        // No match: still report a syntax error in the rest of the pattern, as Go does.
+        while !pattern.is_empty() {
+            let (_, chunk, rest) = scan_chunk(pattern);
+            pattern = rest;
+            match_chunk(chunk, &[])?;
         }
-        Some('\\') => {
-            let c = *p.get(1)?;
-            match n.first() {
-                Some(x) if *x == c => glob_at(&p[2..], &n[1..]),
-                _ => check_rest(&p[2..]),
-            }
-        }
-        Some(c) => match n.first() {
-            Some(x) if x == c => glob_at(&p[1..], &n[1..]),
-            _ => check_rest(&p[1..]),
-        },
+        return Ok(false);
     }
+    Ok(name.is_empty())
 }
 
-/// The match failed; report `Some(false)` unless the rest of the pattern is malformed.
-fn check_rest(p: &[char]) -> Option<bool> {
+/// Splits off the next chunk: leading stars, then literals/`?`/classes up to the next star.
+fn scan_chunk(mut pattern: &[char]) -> (bool, &[char], &[char]) {
+    let mut star = false;
+    while pattern.first() == Some(&'*') {
+        pattern = &pattern[1..];
+        star = true;
+    }
+    let mut in_range = false;
     let mut i = 0;
-    while i < p.len() {
-        match p[i] {
-            '[' => {
-                let (_, used) = class_match(&p[i + 1..], None)?;
-                i += 1 + used;
-            }
+    while i < pattern.len() {
+        match pattern[i] {
             '\\' => {
-                p.get(i + 1)?;
-                i += 2;
+                if i + 1 < pattern.len() {
+                    i += 1;
+                }
             }
-            _ => i += 1,
+            '[' => in_range = true,
+            ']' => in_range = false,
+            '*' if !in_range => break,
+            _ => {}
         }
+        i += 1;
     }
-    Some(false)
+    (star, &pattern[..i], &pattern[i..])
 }
 
-/// Parses a character class after `[`; returns (whether `c` is in it, chars used incl. `]`).
-fn class_match(p: &[char], c: Option<char>) -> Option<(bool, usize)> {
-    let mut i = 0;
-    let negate = p.first() == Some(&'^');
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    loop {
-        let ch = *p.get(i)?;
-        if ch == ']' && !first {
-            i += 1;
-            break;
+/// Whether `chunk` matches the start of `s`; returns the rest of `s`.
+fn match_chunk<'a>(mut chunk: &[char], mut s: &'a [char]) -> Result<(&'a [char], bool), ()> {
+    let mut failed = false;
+    while !chunk.is_empty() {
+        if !failed && s.is_empty() {
+            failed = true;
         }
-        first = false;
-        let lo = if ch == '\\' {
-            i += 1;
-            *p.get(i)?
-        } else {
-            if ch == '-' || ch == ']' {
-                return None;
+        match chunk[0] {
+            '[' => {
+                let mut r = '\0';
+                if !failed {
+                    r = s[0];
+                    s = &s[1..];
+                }
+                chunk = &chunk[1..];
+                let negated = chunk.first() == Some(&'^');
+                if negated {
+                    chunk = &chunk[1..];
+                }
+                let mut matched = false;
+                let mut nrange = 0;
+                loop {
+                    if chunk.first() == Some(&']') && nrange > 0 {
+                        chunk = &chunk[1..];
+                        break;
+                    }
+                    let (lo, rest) = get_esc(chunk)?;
+                    chunk = rest;
+                    let mut hi = lo;
+                    if chunk[0] == '-' {
+                        let (h, rest) = get_esc(&chunk[1..])?;
+                        hi = h;
+                        chunk = rest;
+                    }
+                    if lo <= r && r <= hi {
+                        matched = true;
+                    }
+                    nrange += 1;
+                }
+                if matched == negated {
+                    failed = true;
+                }
             }
-            ch
-        };
-        i += 1;
-        let mut hi = lo;
-        if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|x| *x != ']') {
-            i += 1;
-            hi = if p[i] == '\\' {
-                i += 1;
-                *p.get(i)?
-            } else {
-                p[i]
-            };
-            i += 1;
-            if hi < lo {
-                return None;
+            '?' => {
+                if !failed {
+                    if s[0] == SEPARATOR {
+                        failed = true;
+                    }
+                    s = &s[1..];
+                }
+                chunk = &chunk[1..];
+            }
+            c => {
+                let c = if c == '\\' {
+                    chunk = &chunk[1..];
+                    *chunk.first().ok_or(())?
+                } else {
+                    c
+                };
+                if !failed {
+                    if c != s[0] {
+                        failed = true;
+                    }
+                    s = &s[1..];
+                }
+                chunk = &chunk[1..];
             }
         }
-        if let Some(c) = c
-            && lo <= c
-            && c <= hi
-        {
-            matched = true;
-        }
     }
-    Some((matched != negate, i))
+    Ok(if failed { (&[], false) } else { (s, true) })
+}
+
+/// A possibly escaped character of a class; errors where Go's `getEsc` does.
+fn get_esc(chunk: &[char]) -> Result<(char, &[char]), ()> {
+    let mut chunk = chunk;
+    match chunk.first() {
+        None | Some('-') | Some(']') => return Err(()),
+        Some('\\') => {
+            chunk = &chunk[1..];
+            if chunk.is_empty() {
+                return Err(());
+            }
+        }
+        _ => {}
+    }
+    let rest = &chunk[1..];
+    if rest.is_empty() {
+        return Err(());
+    }
+    Ok((chunk[0], rest))
 }
 
 /// Whether `have` matches the requirement `req`: key pattern matches, value equal.
@@ -361,10 +413,38 @@ mod tests {
             ("a[", "a", false),
             ("*x", "xxx", true),
             ("a/*", "a/", true),
+            // From Go's path/filepath match_test.go.
+            ("[\\]a]", "]", true),
+            ("[\\-]", "-", true),
+            ("[x\\-]", "x", true),
+            ("[x\\-]", "-", true),
+            ("[x\\-]", "z", false),
+            ("[\\-x]", "x", true),
+            ("[]a]", "]", false),
+            ("[-]", "-", false),
+            ("[x-]", "x", false),
+            ("[a-b-c]", "a", false),
+            ("[^", "a", false),
+            ("[^bc", "a", false),
+            ("a[", "ab", false),
+            ("a/b[", "x", false),
+            ("a*b*c*d*e*/f", "axbxcxdxe/xxx/f", false),
+            ("ab[^e-g]", "abc", true),
+            ("a?b", "a/b", false),
+            ("a*b", "a/b", false),
         ];
         for (p, n, want) in cases {
             assert_eq!(glob_match(p, n), want, "{p:?} vs {n:?}");
         }
+    }
+
+    #[test]
+    fn glob_is_not_exponential() {
+        let pattern = "*a".repeat(120) + "b";
+        let name = "a".repeat(250);
+        let start = std::time::Instant::now();
+        assert!(!glob_match(&pattern, &name));
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
     }
 
     fn attrs(kv: &[(&str, &str)]) -> Vec<Attribute> {
