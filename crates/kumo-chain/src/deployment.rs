@@ -463,7 +463,14 @@ pub(crate) fn start_group(
         .into());
     }
     g.state = GroupState::Open;
-    g.oseq += 1;
+    g.oseq = g
+        .oseq
+        .checked_add(1)
+        .ok_or_else(|| DeploymentError::Limit {
+            what: format!("orders of group {id}"),
+            n: u64::from(u32::MAX) + 1,
+            max: u64::from(u32::MAX),
+        })?;
     state::put(ctx.store, &keys::group(id), &g);
     ctx.events.push(Event::GroupStarted { id: *id });
     market::create_order(ctx, &g)

@@ -127,7 +127,7 @@ pub(crate) fn create_order(ctx: &mut Ctx<'_>, group: &Group) -> Result<(), MsgEr
         .spec
         .price()
         .expect("group prices were checked at creation");
-    let expires_at = ctx.height + ctx.params.order_ttl;
+    let expires_at = ctx.height.saturating_add(ctx.params.order_ttl);
     let o = Order {
         id,
         state: OrderState::Open,
