@@ -154,6 +154,9 @@ pub enum BlockError {
     /// A block is already open.
     #[error("block {0} is still open: call end_block first")]
     Open(u64),
+    /// No block is open.
+    #[error("no block is open: call begin_block first")]
+    NotOpen,
 }
 
 /// Outcome of [`App::execute_block`].
@@ -401,10 +404,7 @@ impl<S: Store> App<S> {
     /// Ends the open block: closes the escrow accounts that run dry at this height (their leases
     /// close `insufficient_funds`), then the orders whose TTL ends here. Returns their events.
     pub fn end_block(&mut self) -> Result<Vec<EventRecord>, BlockError> {
-        let height = self.open_block.ok_or(BlockError::Height {
-            last: self.height,
-            got: self.height,
-        })?;
+        let height = self.open_block.ok_or(BlockError::NotOpen)?;
         let mut ctx = Ctx {
             store: &mut self.store,
             params: &self.params,

@@ -78,6 +78,7 @@ fn blocks_follow_each_other_and_state_reloads() {
     h.app.begin_block(2).unwrap();
     assert_eq!(h.app.begin_block(3), Err(BlockError::Open(2)));
     h.app.end_block().unwrap();
+    assert_eq!(h.app.end_block(), Err(BlockError::NotOpen));
     let root = h.app.root();
     let mut reloaded = App::load(h.app.into_store()).unwrap();
     assert_eq!(reloaded.height(), 2);
