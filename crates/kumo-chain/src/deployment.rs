@@ -147,12 +147,13 @@ pub fn check_groups(params: &Params, groups: &[GroupSpec]) -> Result<String, Dep
         )?;
         check_attributes(params, "placement attributes", &g.requirements.attributes)
             .map_err(|e| bad(&e.to_string()))?;
-        let signers = g
-            .requirements
-            .signed_by
-            .all_of
-            .iter()
-            .chain(&g.requirements.signed_by.any_of);
+        let sb = &g.requirements.signed_by;
+        limit(
+            format!("group {:?} signedBy auditors", g.name),
+            sb.all_of.len() + sb.any_of.len(),
+            params.max_attributes,
+        )?;
+        let signers = sb.all_of.iter().chain(&sb.any_of);
         for a in signers {
             if a.parse::<Address>().is_err() {
                 return Err(bad(&format!(
