@@ -37,6 +37,20 @@ enum Op {
     DeleteProvider {
         who: usize,
     },
+    UpdateProvider {
+        who: usize,
+        region: bool,
+    },
+    Unsign {
+        auditor: usize,
+        provider: usize,
+        all: bool,
+    },
+    UpdateDeployment {
+        who: usize,
+        pick: usize,
+        as_owner: bool,
+    },
     Sign {
         auditor: usize,
         provider: usize,
@@ -126,6 +140,9 @@ fn single_op() -> impl Strategy<Value = Op> {
         3 => (a(), a(), 0..2_000_000u64, 0..3usize).prop_map(|(from, to, amount, denom)| Op::Send { from, to, amount, denom }),
         2 => (a(), any::<bool>()).prop_map(|(who, region)| Op::CreateProvider { who, region }),
         1 => a().prop_map(|who| Op::DeleteProvider { who }),
+        1 => (a(), any::<bool>()).prop_map(|(who, region)| Op::UpdateProvider { who, region }),
+        1 => (a(), a(), any::<bool>()).prop_map(|(auditor, provider, all)| Op::Unsign { auditor, provider, all }),
+        1 => (a(), any::<usize>(), any::<bool>()).prop_map(|(who, pick, as_owner)| Op::UpdateDeployment { who, pick, as_owner }),
         1 => (a(), a(), any::<bool>()).prop_map(|(auditor, provider, region)| Op::Sign { auditor, provider, region }),
         4 => (a(), 1..6u64, 1..300_000u64, any::<bool>(), 0..6_000_000u64, prop_oneof![5 => 0..2usize, 1 => Just(2usize)], 1..3usize, proptest::option::of(any::<bool>()))
             .prop_map(|(who, dseq, price, frac, deposit, denom, groups, region)| Op::Deploy { who, dseq, price, frac, deposit, denom, groups, region }),
@@ -235,6 +252,43 @@ impl Sim {
                 )
             }
             Op::DeleteProvider { who } => (who, vec![Msg::DeleteProvider]),
+            Op::UpdateProvider { who, region } => {
+                let r = if region { "a" } else { "b" };
+                (
+                    who,
+                    vec![Msg::UpdateProvider(provider_fields(&[("region", r)]))],
+                )
+            }
+            Op::Unsign {
+                auditor,
+                provider,
+                all,
+            } => (
+                auditor,
+                vec![Msg::DeleteProviderAttributes {
+                    provider: addr(provider),
+                    keys: if all { vec![] } else { vec!["region".into()] },
+                }],
+            ),
+            Op::UpdateDeployment {
+                who,
+                pick: i,
+                as_owner,
+            } => {
+                let d = pick(&q.deployments(&DeploymentFilter::default()).value, i)?;
+                let who = if as_owner {
+                    who_is(d.deployment.id.owner)
+                } else {
+                    who
+                };
+                (
+                    who,
+                    vec![Msg::UpdateDeployment {
+                        id: d.deployment.id,
+                        hash: [7; 32],
+                    }],
+                )
+            }
             Op::Sign {
                 auditor,
                 provider,
