@@ -294,8 +294,13 @@ pub(crate) fn create_bid(
     }
     let group = open_group_of(ctx, order_id)?;
     let attestations = crate::audit::attestations_for_matching(ctx.store, sender);
-    kumo_types::matching::match_group(&group.spec, &p.fields.attributes, &attestations)
-        .map_err(MarketError::from)?;
+    kumo_types::matching::match_group_within(
+        &group.spec,
+        &p.fields.attributes,
+        &attestations,
+        &kumo_types::matching::Meter::new(ctx.params.max_match_work),
+    )
+    .map_err(MarketError::from)?;
     let open = state::scan::<Bid>(ctx.store, &keys::bids_of(order_id))
         .iter()
         .filter(|b| b.state == BidState::Open)

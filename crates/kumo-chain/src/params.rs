@@ -72,6 +72,9 @@ pub struct Params {
     pub max_string_bytes: u32,
     /// Most open bids on one order.
     pub max_bids_per_order: u32,
+    /// Most attribute-matching work one bid may cost (pattern characters processed; see
+    /// `kumo_types::matching::Meter`). Bounds a bid's checks however adversarial the attributes.
+    pub max_match_work: u64,
 }
 
 impl Default for Params {
@@ -104,6 +107,7 @@ impl Default for Params {
             max_attributes: 64,
             max_string_bytes: 256,
             max_bids_per_order: 64,
+            max_match_work: 4_000_000,
         }
     }
 }

@@ -129,7 +129,7 @@ fn pinned_state_root() {
     let mut h = script();
     assert_eq!(
         hex::encode(h.app.root()),
-        "f2bef5f351c911feb643d5638349fb8be90d5b6ba928cb34f296ac4dea63224e",
+        "5bea6a2faa8175e874cc2204a25be1e287828a6e6de9519680aebc59088d9c3c",
         "the state root changed: a consensus-breaking change (see the module docs)"
     );
 }

@@ -929,3 +929,49 @@ fn prices_in_unknown_denoms_are_rejected_at_deploy_time() {
         "{e}"
     );
 }
+
+#[test]
+fn adversarial_attribute_patterns_cost_a_bounded_amount_of_work() {
+    let mut w = world();
+    // A provider with 64 long keys, and a group with 64 wildcard requirements that each nearly
+    // match every key and truly match only the last: unmetered, over 100M steps per bid;
+    // metered, refused after max_match_work.
+    let long: Vec<(String, String)> = (0..64)
+        .map(|i| (format!("{}{i:02}", "a".repeat(240)), "v".to_string()))
+        .collect();
+    let attrs: Vec<(&str, &str)> = long.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut spammer = Actor::from_seed(77);
+    w.h.ok(
+        &mut w.tenant,
+        vec![Msg::Send {
+            to: spammer.addr,
+            amount: "100000000ukumo".parse().unwrap(),
+        }],
+    );
+    w.h.ok(
+        &mut spammer,
+        vec![Msg::CreateProvider(provider_fields(&attrs))],
+    );
+    let patterns: Vec<(String, String)> = (0..64)
+        .map(|i| (format!("*{}63", "a".repeat(150 + i)), "v".to_string()))
+        .collect();
+    let req: Vec<(&str, &str)> = patterns
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let id = deploy(
+        &mut w.h,
+        &mut w.tenant,
+        1,
+        vec![group("g", &req, "100ukumo")],
+        Coin::new("ukumo", 1_000_000),
+    );
+    let start = std::time::Instant::now();
+    let e = market_err(w.h.fails(&mut spammer, vec![bid(id.group(1).order(1), "50", "ukumo")]));
+    assert_eq!(e, MarketError::Mismatch(MatchError::TooComplex));
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+}

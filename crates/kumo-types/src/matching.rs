@@ -63,6 +63,11 @@ pub enum MatchError {
         /// The volume's attributes, `k=v` joined by commas.
         wanted: String,
     },
+    /// Matching needed more work than the budget allows.
+    #[error(
+        "matching the provider's attributes against the group takes too much work (chain parameter max_match_work): use fewer or simpler wildcard attributes"
+    )]
+    TooComplex,
     /// The requested GPU is not offered.
     #[error(
         "provider offers none of the GPUs requested ({0}): it needs matching capabilities/gpu/... attributes"
@@ -77,15 +82,83 @@ pub enum MatchError {
 /// len(name)) at worst, never exponentially. A malformed pattern (unclosed `[`, trailing `\`)
 /// matches nothing, as in Go, where the error makes Akash's caller treat it as no match.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
+    glob_metered(pattern, name, &Meter::unlimited()).unwrap_or(false)
+}
+
+/// A budget of matching work, counted in pattern characters processed: matching is then
+/// bounded however adversarial the patterns and names (the chain's `max_match_work`).
+#[derive(Debug)]
+pub struct Meter {
+    left: std::cell::Cell<u64>,
+}
+
+impl Meter {
+    /// A budget of `units`.
+    pub fn new(units: u64) -> Meter {
+        Meter {
+            left: std::cell::Cell::new(units),
+        }
+    }
+
+    /// No limit.
+    pub fn unlimited() -> Meter {
+        Meter::new(u64::MAX)
+    }
+
+    /// Units left.
+    pub fn left(&self) -> u64 {
+        self.left.get()
+    }
+
+    fn charge(&self, units: usize) -> Result<(), Stop> {
+        let units = units as u64;
+        match self.left.get().checked_sub(units) {
+            Some(l) => {
+                self.left.set(l);
+                Ok(())
+            }
+            None => {
+                self.left.set(0);
+                Err(Stop::Budget)
+            }
+        }
+    }
+}
+
+/// Why matching stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Go's `ErrBadPattern`: the pattern matches nothing.
+    BadPattern,
+    /// The meter ran out.
+    Budget,
+}
+
+/// The budget ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfBudget;
+
+/// [`glob_match`] within a [`Meter`].
+pub fn glob_metered(pattern: &str, name: &str, meter: &Meter) -> Result<bool, OutOfBudget> {
+    let budget = |e| match e {
+        Stop::BadPattern => Ok(false),
+        Stop::Budget => Err(OutOfBudget),
+    };
+    meter
+        .charge(pattern.len() + name.len())
+        .map_err(|_| OutOfBudget)?;
+    // Fast path: a pattern without metacharacters is a plain comparison.
+    if !pattern.contains(['*', '?', '[', '\\']) {
+        return Ok(pattern == name);
+    }
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    go_match(&p, &n).unwrap_or(false)
+    go_match(&p, &n, meter).or_else(budget)
 }
 
 const SEPARATOR: char = '/';
 
-/// `Err(())` is Go's `ErrBadPattern`.
-fn go_match(mut pattern: &[char], mut name: &[char]) -> Result<bool, ()> {
+fn go_match(mut pattern: &[char], mut name: &[char], meter: &Meter) -> Result<bool, Stop> {
     'pattern: while !pattern.is_empty() {
         let (star, chunk, rest) = scan_chunk(pattern);
         pattern = rest;
@@ -94,7 +167,7 @@ fn go_match(mut pattern: &[char], mut name: &[char]) -> Result<bool, ()> {
             return Ok(!name.contains(&SEPARATOR));
         }
         // Look for a match at the current position.
-        let (t, ok) = match_chunk(chunk, name)?;
+        let (t, ok) = match_chunk(chunk, name, meter)?;
         // The last chunk must exhaust the name.
         if ok && (t.is_empty() || !pattern.is_empty()) {
             name = t;
@@ -104,7 +177,7 @@ fn go_match(mut pattern: &[char], mut name: &[char]) -> Result<bool, ()> {
             // Look for a match skipping i+1 characters; a star cannot skip a separator.
             let mut i = 0;
             while i < name.len() && name[i] != SEPARATOR {
-                let (t, ok) = match_chunk(chunk, &name[i + 1..])?;
+                let (t, ok) = match_chunk(chunk, &name[i + 1..], meter)?;
                 if ok {
                     if pattern.is_empty() && !t.is_empty() {
                         i += 1;
@@ -120,7 +193,7 @@ fn go_match(mut pattern: &[char], mut name: &[char]) -> Result<bool, ()> {
         while !pattern.is_empty() {
             let (_, chunk, rest) = scan_chunk(pattern);
             pattern = rest;
-            match_chunk(chunk, &[])?;
+            match_chunk(chunk, &[], meter)?;
         }
         return Ok(false);
     }
@@ -150,7 +223,12 @@ fn scan_chunk(mut pattern: &[char]) -> (bool, &[char], &[char]) {
 }
 
 /// Whether `chunk` matches the start of `s`; returns the rest of `s`.
-fn match_chunk<'a>(mut chunk: &[char], mut s: &'a [char]) -> Result<(&'a [char], bool), ()> {
+fn match_chunk<'a>(
+    mut chunk: &[char],
+    mut s: &'a [char],
+    meter: &Meter,
+) -> Result<(&'a [char], bool), Stop> {
+    meter.charge(chunk.len() + 1)?;
     let mut failed = false;
     while !chunk.is_empty() {
         if !failed && s.is_empty() {
@@ -204,7 +282,7 @@ fn match_chunk<'a>(mut chunk: &[char], mut s: &'a [char]) -> Result<(&'a [char],
             c => {
                 let c = if c == '\\' {
                     chunk = &chunk[1..];
-                    *chunk.first().ok_or(())?
+                    *chunk.first().ok_or(Stop::BadPattern)?
                 } else {
                     c
                 };
@@ -222,28 +300,39 @@ fn match_chunk<'a>(mut chunk: &[char], mut s: &'a [char]) -> Result<(&'a [char],
 }
 
 /// A possibly escaped character of a class; errors where Go's `getEsc` does.
-fn get_esc(chunk: &[char]) -> Result<(char, &[char]), ()> {
+fn get_esc(chunk: &[char]) -> Result<(char, &[char]), Stop> {
     let mut chunk = chunk;
     match chunk.first() {
-        None | Some('-') | Some(']') => return Err(()),
+        None | Some('-') | Some(']') => return Err(Stop::BadPattern),
         Some('\\') => {
             chunk = &chunk[1..];
             if chunk.is_empty() {
-                return Err(());
+                return Err(Stop::BadPattern);
             }
         }
         _ => {}
     }
     let rest = &chunk[1..];
     if rest.is_empty() {
-        return Err(());
+        return Err(Stop::BadPattern);
     }
     Ok((chunk[0], rest))
 }
 
 /// Whether `have` matches the requirement `req`: key pattern matches, value equal.
 pub fn attribute_matches(req: &Attribute, have: &Attribute) -> bool {
-    req.value == have.value && glob_match(&req.key, &have.key)
+    attribute_matches_metered(req, have, &Meter::unlimited()).unwrap_or(false)
+}
+
+fn attribute_matches_metered(
+    req: &Attribute,
+    have: &Attribute,
+    meter: &Meter,
+) -> Result<bool, OutOfBudget> {
+    meter
+        .charge(req.value.len().min(have.value.len()) + 1)
+        .map_err(|_| OutOfBudget)?;
+    Ok(req.value == have.value && glob_metered(&req.key, &have.key, meter)?)
 }
 
 /// Akash's `AttributesSubsetOf(required, have)`: every required attribute is matched by one in
@@ -252,12 +341,27 @@ pub fn attributes_subset_of<'a>(
     required: &'a [Attribute],
     have: &[Attribute],
 ) -> Result<(), &'a Attribute> {
+    subset_metered(required, have, &Meter::unlimited()).unwrap_or(Err(&required[0]))
+}
+
+fn subset_metered<'a>(
+    required: &'a [Attribute],
+    have: &[Attribute],
+    meter: &Meter,
+) -> Result<Result<(), &'a Attribute>, OutOfBudget> {
     for req in required {
-        if !have.iter().any(|h| attribute_matches(req, h)) {
-            return Err(req);
+        let mut found = false;
+        for h in have {
+            if attribute_matches_metered(req, h, meter)? {
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            return Ok(Err(req));
         }
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Whether the auditors' attestations satisfy `req.signed_by` for `req.attributes`.
@@ -265,17 +369,36 @@ pub fn signed_by_satisfied(
     req: &PlacementRequirements,
     attestations: &[Attestation],
 ) -> Result<(), MatchError> {
-    let vouches = |auditor: &str| {
-        attestations.iter().any(|a| {
-            a.auditor == auditor && attributes_subset_of(&req.attributes, &a.attributes).is_ok()
-        })
+    signed_by_metered(req, attestations, &Meter::unlimited())
+}
+
+fn signed_by_metered(
+    req: &PlacementRequirements,
+    attestations: &[Attestation],
+    meter: &Meter,
+) -> Result<(), MatchError> {
+    let vouches = |auditor: &str| -> Result<bool, MatchError> {
+        for a in attestations.iter().filter(|a| a.auditor == auditor) {
+            if subset_metered(&req.attributes, &a.attributes, meter)
+                .map_err(|_| MatchError::TooComplex)?
+                .is_ok()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     };
     for auditor in &req.signed_by.all_of {
-        if !vouches(auditor) {
+        if !vouches(auditor)? {
             return Err(MatchError::AllOf(auditor.clone()));
         }
     }
-    if !req.signed_by.any_of.is_empty() && !req.signed_by.any_of.iter().any(|a| vouches(a)) {
+    if !req.signed_by.any_of.is_empty() {
+        for a in &req.signed_by.any_of {
+            if vouches(a)? {
+                return Ok(());
+            }
+        }
         return Err(MatchError::AnyOf(req.signed_by.any_of.join(", ")));
     }
     Ok(())
@@ -327,6 +450,15 @@ fn join(attrs: &[Attribute]) -> String {
 /// Whether the provider's `capabilities/storage` and `capabilities/gpu` attributes offer what
 /// the group's resource units ask for.
 pub fn capabilities_satisfied(group: &GroupSpec, provider: &[Attribute]) -> Result<(), MatchError> {
+    capabilities_metered(group, provider, &Meter::unlimited())
+}
+
+fn capabilities_metered(
+    group: &GroupSpec,
+    provider: &[Attribute],
+    meter: &Meter,
+) -> Result<(), MatchError> {
+    let too_complex = |_| MatchError::TooComplex;
     let storage = capabilities_group(provider, "storage");
     let gpus = capabilities_map(provider, "gpu");
     for unit in &group.resources {
@@ -334,10 +466,17 @@ pub fn capabilities_satisfied(group: &GroupSpec, provider: &[Attribute]) -> Resu
             if vol.attributes.is_empty() {
                 continue;
             }
-            if !storage
-                .iter()
-                .any(|g| attributes_subset_of(&vol.attributes, g).is_ok())
-            {
+            let mut offered = false;
+            for g in &storage {
+                if subset_metered(&vol.attributes, g, meter)
+                    .map_err(too_complex)?
+                    .is_ok()
+                {
+                    offered = true;
+                    break;
+                }
+            }
+            if !offered {
                 return Err(MatchError::Storage {
                     volume: vol.name.clone(),
                     wanted: join(&vol.attributes),
@@ -346,13 +485,15 @@ pub fn capabilities_satisfied(group: &GroupSpec, provider: &[Attribute]) -> Resu
         }
         let gpu = &unit.resources.gpu;
         if gpu.units > 0 {
-            let ok = if gpu.attributes.is_empty() {
-                !gpus.is_empty()
-            } else {
-                gpu.attributes
-                    .iter()
-                    .any(|req| gpus.iter().any(|have| attribute_matches(req, have)))
-            };
+            let mut ok = gpu.attributes.is_empty() && !gpus.is_empty();
+            'gpu: for req in &gpu.attributes {
+                for have in &gpus {
+                    if attribute_matches_metered(req, have, meter).map_err(too_complex)? {
+                        ok = true;
+                        break 'gpu;
+                    }
+                }
+            }
             if !ok {
                 return Err(MatchError::Gpu(join(&gpu.attributes)));
             }
@@ -367,14 +508,26 @@ pub fn match_group(
     provider: &[Attribute],
     attestations: &[Attestation],
 ) -> Result<(), MatchError> {
-    attributes_subset_of(&group.requirements.attributes, provider).map_err(|a| {
-        MatchError::MissingAttribute {
+    match_group_within(group, provider, attestations, &Meter::unlimited())
+}
+
+/// [`match_group`] within a work budget: [`MatchError::TooComplex`] when it runs out, so the
+/// cost of a bid's checks is bounded whatever the attributes (Go's algorithm is
+/// O(pattern × name) per pair, and there are up to attributes² pairs per auditor).
+pub fn match_group_within(
+    group: &GroupSpec,
+    provider: &[Attribute],
+    attestations: &[Attestation],
+    meter: &Meter,
+) -> Result<(), MatchError> {
+    subset_metered(&group.requirements.attributes, provider, meter)
+        .map_err(|_| MatchError::TooComplex)?
+        .map_err(|a| MatchError::MissingAttribute {
             key: a.key.clone(),
             value: a.value.clone(),
-        }
-    })?;
-    signed_by_satisfied(&group.requirements, attestations)?;
-    capabilities_satisfied(group, provider)
+        })?;
+    signed_by_metered(&group.requirements, attestations, meter)?;
+    capabilities_metered(group, provider, meter)
 }
 
 #[cfg(test)]
@@ -432,6 +585,38 @@ mod tests {
         for (p, n, want) in cases {
             assert_eq!(glob_match(p, n), want, "{p:?} vs {n:?}");
         }
+    }
+
+    #[test]
+    fn metering_bounds_the_work() {
+        let req = vec![Attribute::new("*".to_string() + &"a".repeat(200) + "b", "v"); 64];
+        let have = vec![Attribute::new("a".repeat(250), "v"); 64];
+        let group = GroupSpec {
+            name: "g".into(),
+            requirements: PlacementRequirements {
+                signed_by: SignedBy::default(),
+                attributes: req,
+            },
+            resources: vec![],
+        };
+        let meter = Meter::new(1_000_000);
+        assert_eq!(
+            match_group_within(&group, &have, &[], &meter),
+            Err(MatchError::TooComplex)
+        );
+        assert_eq!(meter.left(), 0);
+        // Unlimited, it finishes and finds no match.
+        assert!(matches!(
+            match_group(&group, &have, &[]),
+            Err(MatchError::MissingAttribute { .. })
+        ));
+        // A plain match costs little.
+        let meter = Meter::new(1_000);
+        let ok = GroupSpec {
+            requirements: PlacementRequirements::default(),
+            ..group
+        };
+        assert!(match_group_within(&ok, &have, &[], &meter).is_ok());
     }
 
     #[test]
