@@ -13,7 +13,9 @@
 //!   request must have one of its attributes among the provider's `capabilities/gpu/...`
 //!   attributes (Akash's `GetCapabilitiesMap` + `AnyIN`).
 //!
-//! [`match_group`] applies all three and says which one failed.
+//! [`match_group`] applies all three and says which one failed. [`match_group_within`] does the
+//! same within a work budget ([`Meter`]), which the chain uses so that no bid, however crafted
+//! its attributes, costs more than a bounded amount of validator time.
 
 use std::collections::BTreeMap;
 
