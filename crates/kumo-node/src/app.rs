@@ -1,0 +1,467 @@
+//! The consensus application: `glue::stateful`'s [`Application`] over one QMDB database,
+//! executing `kumo-chain` on the in-memory [`ChainState`].
+//!
+//! - **propose**: wait until `parent.timestamp + block_time`, take transactions from the pool,
+//!   execute them on the parent's state, leave out the ones the chain rejects (they change
+//!   nothing), write the diff into the QMDB batch and put its root in the block.
+//! - **process** (verify a peer's block, or replay one): execute the block's transactions on the
+//!   parent's state; a candidate block with a rejected transaction, a timestamp not above its
+//!   parent's, or a state root that differs from ours is invalid (stateful compares the root).
+//! - **finalized**: fold the block's diff into the finalized state, hand the block to the
+//!   [`crate::BlockSink`], drop its transactions from the pool.
+//!
+//! Startup: `glue::stateful` opens QMDB at the last durable finalized block and hands it to its
+//! state-sync resolver before it processes anything. [`StateLoader`] stands in that place: it
+//! reads every live key-value pair out of QMDB into the in-memory base (replaying the operation
+//! log from the inactivity floor, which holds every active key's latest operation) and learns
+//! which block it is from the chain's stored height and marshal. Blocks above it are then
+//! replayed by stateful through `process`, exactly as a fresh node replays from genesis.
+//!
+//! State sync from peers is not used: a node that is behind replays finalized blocks from
+//! marshal (its own and its peers'), see `ARCHITECTURE.md`.
+
+use std::{marker::PhantomData, num::NonZeroU64, time::UNIX_EPOCH};
+
+use commonware_consensus::{
+    Heightable as _,
+    marshal::{
+        Identifier, ancestry::Ancestry, core::Mailbox as MarshalMailbox, standard::Standard,
+    },
+    types::Height,
+};
+use commonware_cryptography::{Digestible as _, Sha256};
+use commonware_glue::stateful::{
+    Application, Finality, Input, Proposed,
+    db::{AttachableResolver, DatabaseSet, ManagedDb, Merkleized as _, Shared, Unmerkleized as _},
+};
+use commonware_parallel::Sequential;
+use commonware_runtime::{Clock, Metrics, Spawner};
+use commonware_storage::{
+    Context as StorageContext,
+    mmr::{self, Location},
+    qmdb::{
+        any::{operation::Operation, unordered::variable},
+        sync::{self, Target},
+    },
+    translator::EightCap,
+};
+use commonware_utils::{NZU64, non_empty_range};
+use futures::StreamExt as _;
+use kumo_chain::{App, MemStore, Store as _, TxRejected, store::Overlay, store::Writes};
+use kumo_types::tx::tx_hash;
+use rand_core_010::Rng;
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    block::{Block, BlockContext, Digest},
+    node::{FinalizedBlock, FinalizedTip, Node},
+    state::{ChainState, Execution, Layer},
+};
+
+/// The validators' signing scheme: ed25519 signatures, certificates list each signer.
+pub type Scheme = commonware_consensus::simplex::scheme::ed25519::Scheme;
+
+/// The state database: an authenticated key-value log whose keys and values are the chain's
+/// raw store keys and values.
+pub type Qmdb<E> = variable::Db<mmr::Family, E, Vec<u8>, Vec<u8>, Sha256, EightCap, Sequential>;
+
+/// The database set `glue::stateful` manages for the node: one QMDB.
+pub type Databases<E> = Shared<Qmdb<E>>;
+
+/// The marshal mailbox the node's pieces share.
+pub type Marshal = MarshalMailbox<Scheme, Standard<Block>>;
+
+/// What the runtime must offer the application.
+pub trait Runtime:
+    Spawner + Clock + Metrics + StorageContext + Rng + Send + Sync + 'static
+{
+}
+impl<T: Spawner + Clock + Metrics + StorageContext + Rng + Send + Sync + 'static> Runtime for T {}
+
+/// The state sync target a block commits to.
+pub fn sync_target(block: &Block) -> Target<mmr::Family, Digest> {
+    Target::new(block.state_root, block.state_range.clone())
+}
+
+/// The application `glue::stateful` drives.
+pub struct KumoApp<E> {
+    node: Node,
+    genesis_block: Block,
+    _runtime: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for KumoApp<E> {
+    fn clone(&self) -> Self {
+        KumoApp {
+            node: self.node.clone(),
+            genesis_block: self.genesis_block.clone(),
+            _runtime: PhantomData,
+        }
+    }
+}
+
+impl<E: Runtime> KumoApp<E> {
+    /// The application of `node`, whose chain starts at `genesis_block`.
+    pub fn new(node: Node, genesis_block: Block) -> Self {
+        KumoApp {
+            node,
+            genesis_block,
+            _runtime: PhantomData,
+        }
+    }
+
+    fn now_ms(runtime: &E) -> u64 {
+        runtime
+            .current()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// Writes a diff into a QMDB batch, in key order.
+    fn write_diff(
+        mut batch: <Databases<E> as DatabaseSet<E>>::Unmerkleized,
+        writes: &Writes,
+    ) -> <Databases<E> as DatabaseSet<E>>::Unmerkleized {
+        for (k, v) in writes {
+            batch = batch.write(k.clone(), v.clone());
+        }
+        batch
+    }
+
+    fn range_of(
+        merkleized: &<Databases<E> as DatabaseSet<E>>::Merkleized,
+    ) -> commonware_utils::range::NonEmptyRange<Location> {
+        let bounds = merkleized.bounds();
+        non_empty_range!(bounds.inactivity_floor, bounds.tip.size)
+    }
+}
+
+impl<E: Runtime> Application<E> for KumoApp<E> {
+    type SigningScheme = Scheme;
+    type Context = BlockContext;
+    type Block = Block;
+    type Databases = Databases<E>;
+    type Captured = ();
+    type Provider = ();
+    type Input = ();
+
+    fn sync_targets(block: &Block) -> Target<mmr::Family, Digest> {
+        sync_target(block)
+    }
+
+    async fn genesis(&mut self) -> Block {
+        self.genesis_block.clone()
+    }
+
+    async fn propose(
+        &mut self,
+        (runtime, context): (E, BlockContext),
+        ancestry: impl Ancestry<Block>,
+        batches: <Databases<E> as DatabaseSet<E>>::Unmerkleized,
+        _input: Input<(), ()>,
+    ) -> Option<Proposed<Self, E>> {
+        let mut ancestry = ancestry;
+        let parent = ancestry.next().await?;
+        let parent_ts = parent.inner().timestamp_ms;
+        let parent_digest = parent.digest();
+        let parent_height = parent.height().get();
+        let config = self.node.config().clone();
+
+        // Pace the chain: the child of a block is proposed `block_time` after the block.
+        let earliest = parent_ts + config.block_time.as_millis() as u64;
+        let now = Self::now_ms(&runtime);
+        if now < earliest {
+            runtime
+                .sleep(std::time::Duration::from_millis(earliest - now))
+                .await;
+        }
+        let timestamp_ms = Self::now_ms(&runtime).max(parent_ts + 1);
+
+        let candidates = config
+            .pool
+            .reap(config.limits.max_txs, config.limits.max_block_bytes);
+        let executed = self
+            .node
+            .state()
+            .execute(parent_digest, parent_height, &candidates);
+        let (writes, execution) = match executed {
+            Ok(x) => x,
+            Err(e) => {
+                error!(error = %e, height = parent_height + 1, "cannot build a block");
+                return None;
+            }
+        };
+
+        // Rejected transactions changed nothing, so leaving them out keeps the same diff. Those
+        // that can never commit leave the pool; a nonce ahead of the account's may commit later.
+        let mut txs = Vec::with_capacity(candidates.len());
+        let mut results = Vec::with_capacity(candidates.len());
+        let mut dead = Vec::new();
+        for (tx, result) in candidates.into_iter().zip(execution.results) {
+            match result {
+                Ok(receipt) => {
+                    txs.push(tx);
+                    results.push(Ok(receipt));
+                }
+                Err(TxRejected::Nonce { want, got }) if got > want => {}
+                Err(e) => {
+                    debug!(error = %e, "dropping a transaction the chain rejects");
+                    dead.push(tx_hash(&tx));
+                }
+            }
+        }
+        config.pool.remove(&dead);
+
+        let merkleized = match Self::write_diff(batches, &writes).merkleize().await {
+            Ok(m) => m,
+            Err(e) => panic!("QMDB merkleize failed while proposing: {e:?}"),
+        };
+        let block = Block {
+            context,
+            parent: parent_digest,
+            height: Height::new(parent_height + 1),
+            timestamp_ms,
+            state_root: merkleized.root(),
+            state_range: Self::range_of(&merkleized),
+            txs,
+        };
+        self.node.state().insert(
+            block.digest(),
+            Layer {
+                parent: parent_digest,
+                height: parent_height + 1,
+                writes,
+                execution: Execution {
+                    results,
+                    end_events: execution.end_events,
+                },
+            },
+        );
+        Some(Proposed { block, merkleized })
+    }
+
+    async fn process(
+        &mut self,
+        _context: (E, BlockContext),
+        ancestry: impl Ancestry<Block>,
+        batches: <Databases<E> as DatabaseSet<E>>::Unmerkleized,
+        finality: Finality,
+    ) -> Option<<Databases<E> as DatabaseSet<E>>::Merkleized> {
+        let mut ancestry = ancestry;
+        let digested = ancestry.next().await?;
+        let parent = ancestry.next().await?;
+        let block = digested.inner();
+        let height = block.height().get();
+        let candidate = finality == Finality::Candidate;
+        if candidate && block.timestamp_ms <= parent.inner().timestamp_ms {
+            warn!(height, "invalid block: timestamp not above its parent's");
+            return None;
+        }
+        let executed =
+            self.node
+                .state()
+                .execute(parent.digest(), parent.height().get(), &block.txs);
+        let (writes, execution) = match executed {
+            Ok(x) => x,
+            Err(e) => {
+                error!(error = %e, height, "cannot execute block");
+                return None;
+            }
+        };
+        if candidate {
+            if let Some((i, Err(e))) = execution
+                .results
+                .iter()
+                .enumerate()
+                .find(|(_, r)| r.is_err())
+            {
+                warn!(height, tx = i, error = %e, "invalid block: it includes a rejected transaction");
+                return None;
+            }
+        }
+        let merkleized = match Self::write_diff(batches, &writes).merkleize().await {
+            Ok(m) => m,
+            Err(e) => panic!("QMDB merkleize failed while verifying: {e:?}"),
+        };
+        if merkleized.root() != block.state_root {
+            warn!(height, "block's state root differs from ours");
+        }
+        self.node.state().insert(
+            digested.digest(),
+            Layer {
+                parent: parent.digest(),
+                height,
+                writes,
+                execution,
+            },
+        );
+        Some(merkleized)
+    }
+
+    async fn capture(
+        &mut self,
+        _context: (E, BlockContext),
+        _block: &Block,
+        _batches: &<Databases<E> as DatabaseSet<E>>::Merkleized,
+        _readers: <Databases<E> as DatabaseSet<E>>::Readers,
+    ) {
+    }
+
+    async fn finalized(
+        &mut self,
+        _context: (E, BlockContext),
+        block: &Block,
+        _captured: (),
+        _readers: <Databases<E> as DatabaseSet<E>>::Readers,
+    ) {
+        let digest = block.digest();
+        let height = block.height().get();
+        let (layer, chain_height) = {
+            let mut state = self.node.state();
+            let layer = state
+                .finalize(digest, height)
+                .unwrap_or_else(|e| panic!("finalized block {height} cannot be applied: {e}"));
+            (layer, state.finalized_chain_height())
+        };
+        *self.node.inner.tip.lock().expect("tip lock") = Some(FinalizedTip {
+            height: chain_height,
+            digest,
+            state_root: block.state_root,
+        });
+        let hashes: Vec<_> = block.txs.iter().map(|t| tx_hash(t)).collect();
+        self.node.pool().remove(&hashes);
+        debug!(height = chain_height, txs = block.txs.len(), "finalized");
+        self.node.config().sink.finalized(&FinalizedBlock {
+            height: chain_height,
+            digest: digest.into(),
+            parent: block.parent.into(),
+            timestamp_ms: block.timestamp_ms,
+            proposer: block
+                .context
+                .leader
+                .as_ref()
+                .try_into()
+                .expect("32-byte key"),
+            state_root: block.state_root.into(),
+            txs: block.txs.clone(),
+            results: layer.execution.results,
+            end_events: layer.execution.end_events,
+        });
+    }
+}
+
+/// Stands where `glue::stateful` expects a state-sync resolver: when stateful hands over the
+/// opened database at startup, it loads the in-memory state from it. It serves no state sync.
+pub struct StateLoader<E> {
+    node: Node,
+    marshal: Marshal,
+    genesis_digest: Digest,
+    _runtime: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for StateLoader<E> {
+    fn clone(&self) -> Self {
+        StateLoader {
+            node: self.node.clone(),
+            marshal: self.marshal.clone(),
+            genesis_digest: self.genesis_digest,
+            _runtime: PhantomData,
+        }
+    }
+}
+
+impl<E: Runtime> StateLoader<E> {
+    /// A loader for `node`, asking `marshal` which block the stored state belongs to.
+    pub fn new(node: Node, marshal: Marshal, genesis_digest: Digest) -> Self {
+        StateLoader {
+            node,
+            marshal,
+            genesis_digest,
+            _runtime: PhantomData,
+        }
+    }
+}
+
+/// Reads every live key-value pair out of QMDB: replays the operations from the inactivity
+/// floor (every active key's latest operation is at or above it) to the end of the log.
+pub async fn read_all<E: Runtime>(db: &Qmdb<E>) -> MemStore {
+    const PAGE: NonZeroU64 = NZU64!(1024);
+    let end = db.bounds().end;
+    let mut loc = db.sync_boundary();
+    let mut store = MemStore::new();
+    while loc < end {
+        let (_, ops) = db
+            .proof(loc, PAGE)
+            .await
+            .unwrap_or_else(|e| panic!("reading QMDB operations at {loc}: {e:?}"));
+        if ops.is_empty() {
+            break;
+        }
+        loc = Location::new(*loc + ops.len() as u64);
+        for op in ops {
+            match op {
+                Operation::Update(update) => store.put(&update.0, update.1),
+                Operation::Delete(key) => store.delete(&key),
+                Operation::CommitFloor(..) => {}
+            }
+        }
+    }
+    store
+}
+
+impl<E: Runtime> AttachableResolver<Qmdb<E>> for StateLoader<E> {
+    async fn attach_database(&self, db: Shared<Qmdb<E>>) {
+        let base = {
+            let guard = db.read().await;
+            read_all::<E>(&guard).await
+        };
+        let genesis = &self.node.config().genesis;
+        let chain_height = App::load(Overlay::new(&base)).map(|a| a.height());
+        let (height, digest) = match chain_height {
+            Err(_) => (0, self.genesis_digest),
+            Ok(h) => {
+                let height = ChainState::consensus_height(genesis, h);
+                let block = self
+                    .marshal
+                    .get_block(Identifier::Height(Height::new(height)))
+                    .await
+                    .unwrap_or_else(|| {
+                        panic!("marshal has no block at height {height}, where the state is")
+                    });
+                *self.node.inner.tip.lock().expect("tip lock") = Some(FinalizedTip {
+                    height: h,
+                    digest: block.digest(),
+                    state_root: block.inner().state_root,
+                });
+                (height, block.digest())
+            }
+        };
+        info!(
+            height,
+            entries = base.len(),
+            "loaded the finalized state from QMDB"
+        );
+        *self.node.state() = ChainState::new(genesis.clone(), base, height, digest);
+    }
+}
+
+/// The error of the state-sync source that never serves.
+#[derive(Debug, thiserror::Error)]
+#[error("this node does not serve state sync")]
+pub struct NoStateSync;
+
+impl<E: Runtime> sync::Source for StateLoader<E> {
+    type Family = mmr::Family;
+    type Digest = Digest;
+    type Op = <Qmdb<E> as sync::Database>::Op;
+    type Error = NoStateSync;
+
+    async fn serve(&self, _request: sync::Request<mmr::Family>) -> sync::source::Result<Self> {
+        Err(NoStateSync)
+    }
+}
+
+/// The empty database's sync target: what the genesis block commits to.
+pub fn initial_target<E: Runtime>() -> Target<mmr::Family, Digest> {
+    <Qmdb<E> as ManagedDb<E>>::initial_sync_target()
+}

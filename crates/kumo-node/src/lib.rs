@@ -1,0 +1,28 @@
+//! Kumo's node core: commonware `simplex` consensus with ed25519 validator keys, `marshal` for
+//! block delivery and catch-up, `glue::stateful` over QMDB for the state (its root in every
+//! block), and a mempool gossiped over the p2p network.
+//!
+//! - [`block`]: the block and its encoding.
+//! - [`state`]: the chain state in memory (finalized base + one diff per pending block), which
+//!   `kumo-chain` executes on synchronously.
+//! - [`app`]: the `glue::stateful` application (propose, verify, finalize) and the startup load
+//!   of the state out of QMDB.
+//! - [`engine`]: wires one validator on any commonware runtime and p2p network.
+//! - [`node`]: the [`Node`] handle: submit transactions, read the finalized state, receive
+//!   finalized blocks through a [`BlockSink`].
+//! - [`pool`]: the [`TxPool`] seam and a simple FIFO pool.
+//!
+//! Tests run whole networks of nodes on commonware's deterministic runtime and simulated
+//! network (`tests/`), reproducible by seed.
+
+pub mod app;
+pub mod block;
+pub mod engine;
+pub mod node;
+pub mod pool;
+pub mod state;
+
+pub use block::{Block, BlockLimits, Digest};
+pub use engine::{Network, StartError, Validators};
+pub use node::{BlockSink, FinalizedBlock, FinalizedTip, NoSink, Node, NodeConfig, SubmitError};
+pub use pool::{FifoPool, PoolError, TxHash, TxPool};

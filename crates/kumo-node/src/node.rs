@@ -1,0 +1,218 @@
+//! [`Node`]: the handle the rest of the program holds on a running node. Submit transactions,
+//! read the finalized state, and receive finalized blocks through a [`BlockSink`].
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use commonware_utils::channel::mpsc;
+use kumo_chain::{
+    App, EventRecord, Genesis, MemStore, Store, TxReceipt, TxRejected, store::Overlay,
+};
+use kumo_types::tx::VerifiedTx;
+
+use crate::{
+    block::{BlockLimits, Digest},
+    pool::{PoolError, TxHash, TxPool},
+    state::ChainState,
+};
+
+/// A finalized block as the rest of the node sees it: header, transactions and what they did.
+///
+/// Handed to the [`BlockSink`] once per block, in height order, for every block this process
+/// finalizes. After a restart, blocks above the last durable state are executed and handed over
+/// again, so a sink must accept a block it has already seen (and ignore it).
+#[derive(Clone, Debug)]
+pub struct FinalizedBlock {
+    /// The chain's height (genesis `initial_height` + consensus height).
+    pub height: u64,
+    /// Block digest.
+    pub digest: [u8; 32],
+    /// Parent block digest.
+    pub parent: [u8; 32],
+    /// Proposer's clock when it built the block, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The proposer's ed25519 public key.
+    pub proposer: [u8; 32],
+    /// The state root after the block (QMDB operations root).
+    pub state_root: [u8; 32],
+    /// The signed transactions, in execution order.
+    pub txs: Vec<Vec<u8>>,
+    /// One result per transaction (`Ok` = included; the receipt says if its messages failed).
+    pub results: Vec<Result<TxReceipt, TxRejected>>,
+    /// Events of the end of the block.
+    pub end_events: Vec<EventRecord>,
+}
+
+/// Receives every finalized block (see [`FinalizedBlock`] for the delivery guarantee).
+///
+/// Called on the consensus path: keep it quick (write to a channel or a local store). The node
+/// acknowledges the block to consensus after this returns.
+pub trait BlockSink: Send + Sync + 'static {
+    /// A block was finalized and its state applied.
+    fn finalized(&self, block: &FinalizedBlock);
+}
+
+/// A sink that drops every block.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoSink;
+
+impl BlockSink for NoSink {
+    fn finalized(&self, _: &FinalizedBlock) {}
+}
+
+/// A sink that forwards every block into an unbounded channel.
+impl BlockSink for mpsc::UnboundedSender<FinalizedBlock> {
+    fn finalized(&self, block: &FinalizedBlock) {
+        let _ = self.send(block.clone());
+    }
+}
+
+/// Why a submitted transaction was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The chain would reject it.
+    #[error(transparent)]
+    Rejected(#[from] TxRejected),
+    /// The pool refused it.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+}
+
+/// What a node is configured with, whatever runtime and network it runs on.
+#[derive(Clone)]
+pub struct NodeConfig {
+    /// The chain's genesis.
+    pub genesis: Genesis,
+    /// Time from a block's timestamp until its child is proposed (devnet 250 ms, default 1 s).
+    pub block_time: Duration,
+    /// Block size limits.
+    pub limits: BlockLimits,
+    /// Prefix of every storage partition this node writes (one node per prefix).
+    pub partition_prefix: String,
+    /// Where proposals take transactions from.
+    pub pool: Arc<dyn TxPool>,
+    /// Where finalized blocks go.
+    pub sink: Arc<dyn BlockSink>,
+}
+
+impl NodeConfig {
+    /// A config with default block time (1 s) and limits, a [`crate::FifoPool`] and no sink.
+    pub fn new(genesis: Genesis, partition_prefix: impl Into<String>) -> NodeConfig {
+        NodeConfig {
+            genesis,
+            block_time: Duration::from_secs(1),
+            limits: BlockLimits::default(),
+            partition_prefix: partition_prefix.into(),
+            pool: Arc::new(crate::FifoPool::default()),
+            sink: Arc::new(NoSink),
+        }
+    }
+}
+
+/// The latest finalized block's identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FinalizedTip {
+    /// Chain height.
+    pub height: u64,
+    /// Block digest.
+    pub digest: Digest,
+    /// State root after it.
+    pub state_root: Digest,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: NodeConfig,
+    pub(crate) state: Mutex<ChainState>,
+    /// The genesis state, served to queries until the first block is finalized.
+    genesis_store: MemStore,
+    pub(crate) tip: Mutex<Option<FinalizedTip>>,
+    pub(crate) gossip: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+}
+
+/// A handle on a node: cheap to clone, shared by the consensus application and its users.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Node {
+    /// A node that has not started yet. Its state is loaded from storage when it starts.
+    pub fn new(
+        config: NodeConfig,
+        genesis_digest: Digest,
+    ) -> Result<Node, kumo_chain::genesis::GenesisError> {
+        let genesis_store = App::init_genesis(MemStore::new(), &config.genesis)?.into_store();
+        let state = ChainState::new(config.genesis.clone(), MemStore::new(), 0, genesis_digest);
+        Ok(Node {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::new(state),
+                genesis_store,
+                tip: Mutex::new(None),
+                gossip: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, ChainState> {
+        self.inner.state.lock().expect("state lock")
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    /// The transaction pool.
+    pub fn pool(&self) -> &Arc<dyn TxPool> {
+        &self.inner.config.pool
+    }
+
+    /// Runs `f` on the latest finalized state and its chain height (the genesis state at
+    /// `initial_height` before the first block). `kumo_chain::query::Queries::new(store)` reads
+    /// it. Blocks finalization while it runs: keep `f` short.
+    pub fn with_finalized_state<R>(&self, f: impl FnOnce(&dyn Store, u64) -> R) -> R {
+        let state = self.state();
+        if state.finalized_height() == 0 {
+            f(
+                &self.inner.genesis_store,
+                self.inner.config.genesis.initial_height,
+            )
+        } else {
+            f(state.finalized(), state.finalized_chain_height())
+        }
+    }
+
+    /// The latest finalized block, once there is one.
+    pub fn finalized_tip(&self) -> Option<FinalizedTip> {
+        *self.inner.tip.lock().expect("tip lock")
+    }
+
+    /// Mempool admission against the latest finalized state: signature, chain id, fee, and a
+    /// nonce not below the account's. Writes nothing.
+    pub fn check_tx(&self, bytes: &[u8]) -> Result<VerifiedTx, TxRejected> {
+        self.with_finalized_state(|store, _| {
+            let app = App::load(Overlay::new(store)).expect("the finalized state holds a chain");
+            app.check_tx(bytes)
+        })
+    }
+
+    /// Checks a transaction, adds it to the pool and gossips it to the other nodes.
+    pub fn submit(&self, tx: Vec<u8>) -> Result<TxHash, SubmitError> {
+        self.check_tx(&tx)?;
+        let hash = self.pool().insert(tx.clone())?;
+        if let Some(gossip) = self.inner.gossip.lock().expect("gossip lock").as_ref() {
+            // A full gossip queue only delays propagation: the tx is in our pool and our own
+            // proposals include it.
+            let _ = gossip.try_send(tx);
+        }
+        Ok(hash)
+    }
+
+    /// Adds a transaction received from a peer (no gossip back).
+    pub(crate) fn admit_from_peer(&self, tx: Vec<u8>) {
+        if self.check_tx(&tx).is_ok() {
+            let _ = self.pool().insert(tx);
+        }
+    }
+}
