@@ -138,3 +138,41 @@ fn a_crashed_validator_restarts_with_the_same_state() {
         assert_eq!(net.balance(3, &bob), net.balance(0, &bob));
     });
 }
+
+/// One validator is cut off: the other three (a quorum) go on; the cut-off one stalls. Once
+/// healed it fetches the blocks it missed, replays them and reaches the same state roots.
+#[test]
+fn a_partitioned_validator_catches_up_when_healed() {
+    runner(23).start(|ctx| async move {
+        let mut net = Cluster::new(&ctx, 4, link(30, 10, 100), BLOCK_TIME).await;
+        net.start_all().await;
+        net.wait_until(Duration::from_secs(60), "height 5", |n| (0..4).all(|i| n.height(i) >= 5))
+            .await;
+
+        net.isolate(3).await;
+        let cut_at = net.height(3);
+        let mut alice = Actor::from_seed(1);
+        let bob = Actor::from_seed(2);
+        let hash = net.node(0).submit(send(&mut alice, &bob, 777)).unwrap();
+        net.wait_until(Duration::from_secs(60), "the majority goes on", |n| {
+            (0..3).all(|i| n.height(i) >= cut_at + 15 && n.recorders[i].committed().contains(&hash))
+        })
+        .await;
+        assert!(
+            net.height(3) <= cut_at + 1,
+            "an isolated validator cannot finalize alone ({} > {cut_at} + 1)",
+            net.height(3)
+        );
+
+        net.heal(3).await;
+        let target = net.height(0);
+        net.wait_until(Duration::from_secs(120), "healed validator catches up", |n| {
+            n.height(3) >= target + 3
+        })
+        .await;
+        let common = net.assert_agree(&[0, 1, 2, 3]);
+        assert!(common >= target);
+        assert!(net.recorders[3].committed().contains(&hash));
+        assert_eq!(net.balance(3, &bob), net.balance(0, &bob));
+    });
+}
