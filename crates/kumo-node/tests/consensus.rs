@@ -146,8 +146,10 @@ fn a_partitioned_validator_catches_up_when_healed() {
     runner(23).start(|ctx| async move {
         let mut net = Cluster::new(&ctx, 4, link(30, 10, 100), BLOCK_TIME).await;
         net.start_all().await;
-        net.wait_until(Duration::from_secs(60), "height 5", |n| (0..4).all(|i| n.height(i) >= 5))
-            .await;
+        net.wait_until(Duration::from_secs(60), "height 5", |n| {
+            (0..4).all(|i| n.height(i) >= 5)
+        })
+        .await;
 
         net.isolate(3).await;
         let cut_at = net.height(3);
@@ -166,13 +168,82 @@ fn a_partitioned_validator_catches_up_when_healed() {
 
         net.heal(3).await;
         let target = net.height(0);
-        net.wait_until(Duration::from_secs(120), "healed validator catches up", |n| {
-            n.height(3) >= target + 3
-        })
+        net.wait_until(
+            Duration::from_secs(120),
+            "healed validator catches up",
+            |n| n.height(3) >= target + 3,
+        )
         .await;
         let common = net.assert_agree(&[0, 1, 2, 3]);
         assert!(common >= target);
         assert!(net.recorders[3].committed().contains(&hash));
         assert_eq!(net.balance(3, &bob), net.balance(0, &bob));
+    });
+}
+
+/// Validator 3 is Byzantine: two full nodes run with its key (Twins), one talking to validators
+/// 0 and 1, the other to validator 2, and each holds a different spend of the same account
+/// nonce. Whenever validator 3 leads it proposes (and votes for) two conflicting blocks. The
+/// honest validators still finalize the same block at every height, only one of the two spends
+/// ever happens, and the chain goes on.
+#[test]
+fn an_equivocating_validator_cannot_make_honest_ones_disagree() {
+    runner(31).start(|ctx| async move {
+        let mut net = Cluster::new(&ctx, 4, link(20, 5, 100), BLOCK_TIME).await;
+        for i in 0..3 {
+            net.start(i).await;
+        }
+        net.start_twins(3, &[0, 1], &[2]).await;
+
+        let mut carol = Actor::from_seed(3);
+        let mut carol_again = carol.clone();
+        let bob = Actor::from_seed(2);
+        let dave = Actor::from_seed(4);
+        let to_bob = send(&mut carol, &bob, 100);
+        let to_dave = send(&mut carol_again, &dave, 200);
+        net.twins[0].0.pool().insert(to_bob).unwrap();
+        net.twins[1].0.pool().insert(to_dave).unwrap();
+
+        net.wait_until(
+            Duration::from_secs(120),
+            "honest validators reach height 25",
+            |n| (0..3).all(|i| n.height(i) >= 25),
+        )
+        .await;
+        let proposed: Vec<usize> = net
+            .twins
+            .iter()
+            .map(|t| t.2.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        assert!(
+            proposed.iter().all(|&n| n > 0),
+            "both twins must have broadcast their own blocks: {proposed:?}"
+        );
+        net.assert_agree(&[0, 1, 2]);
+        // Whatever a twin finalized is the honest chain too.
+        for (_, recorder, _) in &net.twins {
+            for h in 1..=recorder.height() {
+                assert_eq!(
+                    recorder.at(h),
+                    net.recorders[0].at(h),
+                    "twin disagrees at {h}"
+                );
+            }
+        }
+
+        let start = 1_000_000_000u128;
+        for i in 0..3 {
+            let gains = (net.balance(i, &bob) - start, net.balance(i, &dave) - start);
+            assert!(
+                gains == (100, 0) || gains == (0, 200),
+                "validator {i}: exactly one of the conflicting spends happens, got {gains:?}"
+            );
+        }
+        // An honest validator saw validator 3 sign two blocks for one view and cut it off.
+        let blocked = net.oracle.blocked().await.unwrap();
+        assert!(
+            blocked.iter().any(|(_, who)| *who == net.pk(3)),
+            "no honest validator caught the equivocation: {blocked:?}"
+        );
     });
 }

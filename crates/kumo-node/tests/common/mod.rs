@@ -12,9 +12,10 @@ use std::{
 
 use commonware_cryptography::{Signer as _, ed25519};
 use commonware_p2p::{
-    Manager as _,
-    simulated::{self, Link, Oracle},
+    Manager as _, Recipients,
+    simulated::{self, Link, Oracle, SplitOrigin, SplitTarget},
 };
+use commonware_runtime::IoBuf;
 use commonware_runtime::{Clock as _, Handle, Quota, Spawner as _, Supervisor as _, deterministic};
 use commonware_utils::{NZU32, NZUsize, TryCollect as _, ordered::Set};
 use kumo_chain::{
@@ -27,6 +28,7 @@ use kumo_node::{
     engine::{self, Network, channel},
 };
 use kumo_types::Msg;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What one node finalized, by chain height: digest, state root, tx count.
 #[derive(Default)]
@@ -102,6 +104,42 @@ pub(crate) struct Cluster {
     pub(crate) recorders: Vec<Arc<Recorder>>,
     pub(crate) running: Vec<Option<Running>>,
     restarts: Vec<u32>,
+    /// Byzantine twins (see [`Cluster::start_twins`]): node, recorder, blocks it broadcast.
+    pub(crate) twins: Vec<(Node, Arc<Recorder>, Arc<AtomicUsize>)>,
+}
+
+/// Sends a twin's messages only to its half of the network (and counts its block broadcasts).
+fn forwarder(
+    primary: Vec<ed25519::PublicKey>,
+    secondary: Vec<ed25519::PublicKey>,
+    counts: Option<(Arc<AtomicUsize>, Arc<AtomicUsize>)>,
+) -> impl Fn(
+    SplitOrigin,
+    &Recipients<ed25519::PublicKey>,
+    &IoBuf,
+) -> Option<Recipients<ed25519::PublicKey>>
++ Send
++ Sync
++ Clone
++ 'static {
+    move |origin, recipients, _| {
+        let half = match origin {
+            SplitOrigin::Primary => &primary,
+            SplitOrigin::Secondary => &secondary,
+        };
+        if let Some((p, s)) = &counts {
+            match origin {
+                SplitOrigin::Primary => p.fetch_add(1, Ordering::Relaxed),
+                SplitOrigin::Secondary => s.fetch_add(1, Ordering::Relaxed),
+            };
+        }
+        let to: Vec<_> = match recipients {
+            Recipients::All => half.clone(),
+            Recipients::One(p) => half.iter().filter(|h| *h == p).cloned().collect(),
+            Recipients::Some(ps) => half.iter().filter(|h| ps.contains(h)).cloned().collect(),
+        };
+        (!to.is_empty()).then_some(Recipients::Some(to))
+    }
 }
 
 pub(crate) const QUOTA: Quota = Quota::per_second(NZU32!(10_000));
@@ -175,6 +213,7 @@ impl Cluster {
             recorders: (0..n).map(|_| Arc::new(Recorder::default())).collect(),
             running: (0..n).map(|_| None).collect(),
             restarts: vec![0; n],
+            twins: Vec::new(),
         };
         for i in 0..n {
             for j in 0..n {
@@ -206,18 +245,8 @@ impl Cluster {
             channels.push(control.register(ch, QUOTA).await.unwrap());
         }
         let network = Network::from_channels(self.oracle.manager(), control, channels);
-        let mut config = NodeConfig::new(self.genesis.clone(), format!("validator-{i}"));
-        config.block_time = self.block_time;
-        config.sink = self.recorders[i].clone();
-        let genesis_digest = {
-            use commonware_cryptography::Digestible as _;
-            engine::genesis_block::<deterministic::Context>(&self.genesis).digest()
-        };
-        let node = Node::new(config, genesis_digest).unwrap();
-        let validators = Validators {
-            signer: self.keys[i].clone(),
-            validators: self.keys.iter().map(|k| k.public_key()).collect(),
-        };
+        let node = self.make_node(&format!("validator-{i}"), self.recorders[i].clone());
+        let validators = self.validators(i);
         let restart = self.restarts[i];
         self.restarts[i] += 1;
         let handle = self
@@ -230,6 +259,73 @@ impl Cluster {
                 move |ctx| engine::run(ctx, node, validators, network)
             });
         self.running[i] = Some(Running { node, handle });
+    }
+
+    /// Starts validator `i` as two full nodes sharing its key (a Byzantine validator that
+    /// equivocates whenever it leads): the primary twin talks only to `primary`, the secondary
+    /// only to `secondary`. Each proposes its own blocks and votes for what its half sees.
+    pub(crate) async fn start_twins(&mut self, i: usize, primary: &[usize], secondary: &[usize]) {
+        let pk = self.pk(i);
+        let p: Vec<_> = primary.iter().map(|&j| self.pk(j)).collect();
+        let s: Vec<_> = secondary.iter().map(|&j| self.pk(j)).collect();
+        let control = self.oracle.control(pk.clone());
+        let (mut halves_p, mut halves_s) = (Vec::new(), Vec::new());
+        let counts = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        for ch in channel::ALL {
+            let (sender, receiver) = control.register(ch, QUOTA).await.unwrap();
+            let count = (ch == channel::BLOCKS).then(|| counts.clone());
+            let (sp, ss) = sender.split_with(forwarder(p.clone(), s.clone(), count));
+            let router = {
+                let (p, s) = (p.clone(), s.clone());
+                move |(from, _): &(ed25519::PublicKey, IoBuf)| {
+                    if p.contains(from) {
+                        SplitTarget::Primary
+                    } else if s.contains(from) {
+                        SplitTarget::Secondary
+                    } else {
+                        SplitTarget::None
+                    }
+                }
+            };
+            let (rp, rs) = receiver.split_with(
+                self.ctx.child("split").with_attribute("channel", ch),
+                router,
+            );
+            halves_p.push((sp, rp));
+            halves_s.push((ss, rs));
+        }
+        for (side, channels, count) in [
+            ("primary", halves_p, counts.0),
+            ("secondary", halves_s, counts.1),
+        ] {
+            let network = Network::from_channels(self.oracle.manager(), control.clone(), channels);
+            let recorder = Arc::new(Recorder::default());
+            let node = self.make_node(&format!("validator-{i}-{side}"), recorder.clone());
+            let validators = self.validators(i);
+            let _ = self.ctx.child("twin").with_attribute("side", side).spawn({
+                let node = node.clone();
+                move |ctx| engine::run(ctx, node, validators, network)
+            });
+            self.twins.push((node, recorder, count));
+        }
+    }
+
+    fn make_node(&self, prefix: &str, recorder: Arc<Recorder>) -> Node {
+        let mut config = NodeConfig::new(self.genesis.clone(), prefix);
+        config.block_time = self.block_time;
+        config.sink = recorder;
+        let genesis_digest = {
+            use commonware_cryptography::Digestible as _;
+            engine::genesis_block::<deterministic::Context>(&self.genesis).digest()
+        };
+        Node::new(config, genesis_digest).unwrap()
+    }
+
+    fn validators(&self, i: usize) -> Validators {
+        Validators {
+            signer: self.keys[i].clone(),
+            validators: self.keys.iter().map(|k| k.public_key()).collect(),
+        }
     }
 
     pub(crate) async fn start_all(&mut self) {
