@@ -268,16 +268,14 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
                 return None;
             }
         };
-        if candidate {
-            if let Some((i, Err(e))) = execution
-                .results
-                .iter()
-                .enumerate()
-                .find(|(_, r)| r.is_err())
-            {
-                warn!(height, tx = i, error = %e, "invalid block: it includes a rejected transaction");
-                return None;
-            }
+        let rejected = execution
+            .results
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.is_err());
+        if candidate && let Some((i, Err(e))) = rejected {
+            warn!(height, tx = i, error = %e, "invalid block: it includes a rejected transaction");
+            return None;
         }
         let merkleized = match Self::write_diff(batches, &writes).merkleize().await {
             Ok(m) => m,

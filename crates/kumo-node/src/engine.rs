@@ -199,11 +199,11 @@ fn archive_config<C>(
     }
 }
 
-fn qmdb_config(
-    prefix: &str,
-    page_cache: CacheRef,
-    limits: &BlockLimits,
-) -> VariableConfig<EightCap, ((RangeCfg<usize>, ()), (RangeCfg<usize>, ())), Sequential> {
+/// QMDB's configuration: length bounds of keys and values (each `(range, ())`).
+type QmdbConfig =
+    VariableConfig<EightCap, ((RangeCfg<usize>, ()), (RangeCfg<usize>, ())), Sequential>;
+
+fn qmdb_config(prefix: &str, page_cache: CacheRef, limits: &BlockLimits) -> QmdbConfig {
     // Keys are short table-prefixed identifiers; values are Borsh records, bounded by what one
     // block can write.
     let key = (RangeCfg::from(0..=1024usize), ());

@@ -221,7 +221,7 @@ fn an_equivocating_validator_cannot_make_honest_ones_disagree() {
         );
         net.assert_agree(&[0, 1, 2]);
         // Whatever a twin finalized is the honest chain too.
-        for (_, recorder, _) in &net.twins {
+        for (_, recorder, _, _) in &net.twins {
             for h in 1..=recorder.height() {
                 assert_eq!(
                     recorder.at(h),

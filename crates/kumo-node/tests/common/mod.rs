@@ -105,8 +105,17 @@ pub(crate) struct Cluster {
     pub(crate) running: Vec<Option<Running>>,
     restarts: Vec<u32>,
     /// Byzantine twins (see [`Cluster::start_twins`]): node, recorder, blocks it broadcast.
-    pub(crate) twins: Vec<(Node, Arc<Recorder>, Arc<AtomicUsize>)>,
+    pub(crate) twins: Vec<Twin>,
 }
+
+/// One of the two nodes of a Byzantine validator: its node, recorder, how many blocks it
+/// broadcast, and its task.
+pub(crate) type Twin = (
+    Node,
+    Arc<Recorder>,
+    Arc<AtomicUsize>,
+    Handle<Result<(), engine::StartError>>,
+);
 
 /// Sends a twin's messages only to its half of the network (and counts its block broadcasts).
 fn forwarder(
@@ -302,11 +311,11 @@ impl Cluster {
             let recorder = Arc::new(Recorder::default());
             let node = self.make_node(&format!("validator-{i}-{side}"), recorder.clone());
             let validators = self.validators(i);
-            let _ = self.ctx.child("twin").with_attribute("side", side).spawn({
+            let handle = self.ctx.child("twin").with_attribute("side", side).spawn({
                 let node = node.clone();
                 move |ctx| engine::run(ctx, node, validators, network)
             });
-            self.twins.push((node, recorder, count));
+            self.twins.push((node, recorder, count, handle));
         }
     }
 
