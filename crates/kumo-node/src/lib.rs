@@ -11,6 +11,7 @@
 //! - [`node`]: the [`Node`] handle: submit transactions, read the finalized state, receive
 //!   finalized blocks through a [`BlockSink`].
 //! - [`pool`]: the [`TxPool`] seam and a simple FIFO pool.
+//! - [`process`]: running a validator as a process (tokio runtime, authenticated TCP p2p).
 //!
 //! Tests run whole networks of nodes on commonware's deterministic runtime and simulated
 //! network (`tests/`), reproducible by seed.
@@ -20,6 +21,7 @@ pub mod block;
 pub mod engine;
 pub mod node;
 pub mod pool;
+pub mod process;
 pub mod state;
 
 pub use block::{Block, BlockLimits, Digest};

@@ -1,0 +1,139 @@
+//! Running a validator as a real process: commonware's tokio runtime, storage in a directory,
+//! and authenticated, encrypted p2p over TCP (`commonware_p2p::authenticated::lookup`: every
+//! validator's key and address are known up front).
+//!
+//! [`run`] blocks until the node stops; [`spawn_validator`] starts one validator inside an
+//! already running runtime (several can share one runtime, each with its own port and storage
+//! prefix, as the loopback test does).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use commonware_cryptography::{ChaCha20Poly1305, Signer as _, ed25519};
+use commonware_p2p::{Address, AddressableManager as _, authenticated::lookup};
+use commonware_runtime::{Handle, Quota, Runner as _, Spawner as _, Supervisor as _, tokio};
+use commonware_stream::{
+    cups::{self, Cups},
+    sake::{self, Sake},
+};
+use commonware_utils::{NZU32, NZUsize, ordered::Map};
+
+use crate::{
+    Digest, Node, NodeConfig, Validators,
+    engine::{self, StartError, channel},
+};
+
+/// A validator process's configuration.
+#[derive(Clone)]
+pub struct ProcessConfig {
+    /// This validator's key.
+    pub key: ed25519::PrivateKey,
+    /// Where to listen for peers.
+    pub listen: SocketAddr,
+    /// Every validator (this one included): key and the address it listens on.
+    pub peers: Vec<(ed25519::PublicKey, SocketAddr)>,
+    /// Allow peers on private and loopback addresses (devnets and tests).
+    pub allow_private_ips: bool,
+    /// Genesis, block time, pool, sink, storage partition prefix.
+    pub node: NodeConfig,
+}
+
+/// Why a validator process could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The consensus engine refused the configuration.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The genesis is invalid.
+    #[error("genesis: {0}")]
+    Genesis(#[from] kumo_chain::genesis::GenesisError),
+    /// The peer list repeats a key.
+    #[error("the peer list names a validator key twice: each validator appears once")]
+    DuplicatePeer,
+    /// The engine task ended abnormally.
+    #[error("the node stopped: {0}")]
+    Stopped(String),
+}
+
+/// Messages per second each peer may send on each channel.
+const QUOTA: Quota = Quota::per_second(NZU32!(10_000));
+
+/// Starts a validator in a running tokio runtime. Returns its [`Node`] handle at once (queries
+/// and submissions work once the node has loaded its state) and the task running it.
+pub fn spawn_validator(
+    context: &tokio::Context,
+    config: ProcessConfig,
+) -> Result<(Node, Handle<Result<(), StartError>>), RunError> {
+    let genesis_block = engine::genesis_block::<tokio::Context>(&config.node.genesis);
+    let genesis_digest: Digest = commonware_cryptography::Digestible::digest(&genesis_block);
+    let node = Node::new(config.node.clone(), genesis_digest)?;
+    let peers: Map<ed25519::PublicKey, Address> = config
+        .peers
+        .iter()
+        .map(|(k, a)| (k.clone(), Address::from(*a)))
+        .collect::<Vec<_>>()
+        .try_into()
+        .map_err(|_| RunError::DuplicatePeer)?;
+    let validators = Validators {
+        signer: config.key.clone(),
+        validators: config.peers.iter().map(|(k, _)| k.clone()).collect(),
+    };
+    let namespace = engine::namespace(&config.node.genesis.chain_id);
+    let max_message = engine::max_message_size(&config.node.limits, config.peers.len());
+    let handshake = Cups::<_, ChaCha20Poly1305>::new(
+        Sake {
+            signer: config.key.clone(),
+            synchrony_bound: Duration::from_secs(5),
+            max_handshake_age: Duration::from_secs(10),
+            version: sake::Version::V1,
+        },
+        cups::Version::V1,
+    );
+    let make = if config.allow_private_ips {
+        lookup::Config::local
+    } else {
+        lookup::Config::recommended
+    };
+    let p2p = make(
+        handshake,
+        &namespace,
+        config.listen,
+        NZUsize!(config.peers.len().max(1)),
+        max_message,
+        NZUsize!(1024),
+    );
+    let name = format!("validator-{}", config.key.public_key());
+    let handle = context.child("validator").spawn({
+        let node = node.clone();
+        move |ctx| async move {
+            let (mut network, mut oracle) = lookup::Network::new(ctx.child("network"), p2p);
+            oracle.track(0, peers);
+            let channels = channel::ALL
+                .iter()
+                .map(|ch| network.register(*ch, QUOTA))
+                .collect();
+            network.start();
+            tracing::info!(%name, "p2p started");
+            let net = engine::Network::from_channels(oracle.clone(), oracle, channels);
+            engine::run(ctx, node, validators, net).await
+        }
+    });
+    Ok((node, handle))
+}
+
+/// Runs one validator on a fresh tokio runtime with its storage under `storage_dir`, until it
+/// stops. `on_start` receives the [`Node`] handle (for the API server, the block store, ...).
+pub fn run(
+    config: ProcessConfig,
+    storage_dir: PathBuf,
+    on_start: impl FnOnce(Node) + Send + 'static,
+) -> Result<(), RunError> {
+    let runner = tokio::Runner::new(tokio::Config::new().with_storage_directory(storage_dir));
+    runner.start(|context| async move {
+        let (node, handle) = spawn_validator(&context, config)?;
+        on_start(node);
+        match handle.await {
+            Ok(result) => Ok(result?),
+            Err(e) => Err(RunError::Stopped(e.to_string())),
+        }
+    })
+}
