@@ -146,7 +146,7 @@ pub struct Validators {
 pub enum StartError {
     /// The key is not among the validators.
     #[error("this node's key {0} is not in the validator set: add it, or use a validator's key")]
-    NotAValidator(ed25519::PublicKey),
+    NotAValidator(String),
     /// The validator list repeats a key.
     #[error("the validator set lists a key twice")]
     DuplicateValidator,
@@ -273,7 +273,7 @@ where
         Set::try_from(validators.validators.clone()).map_err(|_| StartError::DuplicateValidator)?;
     let namespace = namespace(&config.genesis.chain_id);
     let scheme = Scheme::signer(&namespace, participants.clone(), validators.signer.clone())
-        .ok_or_else(|| StartError::NotAValidator(me.clone()))?;
+        .ok_or_else(|| StartError::NotAValidator(me.to_string()))?;
     let prefix = config.partition_prefix.clone();
     let page_cache = CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES);
     let genesis_block = genesis_block::<E>(&config.genesis);

@@ -21,8 +21,11 @@ use kumo_node::{
 };
 use kumo_types::Msg;
 
+/// A finalized block's digest and the hashes of the transactions it committed.
+type Seen = ([u8; 32], Vec<[u8; 32]>);
+
 #[derive(Default)]
-struct Blocks(Mutex<BTreeMap<u64, ([u8; 32], Vec<[u8; 32]>)>>);
+struct Blocks(Mutex<BTreeMap<u64, Seen>>);
 
 impl BlockSink for Blocks {
     fn finalized(&self, b: &FinalizedBlock) {
