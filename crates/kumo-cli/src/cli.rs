@@ -35,6 +35,9 @@ pub(crate) enum Command {
     /// Check and convert deployment files (SDL, Akash-compatible).
     #[command(subcommand)]
     Sdl(crate::sdl::SdlCommand),
+    /// Manage account keys: add, list, show, import, export, delete.
+    #[command(subcommand)]
+    Keys(crate::keys::KeysCommand),
     /// Measure the speed goals of the state machine (run a release build).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -46,6 +49,7 @@ impl Cli {
         match &self.command {
             Command::Sdl(cmd) => cmd.run(self.global.output),
             Command::Bench(cmd) => cmd.run(self.global.output),
+            Command::Keys(cmd) => cmd.run(self.global.output),
         }
     }
 }

@@ -3,6 +3,8 @@
 
 mod bench;
 mod cli;
+mod home;
+mod keys;
 mod output;
 mod sdl;
 
