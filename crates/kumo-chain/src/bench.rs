@@ -173,7 +173,9 @@ pub fn chain_with_progress(cfg: &ChainConfig, progress: &dyn Fn(&str)) -> ChainB
     }
 
     let total: usize = blocks.iter().map(Vec::len).sum();
-    progress(&format!("executing {total} transactions, then verifying their signatures"));
+    progress(&format!(
+        "executing {total} transactions, then verifying their signatures"
+    ));
     let start = Instant::now();
     for txs in &blocks {
         let height = h.next_height();
