@@ -6,6 +6,12 @@
 //! cargo run --release -p kumo-chain --example bench -- escrow-cold   # caches evicted first
 //! cargo run --release -p kumo-chain --example bench -- chain-single  # no batch verification
 //! ```
+//!
+//! It allocates with mimalloc, as the `kumo` binary does (see `kumo bench --help`).
+
+/// The allocator of the `kumo` binary, so the numbers match `kumo bench`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "chain".into());

@@ -411,7 +411,9 @@ impl<S: Store> App<S> {
             height,
             events: Vec::new(),
         };
-        for id in escrow::due_at(ctx.store, height) {
+        let due = escrow::due_at(ctx.store, height);
+        deployment::prefetch_close(ctx.store, &due);
+        for id in due {
             deployment::close_internal(&mut ctx, &id, true).unwrap_or_else(|e| {
                 panic!("closing dry escrow {id} failed: {e}; state is inconsistent")
             });

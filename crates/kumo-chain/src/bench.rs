@@ -30,9 +30,9 @@ pub struct ChainBench {
 /// Output of [`escrow`].
 #[derive(Debug, Clone, Serialize)]
 pub struct EscrowBench {
-    /// Mean `end_block` time with 100 active leases, in milliseconds.
+    /// Median `end_block` time with 100 active leases, in milliseconds.
     pub end_block_ms_100: f64,
-    /// Mean `end_block` time with 100,000 active leases, in milliseconds.
+    /// Median `end_block` time with 100,000 active leases, in milliseconds.
     pub end_block_ms_100000: f64,
     /// `end_block_ms_100000 / end_block_ms_100` (goal: ≤ 2).
     pub ratio: f64,
@@ -65,6 +65,15 @@ impl Default for ChainConfig {
 
 /// Runs the transaction-throughput benchmark.
 pub fn chain(cfg: &ChainConfig) -> ChainBench {
+    chain_with_progress(cfg, &|_| {})
+}
+
+/// [`chain`], telling `progress` what it is doing before each long step.
+pub fn chain_with_progress(cfg: &ChainConfig, progress: &dyn Fn(&str)) -> ChainBench {
+    progress(&format!(
+        "signing {} rounds of transactions for {} tenants and {} providers",
+        cfg.rounds, cfg.tenants, cfg.providers
+    ));
     let mut tenants: Vec<Actor> = (0..cfg.tenants).map(Actor::numbered).collect();
     let mut providers: Vec<Actor> = (0..cfg.providers)
         .map(|i| Actor::numbered(1_000_000 + i))
@@ -164,6 +173,9 @@ pub fn chain(cfg: &ChainConfig) -> ChainBench {
     }
 
     let total: usize = blocks.iter().map(Vec::len).sum();
+    progress(&format!(
+        "executing {total} transactions, then verifying their signatures"
+    ));
     let start = Instant::now();
     for txs in &blocks {
         let height = h.next_height();
@@ -335,8 +347,13 @@ pub fn escrow_world(n: u32, blocks: u32, dry_per_block: u32) -> (Harness, u64) {
 }
 
 /// Median end_block time over `blocks` blocks, each closing `dry_per_block` accounts.
-fn time_end_blocks(n: u32, cfg: &EscrowConfig) -> f64 {
+fn time_end_blocks(n: u32, cfg: &EscrowConfig, progress: &dyn Fn(&str)) -> f64 {
+    progress(&format!("building a chain with {n} active leases"));
     let (mut h, first_dry) = escrow_world(n, cfg.blocks, cfg.dry_per_block);
+    progress(&format!(
+        "timing end_block with {n} leases over {} blocks",
+        cfg.blocks
+    ));
     h.advance_to(first_dry - 1);
     let mut times = Vec::new();
     let mut junk = if cfg.cold_cache {
@@ -370,8 +387,13 @@ fn time_end_blocks(n: u32, cfg: &EscrowConfig) -> f64 {
 
 /// Runs the end-of-block benchmark.
 pub fn escrow(cfg: &EscrowConfig) -> EscrowBench {
-    let small = time_end_blocks(cfg.small, cfg);
-    let large = time_end_blocks(cfg.large, cfg);
+    escrow_with_progress(cfg, &|_| {})
+}
+
+/// [`escrow`], telling `progress` what it is doing before each long step.
+pub fn escrow_with_progress(cfg: &EscrowConfig, progress: &dyn Fn(&str)) -> EscrowBench {
+    let small = time_end_blocks(cfg.small, cfg, progress);
+    let large = time_end_blocks(cfg.large, cfg, progress);
     EscrowBench {
         end_block_ms_100: small,
         end_block_ms_100000: large,

@@ -346,6 +346,37 @@ pub(crate) fn deposit(
     escrow::deposit(ctx, id, sender, amount)
 }
 
+/// Tells the store which records closing these deployments will read, in two batches (what the
+/// ids name, then what their escrow records name), so that with a large state their cold reads
+/// overlap instead of queueing one after another.
+pub(crate) fn prefetch_close(s: &dyn Store, ids: &[DeploymentId]) {
+    if ids.is_empty() {
+        return;
+    }
+    let first: Vec<Vec<u8>> = ids
+        .iter()
+        .flat_map(|id| [keys::deployment(id), keys::escrow(id)])
+        .collect();
+    s.prefetch(&first);
+    let mut second = Vec::new();
+    for id in ids {
+        let Some(acct) = escrow::account(s, id) else {
+            continue;
+        };
+        second.push(keys::balance(&id.owner, &acct.denom));
+        for p in escrow::payments(s, id) {
+            second.extend([
+                keys::provider(&p.id.provider),
+                keys::group(&p.id.group()),
+                keys::order(&p.id.order()),
+                keys::bid(&p.id),
+                keys::lease(&p.id),
+            ]);
+        }
+    }
+    s.prefetch(&second);
+}
+
 /// Closes a deployment: every group, lease and order, then the escrow account.
 pub(crate) fn close_internal(
     ctx: &mut Ctx<'_>,

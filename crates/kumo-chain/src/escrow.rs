@@ -25,6 +25,7 @@
 //! **Take rate.** Of each withdrawal of `w` units, `floor(w × take_rate(denom))` goes to the
 //! community pool and the rest to the provider.
 
+use borsh::{BorshDeserialize, BorshSerialize};
 use kumo_types::{Address, Coin, Dec, DeploymentId, LeaseId};
 
 use crate::{
@@ -78,21 +79,35 @@ fn to_dec(amount: u128) -> Result<Dec, EscrowError> {
         .ok_or(EscrowError::Overflow(amount))
 }
 
+/// What the escrow table holds under a deployment's key: the account and its payments in one
+/// record, so closing an account reads and writes one record however many leases it pays.
+#[derive(BorshSerialize, BorshDeserialize)]
+struct Record {
+    account: EscrowAccount,
+    payments: Vec<Payment>,
+}
+
+fn record(s: &dyn Store, id: &DeploymentId) -> Option<Record> {
+    state::get(s, &keys::escrow(id))
+}
+
+fn put_record(s: &mut dyn Store, account: &EscrowAccount, payments: &[Payment]) {
+    // Encoded by hand to write the borrowed parts without cloning them into a `Record`.
+    let mut bytes = borsh::to_vec(account).expect("encoding to a Vec cannot fail");
+    payments
+        .serialize(&mut bytes)
+        .expect("encoding to a Vec cannot fail");
+    s.put(&keys::escrow(&account.id), bytes);
+}
+
 /// The escrow account of a deployment, as last written (not settled).
 pub fn account(s: &dyn Store, id: &DeploymentId) -> Option<EscrowAccount> {
-    state::get(s, &keys::escrow(id))
+    record(s, id).map(|r| r.account)
 }
 
 /// The payments of a deployment's account, as last written, oldest first.
 pub fn payments(s: &dyn Store, id: &DeploymentId) -> Vec<Payment> {
-    account(s, id).map_or_else(Vec::new, |a| payments_of(s, &a))
-}
-
-fn payments_of(s: &dyn Store, acct: &EscrowAccount) -> Vec<Payment> {
-    acct.payments
-        .iter()
-        .map(|l| state::get(s, &keys::payment(l)).expect("listed payments exist"))
-        .collect()
+    record(s, id).map_or_else(Vec::new, |r| r.payments)
 }
 
 /// Settles `acct` and its open `payments` in memory up to `height`. Returns whether the account
@@ -170,11 +185,13 @@ struct Loaded {
 
 impl Loaded {
     fn load(ctx: &mut Ctx<'_>, id: &DeploymentId) -> Result<Loaded, EscrowError> {
-        let mut acct = account(ctx.store, id).ok_or(EscrowError::NotFound(*id))?;
+        let Record {
+            account: mut acct,
+            mut payments,
+        } = record(ctx.store, id).ok_or(EscrowError::NotFound(*id))?;
         if acct.state != EscrowState::Open {
             return Err(EscrowError::Closed(*id));
         }
-        let mut payments = payments_of(ctx.store, &acct);
         let indexed_at = acct.depletes_at;
         settle_in_memory(&mut acct, &mut payments, ctx.height);
         Ok(Loaded {
@@ -195,10 +212,7 @@ impl Loaded {
                 ctx.store.put(&keys::depletion(h, &id), Vec::new());
             }
         }
-        state::put(ctx.store, &keys::escrow(&id), &self.acct);
-        for p in &self.payments {
-            state::put(ctx.store, &keys::payment(&p.id), p);
-        }
+        put_record(ctx.store, &self.acct, &self.payments);
     }
 
     fn payment_mut(&mut self, lease: &LeaseId) -> Result<&mut Payment, EscrowError> {
@@ -227,9 +241,8 @@ pub(crate) fn open_account(
         deposited: deposit.amount,
         refunded: 0,
         depletes_at: None,
-        payments: Vec::new(),
     };
-    state::put(ctx.store, &keys::escrow(id), &acct);
+    put_record(ctx.store, &acct, &[]);
     ctx.events.push(Event::EscrowDeposited {
         id: *id,
         depositor: id.owner,
@@ -285,7 +298,6 @@ pub(crate) fn open_payment(ctx: &mut Ctx<'_>, lease: &LeaseId, rate: Dec) -> Res
         .rate
         .checked_add(rate)
         .ok_or(EscrowError::Overflow(rate.atto()))?;
-    l.acct.payments.push(*lease);
     l.payments.push(Payment {
         id: *lease,
         state: PaymentState::Open,
@@ -407,10 +419,7 @@ pub(crate) fn close_account(
     if let Some(h) = indexed_at {
         ctx.store.delete(&keys::depletion(h, id));
     }
-    state::put(ctx.store, &keys::escrow(id), &acct);
-    for p in &payments {
-        state::put(ctx.store, &keys::payment(&p.id), p);
-    }
+    put_record(ctx.store, &acct, &payments);
     ctx.events.push(Event::EscrowClosed {
         id: *id,
         refund,
@@ -450,7 +459,6 @@ mod tests {
             deposited: 1000,
             refunded: 0,
             depletes_at: None,
-            payments: vec![lease],
         };
         let mut ps = vec![Payment {
             id: lease,

@@ -148,7 +148,7 @@ pub(crate) fn create_order(ctx: &mut Ctx<'_>, group: &Group) -> Result<(), MsgEr
     Ok(())
 }
 
-/// Marks a bid `state`, refunds its deposit and drops it from the provider's index.
+/// Marks a bid `state`, refunds its deposit and drops it from the provider's open bids.
 fn finish_bid(ctx: &mut Ctx<'_>, mut b: Bid, new_state: BidState) -> Result<(), MsgError> {
     bank::transfer(
         ctx,
@@ -156,7 +156,9 @@ fn finish_bid(ctx: &mut Ctx<'_>, mut b: Bid, new_state: BidState) -> Result<(), 
         &b.id.provider,
         &b.deposit,
     )?;
-    ctx.store.delete(&keys::provider_bid(&b.id));
+    if b.state == BidState::Open {
+        ctx.store.delete(&keys::provider_bid(&b.id));
+    }
     b.state = new_state;
     state::put(ctx.store, &keys::bid(&b.id), &b);
     ctx.events.push(match new_state {
@@ -206,6 +208,7 @@ pub(crate) fn close_lease(
     l.closed_at = Some(ctx.height);
     l.close_reason = Some(reason);
     state::put(ctx.store, &keys::lease(id), &l);
+    count_active_lease(ctx, &id.provider, false);
     let b = bid(ctx.store, id).expect("a lease has its bid");
     finish_bid(ctx, b, BidState::Closed)?;
     let mut o = order(ctx.store, &id.order()).expect("a lease has its order");
@@ -217,6 +220,21 @@ pub(crate) fn close_lease(
         reason: OrderCloseReason::LeaseClosed,
     });
     Ok(())
+}
+
+/// Counts a lease opening (`true`) or closing in its provider's record.
+///
+/// A provider with open bids or active leases cannot be deleted, so it is registered.
+fn count_active_lease(ctx: &mut Ctx<'_>, provider: &Address, opens: bool) {
+    let mut p = crate::provider::get(ctx.store, provider).expect("a bidding provider exists");
+    p.active_leases = match opens {
+        true => p.active_leases + 1,
+        false => p
+            .active_leases
+            .checked_sub(1)
+            .expect("a closing lease was counted"),
+    };
+    state::put(ctx.store, &keys::provider(provider), &p);
 }
 
 /// Ends whatever the group's current order is doing: closes the open order (refunding bids)
@@ -375,6 +393,8 @@ pub(crate) fn create_lease(
     }
     b.state = BidState::Active;
     state::put(ctx.store, &keys::bid(id), &b);
+    ctx.store.delete(&keys::provider_bid(id));
+    count_active_lease(ctx, &id.provider, true);
     ctx.store.delete(&keys::open_order(&o.id));
     ctx.store.delete(&keys::order_expiry(o.expires_at, &o.id));
     o.state = OrderState::Active;

@@ -136,6 +136,7 @@ pub(crate) fn create(
         owner: *sender,
         fields,
         created_at: ctx.height,
+        active_leases: 0,
     };
     state::put(ctx.store, &keys::provider(sender), &p);
     ctx.events.push(Event::ProviderCreated { owner: *sender });
@@ -157,11 +158,12 @@ pub(crate) fn update(
 }
 
 pub(crate) fn delete(ctx: &mut Ctx<'_>, sender: &Address) -> Result<(), MsgError> {
-    get(ctx.store, sender).ok_or(ProviderError::Unknown(*sender))?;
-    if !ctx
-        .store
-        .scan_prefix(&keys::provider_bids(sender))
-        .is_empty()
+    let p = get(ctx.store, sender).ok_or(ProviderError::Unknown(*sender))?;
+    if p.active_leases > 0
+        || !ctx
+            .store
+            .scan_prefix(&keys::provider_bids(sender))
+            .is_empty()
     {
         return Err(ProviderError::Busy(*sender).into());
     }

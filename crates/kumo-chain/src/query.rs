@@ -126,15 +126,15 @@ pub struct Queries<'a> {
 }
 
 fn bid_id_from_index(k: &[u8], prefix_len: usize) -> BidId {
-    // index key: prefix ‖ provider(20) ‖ bid key(56)
-    let k = &k[prefix_len + 20..];
+    // index key: prefix ‖ provider(20) ‖ order key(36)
+    let k = &k[prefix_len..];
     let addr = |b: &[u8]| Address(b.try_into().expect("20 bytes"));
     BidId {
-        owner: addr(&k[..20]),
-        dseq: u64::from_be_bytes(k[20..28].try_into().expect("8 bytes")),
-        gseq: u32::from_be_bytes(k[28..32].try_into().expect("4 bytes")),
-        oseq: u32::from_be_bytes(k[32..36].try_into().expect("4 bytes")),
-        provider: addr(&k[36..56]),
+        provider: addr(&k[..20]),
+        owner: addr(&k[20..40]),
+        dseq: u64::from_be_bytes(k[40..48].try_into().expect("8 bytes")),
+        gseq: u32::from_be_bytes(k[48..52].try_into().expect("4 bytes")),
+        oseq: u32::from_be_bytes(k[52..56].try_into().expect("4 bytes")),
     }
 }
 
@@ -267,8 +267,12 @@ impl<'a> Queries<'a> {
     pub fn bids(&self, f: &BidFilter) -> AtHeight<Vec<Bid>> {
         let candidates: Vec<Bid> = match (&f.order, &f.provider, f.state) {
             (Some(o), _, _) => state::scan(self.store, &keys::bids_of(o)),
-            (None, Some(p), Some(BidState::Open | BidState::Active)) => {
-                let prefix = keys::provider_bids(p);
+            (None, Some(p), Some(state @ (BidState::Open | BidState::Active))) => {
+                // Open bids have their own index; active ones are the bids of leases.
+                let prefix = match state {
+                    BidState::Open => keys::provider_bids(p),
+                    _ => keys::provider_leases(p),
+                };
                 self.store
                     .scan_prefix(&prefix)
                     .into_iter()

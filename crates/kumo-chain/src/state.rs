@@ -17,12 +17,11 @@
 //! | `22`   | order key (+ oseq)                | [`Order`]              |
 //! | `23`   | bid key (+ provider)              | [`Bid`]                |
 //! | `24`   | lease key (= bid key)             | [`Lease`]              |
-//! | `25`   | provider ‖ bid key                | `()`: the provider's open or active bids |
-//! | `26`   | provider ‖ lease key              | `()`: every lease of the provider |
+//! | `25`   | provider ‖ order key              | `()`: the provider's open bids |
+//! | `26`   | provider ‖ order key              | `()`: every lease of the provider |
 //! | `27`   | order key                         | `()`: open orders      |
 //! | `28`   | expiry height ‖ order key         | `()`: order TTL index  |
-//! | `30`   | deployment key                    | [`EscrowAccount`]      |
-//! | `31`   | lease key                         | [`Payment`]            |
+//! | `30`   | deployment key                    | [`EscrowAccount`] ‖ `Vec<`[`Payment`]`>` (one record) |
 //! | `32`   | dry height ‖ deployment key       | `()`: depletion index  |
 
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -152,17 +151,18 @@ pub mod keys {
             None => vec![0x24],
         }
     }
-    /// Index entry: an open or active bid of a provider.
+    /// Index entry: an open bid of a provider (the bid key's provider comes first instead of
+    /// last, so the key is no longer than the bid's).
     pub fn provider_bid(id: &BidId) -> Vec<u8> {
-        cat(0x25, &[&id.provider.0, &id.key_bytes()])
+        cat(0x25, &[&id.provider.0, &id.order().key_bytes()])
     }
-    /// Prefix of a provider's open or active bids.
+    /// Prefix of a provider's open bids.
     pub fn provider_bids(p: &Address) -> Vec<u8> {
         cat(0x25, &[&p.0])
     }
-    /// Index entry: a lease of a provider.
+    /// Index entry: a lease of a provider (provider ‖ order key, like [`provider_bid`]).
     pub fn provider_lease(id: &BidId) -> Vec<u8> {
-        cat(0x26, &[&id.provider.0, &id.key_bytes()])
+        cat(0x26, &[&id.provider.0, &id.order().key_bytes()])
     }
     /// Prefix of a provider's leases.
     pub fn provider_leases(p: &Address) -> Vec<u8> {
@@ -191,14 +191,6 @@ pub mod keys {
     /// Prefix of all escrow accounts.
     pub fn all_escrows() -> Vec<u8> {
         vec![0x30]
-    }
-    /// A payment.
-    pub fn payment(id: &BidId) -> Vec<u8> {
-        cat(0x31, &[&id.key_bytes()])
-    }
-    /// Prefix of an account's payments.
-    pub fn payments_of(id: &DeploymentId) -> Vec<u8> {
-        cat(0x31, &[&id.key_bytes()])
     }
     /// Index entry: an escrow account that runs dry at `height`.
     pub fn depletion(height: u64, id: &DeploymentId) -> Vec<u8> {
@@ -259,6 +251,10 @@ pub struct Provider {
     pub fields: ProviderFields,
     /// Height of registration.
     pub created_at: u64,
+    /// Leases now active. Counted here rather than indexed so that closing a lease (as the end
+    /// of a block does for every account that ran dry) updates one record by key instead of
+    /// removing an entry from an ordered index as large as all leases.
+    pub active_leases: u64,
 }
 
 /// The attributes one auditor signed for one provider.
@@ -466,9 +462,6 @@ pub struct EscrowAccount {
     pub refunded: u128,
     /// Height it runs dry at, when it has open payments.
     pub depletes_at: Option<u64>,
-    /// Its payments (open and closed), oldest first: read by key, never by a scan, so closing
-    /// an account costs the same however large the state is.
-    pub payments: Vec<LeaseId>,
 }
 
 /// Lifecycle of a payment.

@@ -1,8 +1,9 @@
 //! The key-value interface the state machine runs over, and an in-memory implementation.
 //!
 //! The chain needs four operations ([`Store`]): get, put, delete and ascending iteration over
-//! the keys that start with a prefix. The node implements them over QMDB (whose Merkle root is
-//! the block's state root); tests and benchmarks use [`MemStore`] (a hash map plus an ordered key set), whose
+//! the keys that start with a prefix, plus an optional [`Store::prefetch`] hint. The node
+//! implements them over QMDB (whose Merkle root is the block's state root); tests and
+//! benchmarks use [`MemStore`] (per table, a hash table plus an ordered key set), whose
 //! [`StateRoot::root`] is
 //!
 //! ```text
@@ -15,7 +16,10 @@
 //! A transaction's messages run against an [`Overlay`] that buffers writes, so a failed
 //! message leaves the underlying store untouched.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::{HashTable, hash_table};
 
 use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
@@ -30,6 +34,12 @@ pub trait Store {
     fn delete(&mut self, key: &[u8]);
     /// Every entry whose key starts with `prefix`, in ascending key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)>;
+    /// A hint that `keys` are about to be read: a store may fetch them together, overlapping
+    /// their cache (or disk) misses, instead of one after another as the reads come. Changes
+    /// nothing; does nothing by default.
+    fn prefetch(&self, keys: &[Vec<u8>]) {
+        let _ = keys;
+    }
 }
 
 /// A store that can commit to its content with a 32-byte root.
@@ -38,42 +48,94 @@ pub trait StateRoot {
     fn root(&mut self) -> [u8; 32];
 }
 
-/// An in-memory store: a hash map for point reads and writes, beside ordered key sets for
-/// prefix scans and the root.
+/// An in-memory store: per table (the key's first byte, like a store's column families), a hash
+/// table for point reads and writes beside an ordered key set for prefix scans and the root.
 ///
-/// The hash map is only ever looked up by key, never iterated, so its (randomized) order cannot
-/// leak into state: every ordered walk goes through the `BTreeSet`s. Point reads cost O(1)
-/// whatever the size, which keeps end-of-block work independent of how many leases exist.
+/// The hash tables are only ever looked up by key, never iterated, so their (randomized) order
+/// cannot leak into state: every ordered walk goes through the ordered sets. Point reads cost
+/// O(1) whatever the size, which keeps end-of-block work independent of how many leases exist.
 ///
-/// The ordered keys are split by their first byte (the chain's table prefix), like a store's
-/// column families: walking one table never touches the nodes of the others, so a small index
-/// stays small in the cache however large the rest of the state grows. Keys up to 80 bytes (all
-/// of the chain's but balances of very long denominations) are stored inline, so a walk compares
-/// bytes in place instead of chasing a pointer per comparison.
+/// Laid out for few cache misses, since with a large state nearly every record end_block reads
+/// is cold: each entry is one allocation holding its key and value side by side (a lookup
+/// touches the hash table's control bytes, one 16-byte slot and that allocation), and the
+/// ordered sets store keys inline without their table byte, so a walk compares bytes in place
+/// instead of chasing a pointer per comparison. Walking one table never touches the others.
 #[derive(Debug, Clone)]
 pub struct MemStore {
-    values: HashMap<Key, Vec<u8>>,
-    tables: Vec<BTreeSet<Key>>,
+    tables: Vec<Table>,
+    hasher: RandomState,
+    len: usize,
 }
 
-type Key = SmallVec<[u8; 80]>;
+/// One table: the entries whose keys share a first byte.
+#[derive(Debug, Clone, Default)]
+struct Table {
+    entries: HashTable<Entry>,
+    /// Keys without their first byte, in order.
+    order: BTreeSet<Tail>,
+}
 
-fn table(key: &[u8]) -> usize {
-    key.first().map_or(0, |b| usize::from(*b))
+/// A key without its table byte, inline up to 64 bytes (every key of the chain but balances of
+/// long denominations).
+type Tail = SmallVec<[u8; 64]>;
+
+/// One allocation: `u16_le(len(key)) ‖ key ‖ value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry(Box<[u8]>);
+
+impl Entry {
+    fn new(key: &[u8], value: &[u8]) -> Entry {
+        let len = u16::try_from(key.len()).expect("store keys are shorter than 64 KiB");
+        let mut bytes = Vec::with_capacity(2 + key.len() + value.len());
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(value);
+        Entry(bytes.into_boxed_slice())
+    }
+
+    /// Replaces the value, in place when its length is unchanged (most updates: a state, a
+    /// balance, a height): no allocation, and no freeing of a block the cache has long lost.
+    fn set_value(&mut self, key: &[u8], value: &[u8]) {
+        let start = 2 + self.key_len();
+        match self.0.len() - start == value.len() {
+            true => self.0[start..].copy_from_slice(value),
+            false => *self = Entry::new(key, value),
+        }
+    }
+
+    fn key_len(&self) -> usize {
+        usize::from(u16::from_le_bytes([self.0[0], self.0[1]]))
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.0[2..2 + self.key_len()]
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.0[2 + self.key_len()..]
+    }
+}
+
+fn split(key: &[u8]) -> (usize, &[u8]) {
+    match key.split_first() {
+        Some((t, tail)) => (usize::from(*t), tail),
+        None => (0, key),
+    }
 }
 
 impl Default for MemStore {
     fn default() -> MemStore {
         MemStore {
-            values: HashMap::new(),
-            tables: vec![BTreeSet::new(); 256],
+            tables: vec![Table::default(); 256],
+            hasher: RandomState::new(),
+            len: 0,
         }
     }
 }
 
 impl PartialEq for MemStore {
     fn eq(&self, other: &MemStore) -> bool {
-        self.tables == other.tables && self.iter().all(|(k, v)| other.values.get(k) == Some(v))
+        self.len == other.len && self.iter().eq(other.iter())
     }
 }
 
@@ -87,56 +149,110 @@ impl MemStore {
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.len
     }
 
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.len == 0
     }
 
     /// All entries in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Vec<u8>)> {
-        self.tables
-            .iter()
-            .flatten()
-            .map(|k| (k.as_slice(), &self.values[k]))
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.tables.iter().enumerate().flat_map(move |(t, table)| {
+            table.order.iter().map(move |tail| {
+                let e = self.entry(t, tail).expect("ordered keys have entries");
+                (e.key(), e.value())
+            })
+        })
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The entry of table `t` whose key is `t ‖ tail`.
+    fn entry(&self, t: usize, tail: &[u8]) -> Option<&Entry> {
+        let mut key: SmallVec<[u8; 80]> = SmallVec::with_capacity(1 + tail.len());
+        key.push(t as u8);
+        key.extend_from_slice(tail);
+        self.find(&key)
+    }
+
+    fn find(&self, key: &[u8]) -> Option<&Entry> {
+        let (t, _) = split(key);
+        self.tables[t]
+            .entries
+            .find(self.hash(key), |e| e.key() == key)
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        if prefix.is_empty() {
+            return self.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        }
+        let (t, tail) = split(prefix);
+        self.tables[t]
+            .order
+            .range::<[u8], _>((std::ops::Bound::Included(tail), std::ops::Bound::Unbounded))
+            .take_while(|k| k.starts_with(tail))
+            .map(|k| {
+                let e = self.entry(t, k).expect("ordered keys have entries");
+                (e.key().to_vec(), e.value().to_vec())
+            })
+            .collect()
     }
 }
 
 impl Store for MemStore {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.values.get(key).cloned()
+        self.find(key).map(|e| e.value().to_vec())
     }
 
     fn put(&mut self, key: &[u8], value: Vec<u8>) {
-        match self.values.get_mut(key) {
-            Some(v) => *v = value,
-            None => {
-                self.values.insert(Key::from_slice(key), value);
-                self.tables[table(key)].insert(Key::from_slice(key));
+        let hash = self.hash(key);
+        let (t, tail) = split(key);
+        let table = &mut self.tables[t];
+        let hasher = &self.hasher;
+        match table
+            .entries
+            .entry(hash, |e| e.key() == key, |e| hasher.hash_one(e.key()))
+        {
+            hash_table::Entry::Occupied(mut o) => o.get_mut().set_value(key, &value),
+            hash_table::Entry::Vacant(v) => {
+                v.insert(Entry::new(key, &value));
+                table.order.insert(Tail::from_slice(tail));
+                self.len += 1;
             }
         }
     }
 
     fn delete(&mut self, key: &[u8]) {
-        if self.values.remove(key).is_some() {
-            self.tables[table(key)].remove(key);
+        let hash = self.hash(key);
+        let (t, tail) = split(key);
+        let table = &mut self.tables[t];
+        if let Ok(found) = table.entries.find_entry(hash, |e| e.key() == key) {
+            found.remove();
+            table.order.remove(tail);
+            self.len -= 1;
         }
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        if prefix.is_empty() {
-            return self.iter().map(|(k, v)| (k.to_vec(), v.clone())).collect();
+        self.scan(prefix)
+    }
+
+    /// Hashes every key first, then looks them all up: with no dependency between the lookups
+    /// the processor runs their memory accesses side by side.
+    fn prefetch(&self, keys: &[Vec<u8>]) {
+        let hashes: SmallVec<[u64; 32]> = keys.iter().map(|k| self.hash(k)).collect();
+        let mut sum = 0u8;
+        for (key, hash) in keys.iter().zip(hashes) {
+            let (t, _) = split(key);
+            if let Some(e) = self.tables[t].entries.find(hash, |e| e.key() == &key[..]) {
+                sum ^= e.0[e.0.len() - 1];
+            }
         }
-        self.tables[table(prefix)]
-            .range::<[u8], _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(|k| k.starts_with(prefix))
-            .map(|k| (k.to_vec(), self.values[k].clone()))
-            .collect()
+        std::hint::black_box(sum);
     }
 }
 

@@ -129,7 +129,7 @@ fn pinned_state_root() {
     let mut h = script();
     assert_eq!(
         hex::encode(h.app.root()),
-        "5bea6a2faa8175e874cc2204a25be1e287828a6e6de9519680aebc59088d9c3c",
+        "3c96d996b329648d58a7a1e06f69495535d864f1413ead2508e7fa402079d7b0",
         "the state root changed: a consensus-breaking change (see the module docs)"
     );
 }

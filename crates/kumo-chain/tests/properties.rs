@@ -628,8 +628,11 @@ impl Sim {
         let mut depletion_expected = Vec::new();
         let q = Queries::new(s);
         let leases = q.leases(&LeaseFilter::default()).value;
-        for acct in state_scan::<state::EscrowAccount>(s, &keys::all_escrows()) {
-            let payments = kumo_chain::escrow::payments(s, &acct.id);
+        // An escrow record is the account followed by its payments.
+        for (acct, payments) in
+            state_scan::<(state::EscrowAccount, Vec<state::Payment>)>(s, &keys::all_escrows())
+        {
+            assert_eq!(payments, kumo_chain::escrow::payments(s, &acct.id));
             let mut held = acct.balance;
             let mut withdrawn = 0u128;
             let mut rate = Dec::ZERO;
@@ -713,6 +716,39 @@ impl Sim {
                 (o.state, o.leased_to),
                 (OrderState::Active, Some(l.id.provider))
             );
+        }
+
+        // Each provider counts its active leases; its index and the bid queries by provider
+        // agree with the bids themselves.
+        let all_bids = q.bids(&BidFilter::default()).value;
+        for p in q.providers().value {
+            let active = leases
+                .iter()
+                .filter(|l| l.id.provider == p.owner && l.state == LeaseState::Active)
+                .count();
+            assert_eq!(
+                p.active_leases, active as u64,
+                "{} counts its leases",
+                p.owner
+            );
+            for state in [BidState::Open, BidState::Active] {
+                let by_provider = q
+                    .bids(&BidFilter {
+                        provider: Some(p.owner),
+                        state: Some(state),
+                        ..Default::default()
+                    })
+                    .value;
+                let mut want: Vec<_> = all_bids
+                    .iter()
+                    .filter(|b| b.id.provider == p.owner && b.state == state)
+                    .map(|b| b.id)
+                    .collect();
+                let mut got: Vec<_> = by_provider.iter().map(|b| b.id).collect();
+                want.sort_by_key(|id| id.key_bytes());
+                got.sort_by_key(|id| id.key_bytes());
+                assert_eq!(got, want, "{state:?} bids of {}", p.owner);
+            }
         }
 
         // Market module: Σ deposits of open and active bids.

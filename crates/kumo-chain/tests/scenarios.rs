@@ -812,7 +812,7 @@ fn replayed_reordered_and_foreign_txs_are_rejected_without_effect() {
         .app
         .store()
         .iter()
-        .filter(|(k, v)| kumo_chain::Store::get(&before, k).as_ref() != Some(*v))
+        .filter(|(k, v)| kumo_chain::Store::get(&before, k).as_deref() != Some(*v))
         .map(|(k, _)| k.to_vec())
         .collect();
     assert_eq!(
@@ -857,7 +857,7 @@ fn a_failed_message_undoes_the_whole_tx_but_the_fee_and_nonce() {
         .app
         .store()
         .iter()
-        .filter(|(k, v)| kumo_chain::Store::get(&before, k).as_ref() != Some(*v))
+        .filter(|(k, v)| kumo_chain::Store::get(&before, k).as_deref() != Some(*v))
         .map(|(k, _)| k.to_vec())
         .collect();
     use kumo_chain::state::keys;

@@ -35,6 +35,12 @@ pub(crate) enum Command {
     /// Check and convert deployment files (SDL, Akash-compatible).
     #[command(subcommand)]
     Sdl(crate::sdl::SdlCommand),
+    /// Manage account keys: add, list, show, import, export, delete.
+    #[command(subcommand)]
+    Keys(crate::keys::KeysCommand),
+    /// Measure the speed goals of the state machine (run a release build).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
 }
 
 impl Cli {
@@ -42,6 +48,8 @@ impl Cli {
     pub(crate) fn run(&self) -> anyhow::Result<ExitCode> {
         match &self.command {
             Command::Sdl(cmd) => cmd.run(self.global.output),
+            Command::Bench(cmd) => cmd.run(self.global.output),
+            Command::Keys(cmd) => cmd.run(self.global.output),
         }
     }
 }

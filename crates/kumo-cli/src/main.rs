@@ -1,11 +1,19 @@
 //! The `kumo` binary: parses arguments, runs a command from the library crates, maps errors to
 //! exit codes. Each command lives in its own module.
 
+mod bench;
 mod cli;
+mod home;
+mod keys;
 mod output;
 mod sdl;
 
 use clap::Parser;
+
+/// mimalloc rather than the system allocator: with a large state, glibc's allocator touches
+/// cold metadata on the small allocations and frees that block execution is full of.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();

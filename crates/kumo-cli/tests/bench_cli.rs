@@ -1,0 +1,114 @@
+//! Drives `kumo bench …` through the real binary, at small (hidden) sizes: the JSON that
+//! scripts read has exactly the documented keys, with positive numbers. Timing goals are not
+//! asserted here: a test machine's speed says nothing about them.
+
+use std::process::{Command, Output};
+
+fn kumo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kumo"))
+        .args(args)
+        .output()
+        .expect("run kumo")
+}
+
+/// The JSON object printed on stdout, after checking the command succeeded.
+fn json_object(out: &Output) -> serde_json::Map<String, serde_json::Value> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match serde_json::from_slice(&out.stdout).expect("stdout is JSON") {
+        serde_json::Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn assert_positive_keys(obj: &serde_json::Map<String, serde_json::Value>, keys: &[&str]) {
+    let mut got: Vec<&str> = obj.keys().map(String::as_str).collect();
+    got.sort_unstable();
+    let mut want = keys.to_vec();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    for k in keys {
+        let v = obj[*k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} is not a number"));
+        assert!(v.is_finite() && v > 0.0, "{k} = {v}");
+    }
+}
+
+#[test]
+fn bench_chain_prints_throughput_json() {
+    let small = ["--tenants", "4", "--providers", "2", "--rounds", "2"];
+    let out = kumo(&[&["bench", "chain", "-o", "json"][..], &small].concat());
+    let obj = json_object(&out);
+    assert_positive_keys(&obj, &["txs_per_sec", "sig_verifications_per_sec", "ratio"]);
+    let ratio =
+        obj["txs_per_sec"].as_f64().unwrap() / obj["sig_verifications_per_sec"].as_f64().unwrap();
+    assert!((obj["ratio"].as_f64().unwrap() - ratio).abs() < 1e-9 * ratio);
+    // Progress goes to stderr, so stdout stays one JSON document.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("executing"));
+
+    let out = kumo(&[&["bench", "chain", "--no-batch"][..], &small].concat());
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("txs/s") && text.contains("goal ≥ 0.5"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bench_escrow_prints_end_block_json() {
+    let small = [
+        "--small",
+        "6",
+        "--large",
+        "60",
+        "--blocks",
+        "3",
+        "--dry-per-block",
+        "2",
+    ];
+    let obj = json_object(&kumo(
+        &[&["bench", "escrow", "-o", "json"][..], &small].concat(),
+    ));
+    assert_positive_keys(&obj, &["end_block_ms_100", "end_block_ms_100000", "ratio"]);
+
+    let out = kumo(&[&["bench", "escrow"][..], &small].concat());
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("60 leases") && text.contains("goal ≤ 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bench_escrow_refuses_sizes_it_cannot_run() {
+    // 5 blocks × 3 accounts running dry need 15 leases in the small chain.
+    let out = kumo(&[
+        "bench",
+        "escrow",
+        "--small",
+        "10",
+        "--large",
+        "60",
+        "--blocks",
+        "5",
+        "--dry-per-block",
+        "3",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("blocks × dry-per-block"),
+        "{v}"
+    );
+}
