@@ -370,6 +370,13 @@ impl<S: Store> App<S> {
         Ok(tx)
     }
 
+    /// The nonce `address`'s next transaction must carry, as of the last committed block.
+    pub fn account_nonce(&self, address: &Address) -> u64 {
+        state::get::<Account>(&self.store, &keys::account(address))
+            .unwrap_or_default()
+            .nonce
+    }
+
     /// Applies a transaction whose signature is already verified (e.g. in a batch).
     pub fn deliver_verified(&mut self, tx: &VerifiedTx) -> Result<TxReceipt, TxRejected> {
         let height = self.open_block.ok_or(TxRejected::NoBlock)?;
