@@ -29,7 +29,7 @@ use std::{
 
 use kumo_blockstore::{BlockMeta, BlockRecord, BlockStore, Hash32};
 use kumo_chain::{App, Genesis, MemStore, Store, genesis::GenesisBalance, testkit::CHAIN_ID};
-use kumo_mempool::{Mempool, admit};
+use kumo_mempool::{Mempool, admit, readmit};
 use kumo_types::Address;
 use sha2::{Digest, Sha256};
 use tokio::{sync::watch, task::JoinHandle};
@@ -152,7 +152,7 @@ impl TestBackend {
             let mut pool = lock(&self.mempool);
             let hashes: Vec<Hash32> = record.txs.iter().map(|t| t.hash).collect();
             pool.remove_committed(&hashes);
-            pool.recheck(|b| admit(&app, b));
+            pool.recheck_admitted(|a| readmit(&app, a));
         }
         drop(app);
         self.txs_committed

@@ -23,6 +23,8 @@
 //! Reaping removes nothing: after a block, [`Mempool::remove_committed`] drops what it included
 //! and [`Mempool::recheck`] drops what the new state made invalid (stale nonces, fees that can
 //! no longer be paid) and what then waits behind too many missing nonces.
+//! [`Mempool::recheck_admitted`] with [`readmit`] does the same without verifying signatures
+//! again (they cannot change), which keeps the work after a block small with a full pool.
 //!
 //! ```
 //! use kumo_mempool::{Admission, Config, Mempool};
@@ -45,10 +47,10 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
 use kumo_types::Address;
 
-pub use chain::admit;
+pub use chain::{admit, readmit};
 
 mod chain {
-    use kumo_chain::{App, Store, TxRejected};
+    use kumo_chain::{App, Store, TxRejected, bank};
 
     use crate::Admission;
 
@@ -62,6 +64,36 @@ mod chain {
             nonce: tx.body.nonce,
             fee: tx.body.fee.amount,
             account_nonce: app.account_nonce(&tx.sender),
+        })
+    }
+
+    /// The cheap check after a block, for [`Mempool::recheck_admitted`](crate::Mempool::recheck_admitted):
+    /// a pending transaction's signature, chain id and size were checked at admission and cannot
+    /// change, so only what a block can change is read again: the sender's next nonce (a stale
+    /// nonce is refused) and whether it can still pay the fee.
+    pub fn readmit<S: Store>(app: &App<S>, tx: &Admission) -> Result<Admission, TxRejected> {
+        let account_nonce = app.account_nonce(&tx.sender);
+        if tx.nonce < account_nonce {
+            return Err(TxRejected::Nonce {
+                want: account_nonce,
+                got: tx.nonce,
+            });
+        }
+        let denom = &app.params().fee_denom;
+        let have = bank::balance(app.store(), &tx.sender, denom);
+        if have < tx.fee {
+            return Err(TxRejected::CannotPayFee(
+                bank::BankError::InsufficientFunds {
+                    account: tx.sender,
+                    denom: denom.clone(),
+                    have,
+                    need: tx.fee,
+                },
+            ));
+        }
+        Ok(Admission {
+            account_nonce,
+            ..tx.clone()
         })
     }
 }
@@ -502,9 +534,41 @@ impl Mempool {
     /// Checks every pending transaction against the new state, in each account's nonce order,
     /// and drops those that fail, have a stale nonce, or now wait behind more than
     /// [`Config::max_nonce_gap`] missing nonces. Returns what was dropped, and why.
+    ///
+    /// `check` sees the bytes, as at admission (a full check, signature included); see
+    /// [`Mempool::recheck_admitted`] for the cheap variant.
     pub fn recheck<E>(
         &mut self,
         mut check: impl FnMut(&[u8]) -> Result<Admission, E>,
+    ) -> Vec<(TxHash, MempoolError<E>)> {
+        self.recheck_with(|p| check(&p.bytes))
+    }
+
+    /// As [`Mempool::recheck`], but `check` sees what admission learned (sender, nonce, fee,
+    /// and the account nonce then) instead of the bytes: for a check that only reads what a
+    /// block can change, without verifying signatures again (see [`readmit`]).
+    pub fn recheck_admitted<E>(
+        &mut self,
+        mut check: impl FnMut(&Admission) -> Result<Admission, E>,
+    ) -> Vec<(TxHash, MempoolError<E>)> {
+        let next_nonces: BTreeMap<Address, u64> = self
+            .accounts
+            .iter()
+            .map(|(a, acct)| (*a, acct.next_nonce))
+            .collect();
+        self.recheck_with(|p| {
+            check(&Admission {
+                sender: p.sender,
+                nonce: p.nonce,
+                fee: p.rate.fee,
+                account_nonce: next_nonces.get(&p.sender).copied().unwrap_or(0),
+            })
+        })
+    }
+
+    fn recheck_with<E>(
+        &mut self,
+        mut check: impl FnMut(&Pending) -> Result<Admission, E>,
     ) -> Vec<(TxHash, MempoolError<E>)> {
         let mut dropped = Vec::new();
         let senders: Vec<Address> = self.accounts.keys().copied().collect();
@@ -515,7 +579,7 @@ impl Mempool {
                 .map(|(n, h)| (*n, *h))
                 .collect();
             for (nonce, hash) in pending {
-                let verdict = match check(&self.txs[&hash].bytes) {
+                let verdict = match check(&self.txs[&hash]) {
                     Err(e) => Err(MempoolError::Rejected(e)),
                     Ok(adm) => {
                         if let Some(a) = self.accounts.get_mut(&sender) {

@@ -5,7 +5,7 @@ use kumo_chain::{
     MemStore, TxRejected,
     testkit::{Actor, FEE, Harness},
 };
-use kumo_mempool::{Config, Mempool, MempoolError, admit};
+use kumo_mempool::{Config, Mempool, MempoolError, admit, readmit};
 use kumo_types::{Coin, Msg, TxBody, tx::sign_tx};
 
 fn send(a: &mut Actor, to: &Actor) -> Vec<u8> {
@@ -141,5 +141,51 @@ fn recheck_drops_what_a_block_made_stale() {
     assert!(
         matches!(err, MempoolError::Rejected(TxRejected::Nonce { .. })),
         "{err}"
+    );
+}
+
+#[test]
+fn the_cheap_recheck_drops_stale_nonces_and_unpayable_fees() {
+    let mut a = Actor::from_seed(1);
+    let b = Actor::from_seed(2);
+    let mut h = Harness::new(&[a.addr], &format!("{}ukumo", 3 * FEE));
+    let mut pool = Mempool::new(Config::default());
+    let mut twin = a.clone();
+    // Nonce 0 spends so much that nonce 1 can no longer pay its fee.
+    let big = a.sign(
+        FEE,
+        vec![Msg::Send {
+            to: b.addr,
+            amount: format!("{}ukumo", FEE + 1).parse().unwrap(),
+        }],
+    );
+    let next = send(&mut a, &b);
+    insert(&mut pool, &h.app, &big).unwrap();
+    insert(&mut pool, &h.app, &next).unwrap();
+    let block = pool.reap(1, 1 << 20);
+    assert_eq!(block, vec![big.clone()]);
+    h.block(&block);
+    pool.remove_committed(&[kumo_types::tx::tx_hash(&big)]);
+    let dropped = pool.recheck_admitted(|adm| readmit(&h.app, adm));
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped[0].0, kumo_types::tx::tx_hash(&next));
+    assert!(
+        matches!(dropped[0].1, MempoolError::Rejected(TxRejected::CannotPayFee(_))),
+        "{}",
+        dropped[0].1
+    );
+    assert!(pool.is_empty());
+
+    // A stale nonce (another node's block used it) is dropped too.
+    let mut h = Harness::new(&[twin.addr], "100000000ukumo");
+    let mut pool = Mempool::new(Config::default());
+    let mut other = twin.clone();
+    let ours = send(&mut twin, &b);
+    insert(&mut pool, &h.app, &ours).unwrap();
+    h.block(&[other.sign(FEE, vec![Msg::DeleteProvider])]);
+    let dropped = pool.recheck_admitted(|adm| readmit(&h.app, adm));
+    assert!(
+        matches!(dropped[..], [(_, MempoolError::Rejected(TxRejected::Nonce { want: 1, got: 0 }))]),
+        "{dropped:?}"
     );
 }

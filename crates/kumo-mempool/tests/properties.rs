@@ -61,6 +61,18 @@ impl Chain {
         })
     }
 
+    /// The cheap re-check: only the nonce can have changed.
+    fn readmit(&self, a: &Admission) -> Result<Admission, Refused> {
+        let account_nonce = self.next(a.sender.0[0]);
+        if a.nonce < account_nonce {
+            return Err(Refused::Stale);
+        }
+        Ok(Admission {
+            account_nonce,
+            ..a.clone()
+        })
+    }
+
     /// Executes a block as the chain would: each tx must carry its sender's next nonce.
     fn execute(&mut self, block: &[Vec<u8>]) {
         for t in block {
@@ -83,6 +95,8 @@ enum Op {
     Block {
         max_txs: usize,
         max_bytes: usize,
+        /// Recheck from the stored admissions instead of the bytes.
+        cheap: bool,
     },
     /// Another node's block advances an account past what we hold.
     External {
@@ -96,7 +110,8 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0u8..6, 0u64..6, 1u64..1000, 0usize..200, 0u8..3).prop_map(
             |(sender, ahead, fee, pad, salt)| Op::Insert { sender, ahead, fee, pad, salt }
         ),
-        2 => (0usize..8, 0usize..1500).prop_map(|(max_txs, max_bytes)| Op::Block { max_txs, max_bytes }),
+        2 => (0usize..8, 0usize..1500, any::<bool>())
+            .prop_map(|(max_txs, max_bytes, cheap)| Op::Block { max_txs, max_bytes, cheap }),
         1 => (0u8..6, 1u64..3).prop_map(|(sender, by)| Op::External { sender, by }),
     ]
 }
@@ -164,14 +179,19 @@ proptest! {
                         Err(_) => prop_assert_eq!(&held, &before, "a refused insert changed the pool"),
                     }
                 }
-                Op::Block { max_txs, max_bytes } => {
+                Op::Block { max_txs, max_bytes, cheap } => {
                     let out = pool.reap(max_txs, max_bytes);
                     check_reap(&chain, &out, max_txs, max_bytes);
                     chain.execute(&out);
                     let hashes: Vec<[u8; 32]> = out.iter().map(|t| kumo_types::tx::tx_hash(t)).collect();
                     pool.remove_committed(&hashes);
                     for h in &hashes { held.remove(h); }
-                    for (h, why) in pool.recheck(|b| chain.check(b)) {
+                    let dropped = if cheap {
+                        pool.recheck_admitted(|a| chain.readmit(a))
+                    } else {
+                        pool.recheck(|b| chain.check(b))
+                    };
+                    for (h, why) in dropped {
                         let (s, n, _, _) = held.remove(&h).expect("dropped something it held");
                         if matches!(why, MempoolError::Rejected(Refused::Stale) | MempoolError::StaleNonce { .. }) {
                             prop_assert!(n < chain.next(s));
