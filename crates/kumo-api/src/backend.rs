@@ -21,6 +21,18 @@ pub enum SubmitError {
     Unavailable(String),
 }
 
+/// How waiting for a transaction ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waited {
+    /// It is in the block at this height.
+    Committed(u64, TxRecord),
+    /// It is neither in a block nor in the mempool any more: a block made it invalid (another
+    /// transaction used its nonce, or it can no longer pay its fee) and the mempool dropped it.
+    Dropped,
+    /// Still pending when the time was up (or the node is shutting down).
+    TimedOut,
+}
+
 /// The node behind the API. Reads come from the block store and the committed state; writes go
 /// to the mempool.
 ///
@@ -53,14 +65,15 @@ pub trait NodeBackend: Send + Sync + 'static {
     /// Transactions included in blocks since the node started (for `/metrics`).
     fn txs_committed(&self) -> u64;
 
-    /// Waits until the transaction `hash` is in a committed block, or `timeout` passes (then
-    /// `None`). The default watches [`NodeBackend::committed`] and looks the hash up after each
-    /// block.
+    /// Waits until the transaction `hash` is in a committed block, leaves the mempool without
+    /// being committed, or `timeout` passes. The default watches [`NodeBackend::committed`] and
+    /// looks the hash up after each block; it relies on the node storing a block before it
+    /// drops the block's transactions from the mempool.
     fn wait_committed(
         &self,
         hash: Hash32,
         timeout: Duration,
-    ) -> impl Future<Output = Result<Option<(u64, TxRecord)>, BlockStoreError>> + Send {
+    ) -> impl Future<Output = Result<Waited, BlockStoreError>> + Send {
         async move {
             let mut heights = self.committed();
             let deadline = tokio::time::Instant::now() + timeout;
@@ -68,13 +81,20 @@ pub trait NodeBackend: Send + Sync + 'static {
                 // Mark the current height seen before looking, so a block committed between the
                 // lookup and the wait still wakes us.
                 heights.borrow_and_update();
-                if let Some(found) = self.blocks().tx(&hash)? {
-                    return Ok(Some(found));
+                if let Some((h, tx)) = self.blocks().tx(&hash)? {
+                    return Ok(Waited::Committed(h, tx));
+                }
+                if !self.mempool_contains(&hash) {
+                    // It may have been committed between the two looks.
+                    return Ok(match self.blocks().tx(&hash)? {
+                        Some((h, tx)) => Waited::Committed(h, tx),
+                        None => Waited::Dropped,
+                    });
                 }
                 match tokio::time::timeout_at(deadline, heights.changed()).await {
                     Ok(Ok(())) => continue,
                     // Timed out, or the node is shutting down.
-                    Ok(Err(_)) | Err(_) => return Ok(None),
+                    Ok(Err(_)) | Err(_) => return Ok(Waited::TimedOut),
                 }
             }
         }

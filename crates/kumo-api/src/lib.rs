@@ -37,7 +37,7 @@ mod stream;
 pub mod testing;
 
 #[cfg(feature = "server")]
-pub use backend::{NodeBackend, SubmitError};
+pub use backend::{NodeBackend, SubmitError, Waited};
 #[cfg(feature = "server")]
 pub use error::ApiError;
 #[cfg(feature = "server")]

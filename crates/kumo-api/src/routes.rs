@@ -28,7 +28,7 @@ use kumo_chain::{
 use kumo_types::{Address, DeploymentId};
 
 use crate::{
-    backend::NodeBackend,
+    backend::{NodeBackend, Waited},
     error::ApiError,
     metrics::{self, Metrics},
     openapi, stream,
@@ -284,14 +284,21 @@ async fn submit<B: NodeBackend>(
         .map_or(DEFAULT_WAIT, Duration::from_millis)
         .min(MAX_WAIT);
     match api.backend.wait_committed(hash, timeout).await? {
-        Some((height, tx)) => Ok(Json(SubmitResponse {
+        Waited::Committed(height, tx) => Ok(Json(SubmitResponse {
             hash,
             status: TxStatus::Committed,
             height: Some(height),
             tx: Some(tx),
         })
         .into_response()),
-        None => Ok(pending()),
+        Waited::Dropped => Err(ApiError::new(
+            ErrorCode::Dropped,
+            format!(
+                "transaction {} left the mempool without being committed: a block made it invalid (another transaction used its nonce, or it can no longer pay its fee); query the account and re-sign",
+                hex::encode(hash)
+            ),
+        )),
+        Waited::TimedOut => Ok(pending()),
     }
 }
 
@@ -336,7 +343,7 @@ async fn block<B: NodeBackend>(
 
 async fn status<B: NodeBackend>(State(api): ApiState<B>) -> Result<Json<NodeStatus>, ApiError> {
     let height = *api.backend.committed().borrow();
-    let latest = blocks(&api, move |b| b.block(height)).await?;
+    let latest = blocks(&api, move |b| b.header(height)).await?;
     Ok(Json(NodeStatus {
         chain_id: api.backend.chain_id(),
         height,

@@ -56,6 +56,9 @@ pub enum ErrorCode {
     AlreadyInMempool,
     /// 409: another pending transaction of the account has this nonce.
     NonceTaken,
+    /// 409: while waited for, the transaction left the mempool without being committed (its
+    /// nonce was used by another transaction, or it can no longer pay its fee).
+    Dropped,
     /// 429: the account has as many pending transactions as allowed.
     AccountFull,
     /// 503: the mempool is full and the fee does not displace others.
@@ -87,7 +90,7 @@ impl ErrorCode {
             | ErrorCode::NonceGap => 400,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::AlreadyInMempool | ErrorCode::NonceTaken => 409,
+            ErrorCode::AlreadyInMempool | ErrorCode::NonceTaken | ErrorCode::Dropped => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::AccountFull => 429,
@@ -105,6 +108,7 @@ impl ErrorCode {
             ErrorCode::NonceGap => "nonce_gap",
             ErrorCode::AlreadyInMempool => "already_in_mempool",
             ErrorCode::NonceTaken => "nonce_taken",
+            ErrorCode::Dropped => "dropped",
             ErrorCode::AccountFull => "account_full",
             ErrorCode::MempoolFull => "mempool_full",
             ErrorCode::NotFound => "not_found",
@@ -118,13 +122,14 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidJson,
         ErrorCode::TxRejected,
         ErrorCode::NonceGap,
         ErrorCode::AlreadyInMempool,
         ErrorCode::NonceTaken,
+        ErrorCode::Dropped,
         ErrorCode::AccountFull,
         ErrorCode::MempoolFull,
         ErrorCode::NotFound,
@@ -156,7 +161,8 @@ pub struct SubmitTx {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitQuery {
-    /// `commit`: answer once the transaction is in a block (or the timeout passed).
+    /// `commit`: answer once the transaction is in a block (or the timeout passed, or it left
+    /// the mempool without being committed: error `dropped`).
     pub wait: Option<WaitFor>,
     /// How long to wait for `wait=commit`, in milliseconds (default 10,000, at most 60,000).
     pub timeout_ms: Option<u64>,

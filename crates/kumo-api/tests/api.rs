@@ -108,6 +108,40 @@ async fn wait_commit_times_out_as_pending() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_transaction_a_block_made_invalid_says_dropped() {
+    let mut alice = Actor::from_seed(1);
+    let bob = Actor::from_seed(2);
+    let mut cfg = kumo_api::testing::TestNodeConfig::new(kumo_api::testing::genesis(
+        &[alice.addr],
+        &format!("{}ukumo", 3 * FEE),
+    ));
+    cfg.block_interval = Duration::from_secs(3600);
+    cfg.max_block_txs = 1;
+    let n = std::sync::Arc::new(Node::start_with(cfg).await);
+    // Nonce 0 spends so much that nonce 1 can no longer pay its fee once 0 is in a block.
+    let big = send(&mut alice, &bob, &format!("{}ukumo", FEE + 1));
+    let doomed = send(&mut alice, &bob, "1ukumo");
+    assert_eq!(n.submit(&big, "").await.0, 202);
+    let waiter = {
+        let n = n.clone();
+        tokio::spawn(async move { n.submit(&doomed, "?wait=commit&timeout_ms=10000").await })
+    };
+    while n.ok("/v1/status").await["mempool"]["txs"] != 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let b = n.node.backend().clone();
+    tokio::task::spawn_blocking(move || b.make_block())
+        .await
+        .unwrap();
+    let (s, v) = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter answers before its timeout")
+        .unwrap();
+    assert_eq!(s, 409, "{v}");
+    assert_error(&v, "dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marketplace_queries_answer_from_committed_state() {
     let mut tenant = Actor::from_seed(1);
     let mut provider = Actor::from_seed(2);

@@ -125,6 +125,30 @@ struct Header {
     end_events: Vec<EventRecord>,
 }
 
+/// A block's header: what [`BlockStore::header`] reads without its transactions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockHeader {
+    /// Height.
+    #[serde(skip)]
+    pub height: u64,
+    /// The block's hash.
+    #[serde(with = "record::hex32")]
+    pub hash: Hash32,
+    /// The parent's hash.
+    #[serde(with = "record::hex32")]
+    pub parent: Hash32,
+    /// Proposer's timestamp, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The proposer's public key.
+    #[serde(with = "record::hex32")]
+    pub proposer: Hash32,
+    /// State root after the block.
+    #[serde(with = "record::hex32")]
+    pub state_root: Hash32,
+    /// Number of transactions.
+    pub tx_count: u32,
+}
+
 /// Finalized blocks, transactions and events in a redb file.
 pub struct BlockStore {
     db: Database,
@@ -288,6 +312,18 @@ impl BlockStore {
             txs,
             end_events: header.end_events,
         }))
+    }
+
+    /// The header of the block at `height`, without reading its transactions.
+    pub fn header(&self, height: u64) -> Result<Option<BlockHeader>, BlockStoreError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let headers = r.open_table(HEADERS).map_err(db_err)?;
+        let Some(raw) = headers.get(height).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let mut h: BlockHeader = decode(raw.value(), || format!("block {height}"))?;
+        h.height = height;
+        Ok(Some(h))
     }
 
     /// The block with this hash.

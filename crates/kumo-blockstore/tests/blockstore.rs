@@ -86,6 +86,17 @@ fn roundtrip_block_txs_and_events() {
     assert_eq!(store.block(1).unwrap().as_ref(), Some(&b));
     assert_eq!(store.block_by_hash(&b.hash).unwrap().as_ref(), Some(&b));
     assert_eq!(store.block(2).unwrap(), None);
+    let header = store.header(1).unwrap().unwrap();
+    assert_eq!(
+        (
+            header.height,
+            header.hash,
+            header.state_root,
+            header.tx_count
+        ),
+        (1, b.hash, b.state_root, 3)
+    );
+    assert_eq!(store.header(2).unwrap(), None);
     assert_eq!(store.block_by_hash(&[0xee; 32]).unwrap(), None);
 
     let codes: Vec<TxCode> = [&ok, &failed, &rejected]

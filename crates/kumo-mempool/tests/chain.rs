@@ -170,7 +170,10 @@ fn the_cheap_recheck_drops_stale_nonces_and_unpayable_fees() {
     assert_eq!(dropped.len(), 1);
     assert_eq!(dropped[0].0, kumo_types::tx::tx_hash(&next));
     assert!(
-        matches!(dropped[0].1, MempoolError::Rejected(TxRejected::CannotPayFee(_))),
+        matches!(
+            dropped[0].1,
+            MempoolError::Rejected(TxRejected::CannotPayFee(_))
+        ),
         "{}",
         dropped[0].1
     );
@@ -185,7 +188,13 @@ fn the_cheap_recheck_drops_stale_nonces_and_unpayable_fees() {
     h.block(&[other.sign(FEE, vec![Msg::DeleteProvider])]);
     let dropped = pool.recheck_admitted(|adm| readmit(&h.app, adm));
     assert!(
-        matches!(dropped[..], [(_, MempoolError::Rejected(TxRejected::Nonce { want: 1, got: 0 }))]),
+        matches!(
+            dropped[..],
+            [(
+                _,
+                MempoolError::Rejected(TxRejected::Nonce { want: 1, got: 0 })
+            )]
+        ),
         "{dropped:?}"
     );
 }

@@ -99,10 +99,7 @@ enum Op {
         cheap: bool,
     },
     /// Another node's block advances an account past what we hold.
-    External {
-        sender: u8,
-        by: u64,
-    },
+    External { sender: u8, by: u64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {

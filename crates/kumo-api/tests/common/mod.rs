@@ -23,6 +23,11 @@ impl Node {
     pub async fn start(accounts: &[Address], interval: Duration) -> Node {
         let mut cfg = TestNodeConfig::new(genesis(accounts, FUNDS));
         cfg.block_interval = interval;
+        Node::start_with(cfg).await
+    }
+
+    /// A node with this configuration.
+    pub async fn start_with(cfg: TestNodeConfig) -> Node {
         let node = TestNode::start(cfg);
         let base = node.serve().await.unwrap();
         Node {
