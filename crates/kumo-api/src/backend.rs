@@ -25,7 +25,7 @@ pub enum SubmitError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Waited {
     /// It is in the block at this height.
-    Committed(u64, TxRecord),
+    Committed(u64, Box<TxRecord>),
     /// It is neither in a block nor in the mempool any more: a block made it invalid (another
     /// transaction used its nonce, or it can no longer pay its fee) and the mempool dropped it.
     Dropped,
@@ -82,12 +82,12 @@ pub trait NodeBackend: Send + Sync + 'static {
                 // lookup and the wait still wakes us.
                 heights.borrow_and_update();
                 if let Some((h, tx)) = self.blocks().tx(&hash)? {
-                    return Ok(Waited::Committed(h, tx));
+                    return Ok(Waited::Committed(h, Box::new(tx)));
                 }
                 if !self.mempool_contains(&hash) {
                     // It may have been committed between the two looks.
                     return Ok(match self.blocks().tx(&hash)? {
-                        Some((h, tx)) => Waited::Committed(h, tx),
+                        Some((h, tx)) => Waited::Committed(h, Box::new(tx)),
                         None => Waited::Dropped,
                     });
                 }

@@ -288,7 +288,7 @@ async fn submit<B: NodeBackend>(
             hash,
             status: TxStatus::Committed,
             height: Some(height),
-            tx: Some(tx),
+            tx: Some(*tx),
         })
         .into_response()),
         Waited::Dropped => Err(ApiError::new(
