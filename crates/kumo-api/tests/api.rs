@@ -270,7 +270,7 @@ async fn bad_input_gets_a_json_error_and_the_server_keeps_serving() {
             msgs: vec![Msg::DeleteProvider],
         },
     );
-    let max_tx = 64 * 1024;
+    let max_tx = kumo_chain::Params::default().max_tx_bytes as usize;
     let too_big_for_chain = vec![1u8; max_tx + 1];
     let too_big_for_body = vec![b'a'; 2 * max_tx + 4096];
 
