@@ -94,6 +94,32 @@ pub enum TxRejected {
     NoBlock,
 }
 
+impl TxRejected {
+    /// A stable machine-readable name for the reason (`nonce`, `wrong_chain`, `bad_signature`,
+    /// ...): what API error codes and stored transaction outcomes carry.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TxRejected::Envelope(e) => match e {
+                TxError::TooShort(_) => "tx_too_short",
+                TxError::TooLarge(..) => "tx_too_large",
+                TxError::Version(_) => "tx_version",
+                TxError::BadKey => "bad_public_key",
+                TxError::BadSignature => "bad_signature",
+                TxError::Body(_) => "bad_body",
+            },
+            TxRejected::WrongChain { .. } => "wrong_chain",
+            TxRejected::Nonce { .. } => "nonce",
+            TxRejected::NoMsgs => "no_msgs",
+            TxRejected::TooManyMsgs { .. } => "too_many_msgs",
+            TxRejected::MemoTooLong { .. } => "memo_too_long",
+            TxRejected::FeeDenom { .. } => "fee_denom",
+            TxRejected::FeeTooLow { .. } => "fee_too_low",
+            TxRejected::CannotPayFee(_) => "cannot_pay_fee",
+            TxRejected::NoBlock => "no_block",
+        }
+    }
+}
+
 /// A message that failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TxFailure {
@@ -342,6 +368,13 @@ impl<S: Store> App<S> {
         let tx = TxEnvelope::parse(bytes, self.params.max_tx_bytes as usize)?.verify()?;
         self.ante_check(&tx, false)?;
         Ok(tx)
+    }
+
+    /// The nonce `address`'s next transaction must carry, as of the last committed block.
+    pub fn account_nonce(&self, address: &Address) -> u64 {
+        state::get::<Account>(&self.store, &keys::account(address))
+            .unwrap_or_default()
+            .nonce
     }
 
     /// Applies a transaction whose signature is already verified (e.g. in a batch).

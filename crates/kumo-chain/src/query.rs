@@ -8,7 +8,7 @@
 //! owner's deployments and leases); the others scan their table.
 
 use kumo_types::{Address, BidId, Coins, DeploymentId, LeaseId, OrderId, PublicKey};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     Params, audit, bank, deployment, escrow, market, provider,
@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// An answer and the height it was read at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AtHeight<T> {
     /// The last committed height of the state read.
     pub height: u64,
@@ -29,7 +29,7 @@ pub struct AtHeight<T> {
 }
 
 /// `GET /v1/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainStatus {
     /// Chain id.
     pub chain_id: String,
@@ -38,7 +38,7 @@ pub struct ChainStatus {
 }
 
 /// `GET /v1/accounts/{addr}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountView {
     /// Address.
     pub address: Address,
@@ -51,7 +51,7 @@ pub struct AccountView {
 }
 
 /// `GET /v1/providers/{addr}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderView {
     /// The record.
     pub provider: Provider,
@@ -60,7 +60,7 @@ pub struct ProviderView {
 }
 
 /// An escrow account settled to the query height, with its payments.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EscrowView {
     /// The account.
     pub account: EscrowAccount,
@@ -69,7 +69,7 @@ pub struct EscrowView {
 }
 
 /// `GET /v1/deployments/{owner}/{dseq}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentView {
     /// The deployment.
     pub deployment: Deployment,

@@ -1,0 +1,300 @@
+//! The block store against blocks the real state machine executed.
+
+use kumo_blockstore::{
+    BlockMeta, BlockRecord, BlockStore, BlockStoreError, EventCursor, Put, StoredEvent, TxCode,
+};
+use kumo_chain::testkit::{Actor, FEE, Harness};
+use kumo_types::Msg;
+
+/// A chain with two funded actors, and the blocks it produced.
+struct Chain {
+    h: Harness,
+    alice: Actor,
+    bob: Actor,
+    parent: [u8; 32],
+}
+
+impl Chain {
+    fn new() -> Chain {
+        let alice = Actor::from_seed(1);
+        let bob = Actor::from_seed(2);
+        Chain {
+            h: Harness::new(&[alice.addr, bob.addr], "10000000ukumo"),
+            alice,
+            bob,
+            parent: [0; 32],
+        }
+    }
+
+    /// Runs a block of `txs` and returns its record.
+    fn block(&mut self, txs: Vec<Vec<u8>>) -> BlockRecord {
+        let r = self.h.block(&txs);
+        let mut hash = [0u8; 32];
+        hash[..8].copy_from_slice(&r.height.to_be_bytes());
+        let rec = BlockRecord::from_execution(
+            BlockMeta {
+                height: r.height,
+                hash,
+                parent: self.parent,
+                time_ms: 1_700_000_000_000 + r.height * 250,
+                proposer: [9; 32],
+                state_root: r.root,
+            },
+            &txs,
+            &r.txs,
+            &r.end_events,
+        );
+        self.parent = hash;
+        rec
+    }
+
+    fn send(&mut self, from_alice: bool, amount: &str) -> Vec<u8> {
+        let (a, to) = if from_alice {
+            (&mut self.alice, self.bob.addr)
+        } else {
+            (&mut self.bob, self.alice.addr)
+        };
+        a.sign(
+            FEE,
+            vec![Msg::Send {
+                to,
+                amount: amount.parse().unwrap(),
+            }],
+        )
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> BlockStore {
+    BlockStore::open(dir.path().join("blocks.redb")).unwrap()
+}
+
+#[test]
+fn roundtrip_block_txs_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert_eq!(store.latest_height().unwrap(), None);
+    let mut c = Chain::new();
+    let ok = c.send(true, "5ukumo");
+    let failed = c.send(true, "999999999999ukumo");
+    let mut stale = c.alice.clone();
+    stale.nonce = 0;
+    let rejected = stale.sign(FEE, vec![Msg::DeleteProvider]);
+    let b = c.block(vec![ok.clone(), failed.clone(), rejected.clone()]);
+    assert_eq!(store.put_block(&b).unwrap(), Put::Written);
+
+    assert_eq!(store.latest_height().unwrap(), Some(1));
+    assert_eq!(store.block(1).unwrap().as_ref(), Some(&b));
+    assert_eq!(store.block_by_hash(&b.hash).unwrap().as_ref(), Some(&b));
+    assert_eq!(store.block(2).unwrap(), None);
+    let header = store.header(1).unwrap().unwrap();
+    assert_eq!(
+        (
+            header.height,
+            header.hash,
+            header.state_root,
+            header.tx_count
+        ),
+        (1, b.hash, b.state_root, 3)
+    );
+    assert_eq!(store.header(2).unwrap(), None);
+    assert_eq!(store.block_by_hash(&[0xee; 32]).unwrap(), None);
+
+    let codes: Vec<TxCode> = [&ok, &failed, &rejected]
+        .iter()
+        .map(|t| {
+            let (h, rec) = store.tx(&kumo_types::tx::tx_hash(t)).unwrap().unwrap();
+            assert_eq!(h, 1);
+            assert_eq!(&rec.bytes, *t);
+            rec.result.code
+        })
+        .collect();
+    assert_eq!(codes, [TxCode::Ok, TxCode::Failed, TxCode::Rejected]);
+    let (_, rej) = store
+        .tx(&kumo_types::tx::tx_hash(&rejected))
+        .unwrap()
+        .unwrap();
+    assert_eq!(rej.result.error.unwrap().kind, "nonce");
+    let (_, f) = store
+        .tx(&kumo_types::tx::tx_hash(&failed))
+        .unwrap()
+        .unwrap();
+    let err = f.result.error.unwrap();
+    assert_eq!((err.kind.as_str(), err.msg_index), ("msg_failed", Some(0)));
+    assert_eq!(f.result.sender, Some(c.alice.addr));
+
+    // Events: the ok tx's fee and transfer, the failed tx's fee; in order, numbered.
+    let events = store.events(EventCursor::at_height(0), 100).unwrap();
+    let expected: Vec<StoredEvent> = b.events().collect();
+    assert_eq!(events, expected);
+    assert_eq!(events.len(), 3);
+    assert!(
+        events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.index as usize == i && e.height == 1)
+    );
+    assert_eq!(events[0].tx_hash, Some(kumo_types::tx::tx_hash(&ok)));
+    assert_eq!(events[2].tx_hash, Some(kumo_types::tx::tx_hash(&failed)));
+    assert!(store.tx(&[0; 32]).unwrap().is_none());
+}
+
+#[test]
+fn replaying_a_height_is_a_no_op_and_a_different_block_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut c = Chain::new();
+    let tx = c.send(true, "5ukumo");
+    let b1 = c.block(vec![tx]);
+    let b2 = c.block(vec![]);
+    store.put_block(&b1).unwrap();
+    store.put_block(&b2).unwrap();
+    let events_before = store.events(EventCursor::default(), 100).unwrap();
+
+    // A node that crashed after writing block 1 replays it.
+    assert_eq!(store.put_block(&b1).unwrap(), Put::AlreadyStored);
+    assert_eq!(store.put_block(&b2).unwrap(), Put::AlreadyStored);
+    assert_eq!(
+        store.events(EventCursor::default(), 100).unwrap(),
+        events_before
+    );
+    assert_eq!(store.block(1).unwrap().unwrap(), b1);
+    assert_eq!(store.latest_height().unwrap(), Some(2));
+
+    let mut forged = b1.clone();
+    forged.time_ms += 1;
+    let err = store.put_block(&forged).unwrap_err();
+    assert!(
+        matches!(err, BlockStoreError::Conflict { height: 1 }),
+        "{err}"
+    );
+    assert_eq!(store.block(1).unwrap().unwrap(), b1);
+}
+
+#[test]
+fn a_gap_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut c = Chain::new();
+    let b1 = c.block(vec![]);
+    let _b2 = c.block(vec![]);
+    let b3 = c.block(vec![]);
+    store.put_block(&b1).unwrap();
+    let err = store.put_block(&b3).unwrap_err();
+    assert!(matches!(err, BlockStoreError::Gap { last: 1, got: 3 }));
+    assert!(err.to_string().contains("write block 2 first"), "{err}");
+    assert_eq!(store.latest_height().unwrap(), Some(1));
+    assert_eq!(store.block(3).unwrap(), None);
+}
+
+#[test]
+fn a_block_that_contradicts_itself_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut c = Chain::new();
+    let tx = c.send(true, "5ukumo");
+    let mut b = c.block(vec![tx]);
+    b.txs[0].index = 4;
+    assert!(matches!(
+        store.put_block(&b).unwrap_err(),
+        BlockStoreError::Invalid { height: 1, .. }
+    ));
+    assert_eq!(store.latest_height().unwrap(), None);
+}
+
+#[test]
+fn reopening_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Chain::new();
+    let blocks: Vec<BlockRecord> = (0..3)
+        .map(|i| {
+            let tx = c.send(i % 2 == 0, "7ukumo");
+            c.block(vec![tx])
+        })
+        .collect();
+    {
+        let store = open(&dir);
+        for b in &blocks {
+            store.put_block(b).unwrap();
+        }
+    }
+    let store = open(&dir);
+    assert_eq!(store.latest_height().unwrap(), Some(3));
+    for b in &blocks {
+        assert_eq!(store.block(b.height).unwrap().as_ref(), Some(b));
+        assert_eq!(store.block_by_hash(&b.hash).unwrap().as_ref(), Some(b));
+        assert_eq!(store.tx(&b.txs[0].hash).unwrap().unwrap().0, b.height);
+    }
+    let all: Vec<StoredEvent> = blocks.iter().flat_map(|b| b.events()).collect();
+    assert_eq!(store.events(EventCursor::default(), 1000).unwrap(), all);
+    // And it goes on from where it was.
+    let next = c.block(vec![]);
+    assert_eq!(store.put_block(&next).unwrap(), Put::Written);
+}
+
+#[test]
+fn events_page_in_order_without_gaps_or_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut c = Chain::new();
+    let mut all = Vec::new();
+    for i in 0..6 {
+        let txs = (0..i % 3).map(|k| c.send(k % 2 == 0, "1ukumo")).collect();
+        let b = c.block(txs);
+        all.extend(b.events());
+        store.put_block(&b).unwrap();
+    }
+    assert!(all.len() > 8, "enough events to page: {}", all.len());
+    for limit in [1, 2, 3, 5] {
+        let mut got = Vec::new();
+        let mut cursor = EventCursor::at_height(1);
+        loop {
+            let page = store.events(cursor, limit).unwrap();
+            assert!(page.len() <= limit);
+            let Some(last) = page.last() else { break };
+            cursor = last.next_cursor();
+            got.extend(page);
+        }
+        assert_eq!(got, all, "limit {limit}");
+    }
+    // From a height: only that height's and later events.
+    let from3 = store.events(EventCursor::at_height(3), 1000).unwrap();
+    assert!(from3.iter().all(|e| e.height >= 3));
+    assert_eq!(
+        from3.len(),
+        all.iter().filter(|e| e.height >= 3).count(),
+        "every event from height 3"
+    );
+}
+
+#[test]
+fn a_replayed_tx_keeps_pointing_at_the_inclusion_that_took_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut c = Chain::new();
+    let tx = c.send(true, "5ukumo");
+    let b1 = c.block(vec![tx.clone()]);
+    // A proposer includes the same bytes again: rejected (stale nonce).
+    let b2 = c.block(vec![tx.clone()]);
+    assert_eq!(b2.txs[0].result.code, TxCode::Rejected);
+    store.put_block(&b1).unwrap();
+    store.put_block(&b2).unwrap();
+    let (h, rec) = store.tx(&kumo_types::tx::tx_hash(&tx)).unwrap().unwrap();
+    assert_eq!((h, rec.result.code), (1, TxCode::Ok));
+}
+
+#[test]
+fn json_shape_uses_hex() {
+    let mut c = Chain::new();
+    let tx = c.send(true, "5ukumo");
+    let b = c.block(vec![tx.clone()]);
+    let v = serde_json::to_value(&b).unwrap();
+    assert_eq!(v["txs"][0]["bytes"], hex::encode(&tx));
+    assert_eq!(v["hash"], hex::encode(b.hash));
+    assert_eq!(v["txs"][0]["result"]["code"], "ok");
+    assert_eq!(
+        v["txs"][0]["result"]["sender"],
+        c.alice.addr.to_string().as_str()
+    );
+    let back: BlockRecord = serde_json::from_value(v).unwrap();
+    assert_eq!(back, b);
+}
