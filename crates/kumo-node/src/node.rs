@@ -8,7 +8,7 @@ use commonware_utils::channel::mpsc;
 use kumo_chain::{
     App, EventRecord, Genesis, MemStore, Store, TxReceipt, TxRejected, store::Overlay,
 };
-use kumo_types::tx::VerifiedTx;
+use kumo_types::tx::{VerifiedTx, tx_hash};
 
 use crate::{
     block::{BlockLimits, Digest},
@@ -76,6 +76,10 @@ pub enum SubmitError {
     /// The pool refused it.
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// A follower could not queue it for the validators (not started yet, or its forwarding
+    /// queue is full).
+    #[error("this follower cannot forward the transaction now: retry in a moment")]
+    NotForwarded,
 }
 
 /// What a node is configured with, whatever runtime and network it runs on.
@@ -126,7 +130,15 @@ pub(crate) struct Inner {
     /// The genesis state, served to queries until the first block is finalized.
     genesis_store: MemStore,
     pub(crate) tip: Mutex<Option<FinalizedTip>>,
-    pub(crate) gossip: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    pub(crate) gossip: Mutex<Option<Gossip>>,
+}
+
+/// Where submitted transactions go once the node runs.
+pub(crate) struct Gossip {
+    /// To the mempool gossip task.
+    sender: mpsc::Sender<Vec<u8>>,
+    /// Whether submissions also enter our pool (validators propose from it; followers do not).
+    pooled: bool,
 }
 
 /// A handle on a node: cheap to clone, shared by the consensus application and its users.
@@ -197,16 +209,46 @@ impl Node {
         })
     }
 
-    /// Checks a transaction, adds it to the pool and gossips it to the other nodes.
+    /// Checks a transaction and sends it to the validators. A validator also adds it to its
+    /// pool (its own proposals include it); a follower only forwards it, and refuses it when its
+    /// forwarding queue is full. Before the node runs, it waits in the pool.
     pub fn submit(&self, tx: Vec<u8>) -> Result<TxHash, SubmitError> {
         self.check_tx(&tx)?;
-        let hash = self.pool().insert(tx.clone())?;
-        if let Some(gossip) = self.inner.gossip.lock().expect("gossip lock").as_ref() {
-            // A full gossip queue only delays propagation: the tx is in our pool and our own
-            // proposals include it.
-            let _ = gossip.try_send(tx);
+        let gossip = self.inner.gossip.lock().expect("gossip lock");
+        match gossip.as_ref() {
+            Some(Gossip {
+                sender,
+                pooled: false,
+            }) => {
+                let hash = tx_hash(&tx);
+                sender.try_send(tx).map_err(|_| SubmitError::NotForwarded)?;
+                Ok(hash)
+            }
+            pooled => {
+                let hash = self.pool().insert(tx.clone())?;
+                // A full gossip queue only delays propagation: the tx is in our pool and our
+                // own proposals include it.
+                if let Some(Gossip { sender, .. }) = pooled {
+                    let _ = sender.try_send(tx);
+                }
+                Ok(hash)
+            }
         }
-        Ok(hash)
+    }
+
+    /// Connects submissions to the mempool gossip task (the engine calls it when it starts).
+    /// A follower forwards what was submitted before it ran and keeps no pool from then on.
+    pub(crate) fn start_gossip(&self, sender: mpsc::Sender<Vec<u8>>, pooled: bool) {
+        let mut gossip = self.inner.gossip.lock().expect("gossip lock");
+        if !pooled {
+            let waiting = self.pool().reap(usize::MAX, usize::MAX);
+            let hashes: Vec<_> = waiting.iter().map(|tx| tx_hash(tx)).collect();
+            for tx in waiting {
+                let _ = sender.try_send(tx);
+            }
+            self.pool().remove(&hashes);
+        }
+        *gossip = Some(Gossip { sender, pooled });
     }
 
     /// Adds a transaction received from a peer (no gossip back).
