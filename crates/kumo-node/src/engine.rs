@@ -520,13 +520,11 @@ where
     ))
 }
 
-/// How long a follower keeps retrying to forward a transaction while no validator is connected.
-const FORWARD_PATIENCE: Duration = Duration::from_secs(30);
-
-/// Mempool gossip. Transactions submitted here go to the validators. A validator admits the
-/// transactions its peers send into its pool; a follower proposes nothing, so it ignores them,
-/// and it retries a transaction that found no validator connected (it holds no pool to fall
-/// back on).
+/// Mempool gossip. Transactions submitted here go to the validators, who admit the ones their
+/// peers send into their pools. A follower proposes nothing: it ignores what peers send, and
+/// sends its own pending transactions again every few blocks (a send reaches only the
+/// validators connected at that moment, and a validator's pool does not survive a restart)
+/// until a finalized block carries them or the chain would reject them.
 fn mempool<E: Runtime, S, R>(
     context: &E,
     node: &Node,
@@ -538,24 +536,34 @@ fn mempool<E: Runtime, S, R>(
     R: Receiver<PublicKey = ed25519::PublicKey>,
 {
     let (gossip_tx, gossip_rx) = mpsc::channel::<Vec<u8>>(1024);
-    node.start_gossip(gossip_tx, role.is_validator());
-    let patient = !role.is_validator();
+    *node.inner.gossip.lock().expect("gossip lock") = Some(gossip_tx);
+    if !role.is_validator() {
+        let resend_every = (node.config().block_time * 4).max(Duration::from_secs(1));
+        context.child("mempool_resend").spawn({
+            let node = node.clone();
+            let validators = validators.clone();
+            let mut sender = sender.clone();
+            move |ctx| async move {
+                loop {
+                    ctx.sleep(resend_every).await;
+                    let pending = node.still_pending();
+                    if !pending.is_empty() {
+                        debug!(txs = pending.len(), "sending pending transactions again");
+                    }
+                    for tx in pending {
+                        sender.send(Recipients::Some(validators.clone()), tx, false);
+                    }
+                }
+            }
+        });
+    }
     context.child("mempool_out").spawn({
         let mut sender = sender;
         let mut rx = gossip_rx;
-        move |ctx| async move {
+        move |_| async move {
             while let Some(tx) = rx.recv().await {
-                let mut waited = Duration::ZERO;
-                loop {
-                    let to = Recipients::Some(validators.clone());
-                    let sent = sender.send(to, tx.clone(), false);
-                    debug!(peers = sent.len(), "gossiped a transaction");
-                    if !sent.is_empty() || !patient || waited >= FORWARD_PATIENCE {
-                        break;
-                    }
-                    ctx.sleep(Duration::from_millis(500)).await;
-                    waited += Duration::from_millis(500);
-                }
+                let sent = sender.send(Recipients::Some(validators.clone()), tx, false);
+                debug!(peers = sent.len(), "gossiped a transaction");
             }
         }
     });

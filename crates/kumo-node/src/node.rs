@@ -76,10 +76,6 @@ pub enum SubmitError {
     /// The pool refused it.
     #[error(transparent)]
     Pool(#[from] PoolError),
-    /// A follower could not queue it for the validators (not started yet, or its forwarding
-    /// queue is full).
-    #[error("this follower cannot forward the transaction now: retry in a moment")]
-    NotForwarded,
 }
 
 /// What a node is configured with, whatever runtime and network it runs on.
@@ -130,15 +126,7 @@ pub(crate) struct Inner {
     /// The genesis state, served to queries until the first block is finalized.
     genesis_store: MemStore,
     pub(crate) tip: Mutex<Option<FinalizedTip>>,
-    pub(crate) gossip: Mutex<Option<Gossip>>,
-}
-
-/// Where submitted transactions go once the node runs.
-pub(crate) struct Gossip {
-    /// To the mempool gossip task.
-    sender: mpsc::Sender<Vec<u8>>,
-    /// Whether submissions also enter our pool (validators propose from it; followers do not).
-    pooled: bool,
+    pub(crate) gossip: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
 }
 
 /// A handle on a node: cheap to clone, shared by the consensus application and its users.
@@ -209,46 +197,38 @@ impl Node {
         })
     }
 
-    /// Checks a transaction and sends it to the validators. A validator also adds it to its
-    /// pool (its own proposals include it); a follower only forwards it, and refuses it when its
-    /// forwarding queue is full. Before the node runs, it waits in the pool.
+    /// Checks a transaction, adds it to the pool and sends it to the validators. A validator's
+    /// own proposals take it from the pool; a follower keeps it there only to send it again
+    /// until a finalized block carries it.
     pub fn submit(&self, tx: Vec<u8>) -> Result<TxHash, SubmitError> {
         self.check_tx(&tx)?;
-        let gossip = self.inner.gossip.lock().expect("gossip lock");
-        match gossip.as_ref() {
-            Some(Gossip {
-                sender,
-                pooled: false,
-            }) => {
-                let hash = tx_hash(&tx);
-                sender.try_send(tx).map_err(|_| SubmitError::NotForwarded)?;
-                Ok(hash)
-            }
-            pooled => {
-                let hash = self.pool().insert(tx.clone())?;
-                // A full gossip queue only delays propagation: the tx is in our pool and our
-                // own proposals include it.
-                if let Some(Gossip { sender, .. }) = pooled {
-                    let _ = sender.try_send(tx);
-                }
-                Ok(hash)
-            }
+        let hash = self.pool().insert(tx.clone())?;
+        if let Some(gossip) = self.inner.gossip.lock().expect("gossip lock").as_ref() {
+            // A full gossip queue only delays propagation: the tx is in our pool, and our own
+            // proposals (a validator) or the next resend (a follower) carry it.
+            let _ = gossip.try_send(tx);
         }
+        Ok(hash)
     }
 
-    /// Connects submissions to the mempool gossip task (the engine calls it when it starts).
-    /// A follower forwards what was submitted before it ran and keeps no pool from then on.
-    pub(crate) fn start_gossip(&self, sender: mpsc::Sender<Vec<u8>>, pooled: bool) {
-        let mut gossip = self.inner.gossip.lock().expect("gossip lock");
-        if !pooled {
-            let waiting = self.pool().reap(usize::MAX, usize::MAX);
-            let hashes: Vec<_> = waiting.iter().map(|tx| tx_hash(tx)).collect();
-            for tx in waiting {
-                let _ = sender.try_send(tx);
-            }
-            self.pool().remove(&hashes);
-        }
-        *gossip = Some(Gossip { sender, pooled });
+    /// The pooled transactions the chain would still accept, in pool order; the others leave
+    /// the pool. A follower sends these to the validators again.
+    pub(crate) fn still_pending(&self) -> Vec<Vec<u8>> {
+        let mut dead = Vec::new();
+        let live = self
+            .pool()
+            .reap(usize::MAX, usize::MAX)
+            .into_iter()
+            .filter(|tx| {
+                let ok = self.check_tx(tx).is_ok();
+                if !ok {
+                    dead.push(tx_hash(tx));
+                }
+                ok
+            })
+            .collect();
+        self.pool().remove(&dead);
+        live
     }
 
     /// Adds a transaction received from a peer (no gossip back).

@@ -101,8 +101,8 @@ fn validators_and_a_follower_over_loopback_tcp_finalize_blocks() {
             handles.push(h);
         }
 
-        // Submitted at once: the follower holds it until it runs, then forwards it to the
-        // validators as soon as one is connected.
+        // Submitted at once, before any connection: the follower keeps it and sends it to the
+        // validators again until a finalized block carries it.
         let tx = alice.sign(
             FEE,
             vec![Msg::Send {
@@ -133,7 +133,9 @@ fn validators_and_a_follower_over_loopback_tcp_finalize_blocks() {
         while (0..NODES).any(|i| !committed(i) || height(i) < 6) {
             assert!(
                 started.elapsed() < Duration::from_secs(90),
-                "tx not committed over TCP"
+                "tx not committed over TCP: heights {:?}, committed {:?}",
+                (0..NODES).map(height).collect::<Vec<_>>(),
+                (0..NODES).map(committed).collect::<Vec<_>>(),
             );
             ctx.sleep(Duration::from_millis(100)).await;
         }
