@@ -1,16 +1,23 @@
-//! Wires one validator: simplex (votes), marshal (finalized blocks, backfill from peers),
-//! buffered broadcast (block dissemination), `glue::stateful` over QMDB (the state) and the
-//! mempool gossip, on any commonware runtime and any p2p network.
+//! Wires one node, validator or follower ([`Role`]): simplex (votes, validators only), marshal
+//! (finalized blocks, backfill from peers), buffered broadcast (block dissemination),
+//! `glue::stateful` over QMDB (the state) and the mempool gossip, on any commonware runtime and
+//! any p2p network.
 //!
 //! ```text
-//!  p2p channels ─▶ simplex ──(Deferred)──▶ stateful ◀── marshal ◀── broadcast / backfill
-//!                                           │   ▲                      (finalized blocks)
-//!                               KumoApp ────┘   └── StateLoader (startup: QMDB → memory)
+//!  validator:  p2p ─▶ simplex ──(Deferred)──▶ stateful ◀── marshal ◀── broadcast / backfill
+//!  follower:   certificates ─▶ follow (verify) ──────────────▶ marshal     (finalized blocks)
+//!                                              │   ▲
+//!                                  KumoApp ────┘   └── StateLoader (startup: QMDB → memory)
 //!  mempool channel ─▶ gossip task ─▶ Node::admit_from_peer ─▶ TxPool ─▶ KumoApp::propose
 //! ```
 //!
+//! A follower runs the same marshal, stateful application and state as a validator, so it
+//! executes every finalized block the same way and reaches the same state root; it only lacks
+//! simplex and a signing key (see `src/follow.rs`). The p2p peer set must hold the followers
+//! (so they can connect) while the validator set, the only one that votes, does not.
+//!
 //! [`run`] builds every actor as a child of the runtime context it is given and returns when
-//! simplex stops, so aborting the task that runs it stops the whole node (the deterministic
+//! the node stops, so aborting the task that runs it stops the whole node (the deterministic
 //! tests crash nodes that way).
 
 use std::{
@@ -58,6 +65,7 @@ use tracing::{debug, info};
 use crate::{
     app::{KumoApp, Marshal, Runtime, Scheme, StateLoader, initial_target},
     block::{Block, BlockLimits, Digest},
+    follow,
     node::Node,
 };
 
@@ -132,11 +140,36 @@ impl<C, B, S, R> Network<C, B, S, R> {
     }
 }
 
-/// Who votes, and with which key.
+/// What a node does in consensus, with the key that is also its p2p identity.
 #[derive(Clone)]
-pub struct Validators {
-    /// This validator's key.
-    pub signer: ed25519::PrivateKey,
+pub enum Role {
+    /// Proposes and votes with this key. It must be one of the validators.
+    Validator(ed25519::PrivateKey),
+    /// Follows the chain without voting or proposing: it executes every finalized block,
+    /// serves queries and forwards submitted transactions to the validators. The key only
+    /// identifies it on the p2p network and must not be a validator's.
+    Follower(ed25519::PrivateKey),
+}
+
+impl Role {
+    /// The node's key (its p2p identity).
+    pub fn key(&self) -> &ed25519::PrivateKey {
+        match self {
+            Role::Validator(key) | Role::Follower(key) => key,
+        }
+    }
+
+    /// Whether the node votes.
+    pub fn is_validator(&self) -> bool {
+        matches!(self, Role::Validator(_))
+    }
+}
+
+/// A node's place in consensus: its role, and who the validators are.
+#[derive(Clone)]
+pub struct Membership {
+    /// This node's role and key.
+    pub role: Role,
     /// Every validator's public key (order does not matter).
     pub validators: Vec<ed25519::PublicKey>,
 }
@@ -144,12 +177,22 @@ pub struct Validators {
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The key is not among the validators.
-    #[error("this node's key {0} is not in the validator set: add it, or use a validator's key")]
+    /// A validator's key is not among the validators.
+    #[error(
+        "this node's key {0} is not in the validator set: add it, use a validator's key, or run the node as a follower"
+    )]
     NotAValidator(String),
+    /// A follower was given a validator's key.
+    #[error(
+        "this follower's key {0} belongs to a validator: give the follower a key of its own (two nodes cannot share a p2p identity)"
+    )]
+    FollowerIsAValidator(String),
     /// The validator list repeats a key.
     #[error("the validator set lists a key twice")]
     DuplicateValidator,
+    /// The validator list is empty.
+    #[error("the validator set is empty: list at least one validator")]
+    NoValidators,
 }
 
 /// The digest of the genesis file: the genesis block commits to it, so nodes with different
@@ -234,11 +277,12 @@ fn qmdb_config(prefix: &str, page_cache: CacheRef, limits: &BlockLimits) -> Qmdb
     }
 }
 
-/// Runs a validator until its consensus engine stops. Every actor is a child of `context`.
+/// Runs a node until it stops (a validator when its consensus engine stops, a follower when
+/// the validators' certificate channel closes). Every actor is a child of `context`.
 pub async fn run<E, C, B, S, R>(
     context: E,
     node: Node,
-    validators: Validators,
+    membership: Membership,
     network: Network<C, B, S, R>,
 ) -> Result<(), StartError>
 where
@@ -248,16 +292,35 @@ where
     S: Sender<PublicKey = ed25519::PublicKey>,
     R: Receiver<PublicKey = ed25519::PublicKey>,
 {
-    let handle = start(context, node, validators, network).await?;
+    let handle = start(context, node, membership, network).await?;
     let _ = handle.await;
     Ok(())
 }
 
-/// Starts a validator and returns the handle of its consensus engine.
+/// The certificate scheme of a node: a validator signs with its key, a follower only verifies.
+fn consensus_scheme(namespace: &[u8], membership: &Membership) -> Result<Scheme, StartError> {
+    if membership.validators.is_empty() {
+        return Err(StartError::NoValidators);
+    }
+    let participants: Set<ed25519::PublicKey> =
+        Set::try_from(membership.validators.clone()).map_err(|_| StartError::DuplicateValidator)?;
+    let me = membership.role.key().public_key();
+    match &membership.role {
+        Role::Validator(key) => Scheme::signer(namespace, participants, key.clone())
+            .ok_or_else(|| StartError::NotAValidator(me.to_string())),
+        Role::Follower(_) if membership.validators.contains(&me) => {
+            Err(StartError::FollowerIsAValidator(me.to_string()))
+        }
+        Role::Follower(_) => Ok(Scheme::verifier(namespace, participants)),
+    }
+}
+
+/// Starts a node and returns the handle of the task that keeps it going: the consensus engine
+/// on a validator, the relay of finalizations on a follower.
 pub async fn start<E, C, B, S, R>(
     context: E,
     node: Node,
-    validators: Validators,
+    membership: Membership,
     network: Network<C, B, S, R>,
 ) -> Result<Handle<()>, StartError>
 where
@@ -268,12 +331,9 @@ where
     R: Receiver<PublicKey = ed25519::PublicKey>,
 {
     let config = node.config().clone();
-    let me = validators.signer.public_key();
-    let participants: Set<ed25519::PublicKey> =
-        Set::try_from(validators.validators.clone()).map_err(|_| StartError::DuplicateValidator)?;
+    let me = membership.role.key().public_key();
     let namespace = namespace(&config.genesis.chain_id);
-    let scheme = Scheme::signer(&namespace, participants.clone(), validators.signer.clone())
-        .ok_or_else(|| StartError::NotAValidator(me.to_string()))?;
+    let scheme = consensus_scheme(&namespace, &membership)?;
     let prefix = config.partition_prefix.clone();
     let page_cache = CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES);
     let genesis_block = genesis_block::<E>(&config.genesis);
@@ -381,6 +441,35 @@ where
         },
     );
 
+    // Mempool gossip goes to the validators (they propose); a follower only forwards.
+    let proposers: Vec<ed25519::PublicKey> = membership
+        .validators
+        .iter()
+        .filter(|v| **v != me)
+        .cloned()
+        .collect();
+    let role = &membership.role;
+    mempool(&context, &node, role, proposers, network.mempool);
+
+    let Role::Validator(_) = role else {
+        // A follower: no simplex engine, so nothing here can vote or propose. Marshal gets
+        // the validators' finalizations (verified) and hands finalized blocks to stateful.
+        marshal_actor.start(stateful_mailbox, buffer, resolver);
+        stateful.start();
+        // Validators send votes to every peer; read them so the connection never backs up.
+        drain(&context, "votes", network.votes.1);
+        drain(&context, "simplex_resolver", network.simplex_resolver.1);
+        info!(follower = %me, validators = membership.validators.len(), "following the chain");
+        let relay = follow::relay_finalizations(
+            context.child("rng"),
+            scheme,
+            network.certificates.1,
+            network.blocker,
+            marshal,
+        );
+        return Ok(context.child("follow").spawn(move |_| relay));
+    };
+
     let deferred = Deferred::new(
         context.child("deferred"),
         stateful_mailbox.clone(),
@@ -389,33 +478,6 @@ where
     );
     marshal_actor.start(stateful_mailbox, buffer, resolver);
     stateful.start();
-
-    // Mempool gossip: txs submitted here go to every peer; txs from peers enter our pool.
-    let (gossip_tx, gossip_rx) = mpsc::channel::<Vec<u8>>(1024);
-    *node.inner.gossip.lock().expect("gossip lock") = Some(gossip_tx);
-    let (mempool_sender, mempool_receiver) = network.mempool;
-    context.child("mempool_out").spawn({
-        let mut sender = mempool_sender;
-        let mut rx = gossip_rx;
-        move |_| async move {
-            while let Some(tx) = rx.recv().await {
-                let sent = sender.send(Recipients::All, tx, false);
-                debug!(peers = sent.len(), "gossiped a transaction");
-            }
-        }
-    });
-    context.child("mempool_in").spawn({
-        let node = node.clone();
-        let mut receiver = mempool_receiver;
-        let max = config.limits.max_tx_bytes;
-        move |_| async move {
-            while let Ok((_, msg)) = receiver.recv().await {
-                if msg.len() <= max {
-                    node.admit_from_peer(msg.as_ref().to_vec());
-                }
-            }
-        }
-    });
 
     // Consensus. Timeouts leave room for the block time the proposer waits.
     let leader_timeout = config.block_time * 2 + Duration::from_secs(1);
@@ -456,4 +518,137 @@ where
         network.certificates,
         network.simplex_resolver,
     ))
+}
+
+/// Mempool gossip. Transactions submitted here go to the validators, who admit the ones their
+/// peers send into their pools. A follower proposes nothing: it ignores what peers send, and
+/// sends its own pending transactions again every few blocks (a send reaches only the
+/// validators connected at that moment, and a validator's pool does not survive a restart)
+/// until a finalized block carries them or the chain would reject them.
+fn mempool<E: Runtime, S, R>(
+    context: &E,
+    node: &Node,
+    role: &Role,
+    validators: Vec<ed25519::PublicKey>,
+    (sender, receiver): (S, R),
+) where
+    S: Sender<PublicKey = ed25519::PublicKey>,
+    R: Receiver<PublicKey = ed25519::PublicKey>,
+{
+    let (gossip_tx, gossip_rx) = mpsc::channel::<Vec<u8>>(1024);
+    *node.inner.gossip.lock().expect("gossip lock") = Some(gossip_tx);
+    if !role.is_validator() {
+        let resend_every = (node.config().block_time * 4).max(Duration::from_secs(1));
+        context.child("mempool_resend").spawn({
+            let node = node.clone();
+            let validators = validators.clone();
+            let mut sender = sender.clone();
+            move |ctx| async move {
+                loop {
+                    ctx.sleep(resend_every).await;
+                    let pending = node.still_pending();
+                    if !pending.is_empty() {
+                        debug!(txs = pending.len(), "sending pending transactions again");
+                    }
+                    for tx in pending {
+                        sender.send(Recipients::Some(validators.clone()), tx, false);
+                    }
+                }
+            }
+        });
+    }
+    context.child("mempool_out").spawn({
+        let mut sender = sender;
+        let mut rx = gossip_rx;
+        move |_| async move {
+            while let Some(tx) = rx.recv().await {
+                let sent = sender.send(Recipients::Some(validators.clone()), tx, false);
+                debug!(peers = sent.len(), "gossiped a transaction");
+            }
+        }
+    });
+    let admit = role.is_validator();
+    context.child("mempool_in").spawn({
+        let node = node.clone();
+        let mut receiver = receiver;
+        let max = node.config().limits.max_tx_bytes;
+        move |_| async move {
+            while let Ok((_, msg)) = receiver.recv().await {
+                if admit && msg.len() <= max {
+                    node.admit_from_peer(msg.as_ref().to_vec());
+                }
+            }
+        }
+    });
+}
+
+/// Reads and drops everything a channel receives (one a follower has no use for).
+fn drain<E: Runtime, R: Receiver>(context: &E, name: &str, mut receiver: R) {
+    context
+        .child("drain")
+        .with_attribute("channel", name)
+        .spawn(move |_| async move { while receiver.recv().await.is_ok() {} });
+}
+
+#[cfg(test)]
+mod tests {
+    use commonware_cryptography::certificate::Scheme as _;
+
+    use super::*;
+
+    fn keys() -> Vec<ed25519::PrivateKey> {
+        (0..5u64).map(ed25519::PrivateKey::from_seed).collect()
+    }
+
+    fn membership(role: Role, validators: &[ed25519::PrivateKey]) -> Membership {
+        Membership {
+            role,
+            validators: validators.iter().map(|k| k.public_key()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_validator_signs_and_a_follower_only_verifies() {
+        let keys = keys();
+        let ns = namespace("test");
+        let validator = consensus_scheme(
+            &ns,
+            &membership(Role::Validator(keys[0].clone()), &keys[..4]),
+        );
+        assert!(validator.unwrap().me().and_then(|m| m.signer()).is_some());
+        let follower = consensus_scheme(
+            &ns,
+            &membership(Role::Follower(keys[4].clone()), &keys[..4]),
+        );
+        assert!(
+            follower.unwrap().me().is_none(),
+            "a follower's scheme holds no signing key and no seat"
+        );
+    }
+
+    #[test]
+    fn misconfigured_roles_are_refused() {
+        let keys = keys();
+        let ns = namespace("test");
+        let start = |role, validators: &[ed25519::PrivateKey]| {
+            consensus_scheme(&ns, &membership(role, validators)).err()
+        };
+        assert!(matches!(
+            start(Role::Validator(keys[4].clone()), &keys[..4]),
+            Some(StartError::NotAValidator(_))
+        ));
+        assert!(matches!(
+            start(Role::Follower(keys[0].clone()), &keys[..4]),
+            Some(StartError::FollowerIsAValidator(_))
+        ));
+        assert!(matches!(
+            start(Role::Follower(keys[4].clone()), &[]),
+            Some(StartError::NoValidators)
+        ));
+        let twice = [keys[0].clone(), keys[1].clone(), keys[0].clone()];
+        assert!(matches!(
+            start(Role::Follower(keys[4].clone()), &twice),
+            Some(StartError::DuplicateValidator)
+        ));
+    }
 }

@@ -7,11 +7,13 @@
 //!   `kumo-chain` executes on synchronously.
 //! - [`app`]: the `glue::stateful` application (propose, verify, finalize) and the startup load
 //!   of the state out of QMDB.
-//! - [`engine`]: wires one validator on any commonware runtime and p2p network.
+//! - [`engine`]: wires one node (a validator, or a follower that never votes) on any
+//!   commonware runtime and p2p network.
+//! - `follow`: how a follower takes the validators' finalizations (verified) into marshal.
 //! - [`node`]: the [`Node`] handle: submit transactions, read the finalized state, receive
 //!   finalized blocks through a [`BlockSink`].
 //! - [`pool`]: the [`TxPool`] seam and a simple FIFO pool.
-//! - [`process`]: running a validator as a process (tokio runtime, authenticated TCP p2p).
+//! - [`process`]: running a node as a process (tokio runtime, authenticated TCP p2p).
 //!
 //! Tests run whole networks of nodes on commonware's deterministic runtime and simulated
 //! network (`tests/`), reproducible by seed.
@@ -19,12 +21,13 @@
 pub mod app;
 pub mod block;
 pub mod engine;
+mod follow;
 pub mod node;
 pub mod pool;
 pub mod process;
 pub mod state;
 
 pub use block::{Block, BlockLimits, Digest};
-pub use engine::{Network, StartError, Validators};
+pub use engine::{Membership, Network, Role, StartError};
 pub use node::{BlockSink, FinalizedBlock, FinalizedTip, NoSink, Node, NodeConfig, SubmitError};
 pub use pool::{FifoPool, PoolError, TxHash, TxPool};

@@ -8,7 +8,7 @@ use commonware_utils::channel::mpsc;
 use kumo_chain::{
     App, EventRecord, Genesis, MemStore, Store, TxReceipt, TxRejected, store::Overlay,
 };
-use kumo_types::tx::VerifiedTx;
+use kumo_types::tx::{VerifiedTx, tx_hash};
 
 use crate::{
     block::{BlockLimits, Digest},
@@ -197,16 +197,38 @@ impl Node {
         })
     }
 
-    /// Checks a transaction, adds it to the pool and gossips it to the other nodes.
+    /// Checks a transaction, adds it to the pool and sends it to the validators. A validator's
+    /// own proposals take it from the pool; a follower keeps it there only to send it again
+    /// until a finalized block carries it.
     pub fn submit(&self, tx: Vec<u8>) -> Result<TxHash, SubmitError> {
         self.check_tx(&tx)?;
         let hash = self.pool().insert(tx.clone())?;
         if let Some(gossip) = self.inner.gossip.lock().expect("gossip lock").as_ref() {
-            // A full gossip queue only delays propagation: the tx is in our pool and our own
-            // proposals include it.
+            // A full gossip queue only delays propagation: the tx is in our pool, and our own
+            // proposals (a validator) or the next resend (a follower) carry it.
             let _ = gossip.try_send(tx);
         }
         Ok(hash)
+    }
+
+    /// The pooled transactions the chain would still accept, in pool order; the others leave
+    /// the pool. A follower sends these to the validators again.
+    pub(crate) fn still_pending(&self) -> Vec<Vec<u8>> {
+        let mut dead = Vec::new();
+        let live = self
+            .pool()
+            .reap(usize::MAX, usize::MAX)
+            .into_iter()
+            .filter(|tx| {
+                let ok = self.check_tx(tx).is_ok();
+                if !ok {
+                    dead.push(tx_hash(tx));
+                }
+                ok
+            })
+            .collect();
+        self.pool().remove(&dead);
+        live
     }
 
     /// Adds a transaction received from a peer (no gossip back).

@@ -1,10 +1,14 @@
-//! Running a validator as a real process: commonware's tokio runtime, storage in a directory,
-//! and authenticated, encrypted p2p over TCP (`commonware_p2p::authenticated::lookup`: every
-//! validator's key and address are known up front).
+//! Running a node (validator or follower) as a real process: commonware's tokio runtime,
+//! storage in a directory, and authenticated, encrypted p2p over TCP
+//! (`commonware_p2p::authenticated::lookup`: every peer's key and address are known up front).
 //!
-//! [`run`] blocks until the node stops; [`spawn_validator`] starts one validator inside an
-//! already running runtime (several can share one runtime, each with its own port and storage
-//! prefix, as the loopback test does).
+//! The peer list names every node of the network, followers included, and says which of them
+//! are validators: all of them may connect, only the validators vote. A node accepts connections
+//! only from peers on its list, so a new follower must be added to the validators' lists.
+//!
+//! [`run`] blocks until the node stops; [`spawn_node`] starts one node inside an already running
+//! runtime (several can share one runtime, each with its own port and storage prefix, as the
+//! loopback test does).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -18,26 +22,38 @@ use commonware_stream::{
 use commonware_utils::{NZU32, NZUsize, ordered::Map};
 
 use crate::{
-    Digest, Node, NodeConfig, Validators,
+    Digest, Membership, Node, NodeConfig, Role,
     engine::{self, StartError, channel},
 };
 
-/// A validator process's configuration.
+/// One node of the network, as the others know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Its p2p identity (a validator's is also its consensus key).
+    pub key: ed25519::PublicKey,
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// Whether it votes.
+    pub validator: bool,
+}
+
+/// A node process's configuration.
 #[derive(Clone)]
 pub struct ProcessConfig {
-    /// This validator's key.
-    pub key: ed25519::PrivateKey,
+    /// Validator or follower, with this node's key.
+    pub role: Role,
     /// Where to listen for peers.
     pub listen: SocketAddr,
-    /// Every validator (this one included): key and the address it listens on.
-    pub peers: Vec<(ed25519::PublicKey, SocketAddr)>,
+    /// Every node of the network (this one may be listed too): the validators, which must
+    /// include this node if it is one, and the followers allowed to connect.
+    pub peers: Vec<Peer>,
     /// Allow peers on private and loopback addresses (devnets and tests).
     pub allow_private_ips: bool,
     /// Genesis, block time, pool, sink, storage partition prefix.
     pub node: NodeConfig,
 }
 
-/// Why a validator process could not run.
+/// Why a node process could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The consensus engine refused the configuration.
@@ -47,7 +63,7 @@ pub enum RunError {
     #[error("genesis: {0}")]
     Genesis(#[from] kumo_chain::genesis::GenesisError),
     /// The peer list repeats a key.
-    #[error("the peer list names a validator key twice: each validator appears once")]
+    #[error("the peer list names a key twice: each node appears once")]
     DuplicatePeer,
     /// The engine task ended abnormally.
     #[error("the node stopped: {0}")]
@@ -57,31 +73,38 @@ pub enum RunError {
 /// Messages per second each peer may send on each channel.
 const QUOTA: Quota = Quota::per_second(NZU32!(10_000));
 
-/// Starts a validator in a running tokio runtime. Returns its [`Node`] handle at once (queries
-/// and submissions work once the node has loaded its state) and the task running it.
-pub fn spawn_validator(
+/// Starts a node in a running tokio runtime. Returns its [`Node`] handle at once (queries and
+/// submissions work once the node has loaded its state) and the task running it.
+pub fn spawn_node(
     context: &tokio::Context,
     config: ProcessConfig,
 ) -> Result<(Node, Handle<Result<(), StartError>>), RunError> {
     let genesis_block = engine::genesis_block::<tokio::Context>(&config.node.genesis);
     let genesis_digest: Digest = commonware_cryptography::Digestible::digest(&genesis_block);
     let node = Node::new(config.node.clone(), genesis_digest)?;
+    let key = config.role.key().clone();
     let peers: Map<ed25519::PublicKey, Address> = config
         .peers
         .iter()
-        .map(|(k, a)| (k.clone(), Address::from(*a)))
+        .map(|p| (p.key.clone(), Address::from(p.address)))
         .collect::<Vec<_>>()
         .try_into()
         .map_err(|_| RunError::DuplicatePeer)?;
-    let validators = Validators {
-        signer: config.key.clone(),
-        validators: config.peers.iter().map(|(k, _)| k.clone()).collect(),
-    };
+    let validators: Vec<_> = config
+        .peers
+        .iter()
+        .filter(|p| p.validator)
+        .map(|p| p.key.clone())
+        .collect();
     let namespace = engine::namespace(&config.node.genesis.chain_id);
-    let max_message = engine::max_message_size(&config.node.limits, config.peers.len());
+    let max_message = engine::max_message_size(&config.node.limits, validators.len());
+    let membership = Membership {
+        role: config.role.clone(),
+        validators,
+    };
     let handshake = Cups::<_, ChaCha20Poly1305>::new(
         Sake {
-            signer: config.key.clone(),
+            signer: key.clone(),
             synchrony_bound: Duration::from_secs(5),
             max_handshake_age: Duration::from_secs(10),
             version: sake::Version::V1,
@@ -101,11 +124,17 @@ pub fn spawn_validator(
         max_message,
         NZUsize!(1024),
     );
-    let name = format!("validator-{}", config.key.public_key());
-    let handle = context.child("validator").spawn({
+    let kind = if config.role.is_validator() {
+        "validator"
+    } else {
+        "follower"
+    };
+    let name = format!("{kind}-{}", key.public_key());
+    let handle = context.child(kind).spawn({
         let node = node.clone();
         move |ctx| async move {
             let (mut network, mut oracle) = lookup::Network::new(ctx.child("network"), p2p);
+            // Every node may connect (the followers too); only `membership.validators` vote.
             oracle.track(0, peers);
             let channels = channel::ALL
                 .iter()
@@ -114,13 +143,13 @@ pub fn spawn_validator(
             network.start();
             tracing::info!(%name, "p2p started");
             let net = engine::Network::from_channels(oracle.clone(), oracle, channels);
-            engine::run(ctx, node, validators, net).await
+            engine::run(ctx, node, membership, net).await
         }
     });
     Ok((node, handle))
 }
 
-/// Runs one validator on a fresh tokio runtime with its storage under `storage_dir`, until it
+/// Runs one node on a fresh tokio runtime with its storage under `storage_dir`, until it
 /// stops. `on_start` receives the [`Node`] handle (for the API server, the block store, ...).
 pub fn run(
     config: ProcessConfig,
@@ -129,7 +158,7 @@ pub fn run(
 ) -> Result<(), RunError> {
     let runner = tokio::Runner::new(tokio::Config::new().with_storage_directory(storage_dir));
     runner.start(|context| async move {
-        let (node, handle) = spawn_validator(&context, config)?;
+        let (node, handle) = spawn_node(&context, config)?;
         on_start(node);
         match handle.await {
             Ok(result) => Ok(result?),

@@ -1,5 +1,6 @@
-//! Four validators in one process on the tokio runtime, talking authenticated, encrypted p2p
-//! over loopback TCP, finalize blocks at a 250 ms block time and commit a transaction.
+//! Four validators and a follower in one process on the tokio runtime, talking authenticated,
+//! encrypted p2p over loopback TCP: they finalize blocks at a 250 ms block time, and a
+//! transaction submitted to the follower (before it is even connected) gets committed.
 
 use std::{
     collections::BTreeMap,
@@ -16,8 +17,8 @@ use kumo_chain::{
     testkit::{Actor, CHAIN_ID, FEE},
 };
 use kumo_node::{
-    BlockSink, FinalizedBlock, NodeConfig,
-    process::{ProcessConfig, spawn_validator},
+    BlockSink, FinalizedBlock, NodeConfig, Role,
+    process::{Peer, ProcessConfig, spawn_node},
 };
 use kumo_types::Msg;
 
@@ -43,19 +44,24 @@ fn free_port() -> SocketAddr {
 }
 
 #[test]
-fn four_validators_over_loopback_tcp_finalize_blocks() {
+fn validators_and_a_follower_over_loopback_tcp_finalize_blocks() {
     let dir = std::env::temp_dir().join(format!("kumo-node-loopback-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let runner = tokio::Runner::new(tokio::Config::new().with_storage_directory(dir.clone()));
     runner.start(|ctx| async move {
-        let keys: Vec<_> = (0..4u64)
+        // Nodes 0..4 are validators, node 4 follows.
+        const NODES: usize = 5;
+        const FOLLOWER: usize = 4;
+        let keys: Vec<_> = (0..NODES as u64)
             .map(|i| ed25519::PrivateKey::from_seed(100 + i))
             .collect();
-        let addrs: Vec<_> = (0..4).map(|_| free_port()).collect();
-        let peers: Vec<_> = keys
-            .iter()
-            .map(|k| k.public_key())
-            .zip(addrs.iter().copied())
+        let addrs: Vec<_> = (0..NODES).map(|_| free_port()).collect();
+        let peers: Vec<_> = (0..NODES)
+            .map(|i| Peer {
+                key: keys[i].public_key(),
+                address: addrs[i],
+                validator: i != FOLLOWER,
+            })
             .collect();
         let mut alice = Actor::from_seed(1);
         let bob = Actor::from_seed(2);
@@ -68,17 +74,22 @@ fn four_validators_over_loopback_tcp_finalize_blocks() {
                 coins: "1000000000ukumo".parse().unwrap(),
             }],
         };
-        let sinks: Vec<_> = (0..4).map(|_| Arc::new(Blocks::default())).collect();
+        let sinks: Vec<_> = (0..NODES).map(|_| Arc::new(Blocks::default())).collect();
         let mut nodes = Vec::new();
         let mut handles = Vec::new();
-        for i in 0..4 {
+        for i in 0..NODES {
             let mut node = NodeConfig::new(genesis.clone(), format!("loopback-{i}"));
             node.block_time = Duration::from_millis(250);
             node.sink = sinks[i].clone();
-            let (n, h) = spawn_validator(
+            let role = if i == FOLLOWER {
+                Role::Follower(keys[i].clone())
+            } else {
+                Role::Validator(keys[i].clone())
+            };
+            let (n, h) = spawn_node(
                 &ctx,
                 ProcessConfig {
-                    key: keys[i].clone(),
+                    role,
                     listen: addrs[i],
                     peers: peers.clone(),
                     allow_private_ips: true,
@@ -90,6 +101,16 @@ fn four_validators_over_loopback_tcp_finalize_blocks() {
             handles.push(h);
         }
 
+        // Submitted at once, before any connection: the follower keeps it and sends it to the
+        // validators again until a finalized block carries it.
+        let tx = alice.sign(
+            FEE,
+            vec![Msg::Send {
+                to: bob.addr,
+                amount: "42ukumo".parse().unwrap(),
+            }],
+        );
+        let hash = nodes[FOLLOWER].submit(tx).unwrap();
         let started = Instant::now();
         let height = |i: usize| {
             sinks[i]
@@ -101,21 +122,6 @@ fn four_validators_over_loopback_tcp_finalize_blocks() {
                 .copied()
                 .unwrap_or(0)
         };
-        while (0..4).any(|i| height(i) < 2) {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "no blocks over TCP"
-            );
-            ctx.sleep(Duration::from_millis(100)).await;
-        }
-        let tx = alice.sign(
-            FEE,
-            vec![Msg::Send {
-                to: bob.addr,
-                amount: "42ukumo".parse().unwrap(),
-            }],
-        );
-        let hash = nodes[1].submit(tx).unwrap();
         let committed = |i: usize| {
             sinks[i]
                 .0
@@ -124,10 +130,12 @@ fn four_validators_over_loopback_tcp_finalize_blocks() {
                 .values()
                 .any(|(_, c)| c.contains(&hash))
         };
-        while (0..4).any(|i| !committed(i) || height(i) < 6) {
+        while (0..NODES).any(|i| !committed(i) || height(i) < 6) {
             assert!(
                 started.elapsed() < Duration::from_secs(90),
-                "tx not committed over TCP"
+                "tx not committed over TCP: heights {:?}, committed {:?}",
+                (0..NODES).map(height).collect::<Vec<_>>(),
+                (0..NODES).map(committed).collect::<Vec<_>>(),
             );
             ctx.sleep(Duration::from_millis(100)).await;
         }
@@ -135,10 +143,7 @@ fn four_validators_over_loopback_tcp_finalize_blocks() {
         for s in &sinks[1..] {
             let other = s.0.lock().unwrap();
             for h in 1..=6 {
-                assert_eq!(
-                    first[&h].0, other[&h].0,
-                    "validators disagree at height {h}"
-                );
+                assert_eq!(first[&h].0, other[&h].0, "nodes disagree at height {h}");
             }
         }
         for h in handles {

@@ -1,6 +1,6 @@
-//! A network of kumo validators on commonware's deterministic runtime and simulated p2p
-//! network: start, crash, restart, partition and heal nodes, submit transactions, and read what
-//! every node finalized. Everything is reproducible from the runtime's seed.
+//! A network of kumo validators (and followers) on commonware's deterministic runtime and
+//! simulated p2p network: start, crash, restart, partition and heal nodes, submit transactions,
+//! and read what every node finalized. Everything is reproducible from the runtime's seed.
 
 #![allow(dead_code)]
 
@@ -24,7 +24,7 @@ use kumo_chain::{
     testkit::{Actor, CHAIN_ID, FEE},
 };
 use kumo_node::{
-    BlockSink, FinalizedBlock, Node, NodeConfig, Validators,
+    BlockSink, FinalizedBlock, Membership, Node, NodeConfig, Role,
     engine::{self, Network, channel},
 };
 use kumo_types::Msg;
@@ -93,11 +93,15 @@ pub(crate) struct Running {
     pub(crate) handle: Handle<Result<(), engine::StartError>>,
 }
 
-/// A simulated network of validators.
+/// A simulated network of validators and followers. Node `i` is a validator if
+/// `i < validators`, a follower otherwise; every node links to every other.
 pub(crate) struct Cluster {
     pub(crate) ctx: deterministic::Context,
     pub(crate) oracle: Oracle<ed25519::PublicKey, deterministic::Context>,
+    /// Every node's key, validators first.
     pub(crate) keys: Vec<ed25519::PrivateKey>,
+    /// How many of `keys` are validators.
+    pub(crate) validators: usize,
     pub(crate) genesis: Genesis,
     pub(crate) block_time: Duration,
     pub(crate) link: Link,
@@ -196,13 +200,26 @@ impl Cluster {
         link: Link,
         block_time: Duration,
     ) -> Cluster {
+        Cluster::with_followers(ctx, n, 0, link, block_time).await
+    }
+
+    /// `validators` validators (seeds 0..validators) and `followers` followers (the next
+    /// seeds), all in the p2p peer set and fully linked with `link`; none started.
+    pub(crate) async fn with_followers(
+        ctx: &deterministic::Context,
+        validators: usize,
+        followers: usize,
+        link: Link,
+        block_time: Duration,
+    ) -> Cluster {
+        let n = validators + followers;
         let keys: Vec<_> = (0..n as u64).map(ed25519::PrivateKey::from_seed).collect();
         let genesis = genesis(4);
         let ctx = ctx.child("cluster");
         let (network, oracle) = simulated::Network::new(
             ctx.child("network"),
             simulated::Config {
-                max_size: engine::max_message_size(&Default::default(), n),
+                max_size: engine::max_message_size(&Default::default(), validators),
                 max_peers_per_set: NZUsize!(n),
                 disconnect_on_block: true,
                 tracked_peer_sets: NZUsize!(1),
@@ -216,6 +233,7 @@ impl Cluster {
             ctx,
             oracle,
             keys,
+            validators,
             genesis,
             block_time,
             link,
@@ -245,7 +263,7 @@ impl Cluster {
             .unwrap();
     }
 
-    /// Starts (or restarts, on the same storage) validator `i`.
+    /// Starts (or restarts, on the same storage) node `i`, validator or follower.
     pub(crate) async fn start(&mut self, i: usize) {
         let pk = self.pk(i);
         let control = self.oracle.control(pk.clone());
@@ -254,18 +272,23 @@ impl Cluster {
             channels.push(control.register(ch, QUOTA).await.unwrap());
         }
         let network = Network::from_channels(self.oracle.manager(), control, channels);
-        let node = self.make_node(&format!("validator-{i}"), self.recorders[i].clone());
-        let validators = self.validators(i);
+        let kind = if i < self.validators {
+            "validator"
+        } else {
+            "follower"
+        };
+        let node = self.make_node(&format!("{kind}-{i}"), self.recorders[i].clone());
+        let membership = self.membership(i);
         let restart = self.restarts[i];
         self.restarts[i] += 1;
         let handle = self
             .ctx
-            .child("validator")
+            .child(kind)
             .with_attribute("index", i)
             .with_attribute("restart", restart)
             .spawn({
                 let node = node.clone();
-                move |ctx| engine::run(ctx, node, validators, network)
+                move |ctx| engine::run(ctx, node, membership, network)
             });
         self.running[i] = Some(Running { node, handle });
     }
@@ -310,10 +333,10 @@ impl Cluster {
             let network = Network::from_channels(self.oracle.manager(), control.clone(), channels);
             let recorder = Arc::new(Recorder::default());
             let node = self.make_node(&format!("validator-{i}-{side}"), recorder.clone());
-            let validators = self.validators(i);
+            let membership = self.membership(i);
             let handle = self.ctx.child("twin").with_attribute("side", side).spawn({
                 let node = node.clone();
-                move |ctx| engine::run(ctx, node, validators, network)
+                move |ctx| engine::run(ctx, node, membership, network)
             });
             self.twins.push((node, recorder, count, handle));
         }
@@ -330,10 +353,19 @@ impl Cluster {
         Node::new(config, genesis_digest).unwrap()
     }
 
-    fn validators(&self, i: usize) -> Validators {
-        Validators {
-            signer: self.keys[i].clone(),
-            validators: self.keys.iter().map(|k| k.public_key()).collect(),
+    /// Node `i`'s role, and the validator set (the first `validators` keys).
+    pub(crate) fn membership(&self, i: usize) -> Membership {
+        let key = self.keys[i].clone();
+        Membership {
+            role: if i < self.validators {
+                Role::Validator(key)
+            } else {
+                Role::Follower(key)
+            },
+            validators: self.keys[..self.validators]
+                .iter()
+                .map(|k| k.public_key())
+                .collect(),
         }
     }
 
@@ -343,7 +375,7 @@ impl Cluster {
         }
     }
 
-    /// Stops validator `i` at once, as a crash would (its storage stays).
+    /// Stops node `i` at once, as a crash would (its storage stays).
     pub(crate) fn crash(&mut self, i: usize) {
         if let Some(r) = self.running[i].take() {
             r.handle.abort();
@@ -354,7 +386,7 @@ impl Cluster {
         &self.running[i].as_ref().expect("node is running").node
     }
 
-    /// Cuts every link to and from validator `i`.
+    /// Cuts every link to and from node `i`.
     pub(crate) async fn isolate(&self, i: usize) {
         for j in 0..self.keys.len() {
             if i != j {
@@ -364,7 +396,7 @@ impl Cluster {
         }
     }
 
-    /// Restores the links of validator `i`.
+    /// Restores the links of node `i`.
     pub(crate) async fn heal(&self, i: usize) {
         for j in 0..self.keys.len() {
             if i != j {
@@ -374,7 +406,7 @@ impl Cluster {
         }
     }
 
-    /// Finalized chain height of validator `i`, as its sink saw it.
+    /// Finalized chain height of node `i`, as its sink saw it.
     pub(crate) fn height(&self, i: usize) -> u64 {
         self.recorders[i].height()
     }
@@ -411,7 +443,7 @@ impl Cluster {
                 assert_eq!(
                     self.recorders[i].at(h).unwrap(),
                     first,
-                    "validators {} and {i} disagree at height {h}",
+                    "nodes {} and {i} disagree at height {h}",
                     nodes[0]
                 );
             }
@@ -419,7 +451,7 @@ impl Cluster {
         common
     }
 
-    /// `addr`'s ukumo balance in validator `i`'s finalized state.
+    /// `who`'s ukumo balance in node `i`'s finalized state.
     pub(crate) fn balance(&self, i: usize, who: &Actor) -> u128 {
         self.node(i).with_finalized_state(|store, _| {
             let q = kumo_chain::query::Queries::new(store);
