@@ -129,9 +129,10 @@ push kumo-test/busybox:1 "$open_registry/kumo-test/busybox:latest"
 
 # A throwaway client config, so the login does not land in the user's ~/.docker.
 mkdir -p "$work/docker-config"
-echo "$auth_password" | docker --config "$work/docker-config" login -u "$auth_user" --password-stdin "$auth_registry" >/dev/null
+echo "$auth_password" | docker --config "$work/docker-config" login -u "$auth_user" --password-stdin "$auth_registry" >/dev/null 2>"$work/login.err" ||
+  die "docker login to $auth_registry failed: $(cat "$work/login.err")"
 push kumo-test/busybox:1 "$auth_registry/kumo-test/private:1" "$work/docker-config"
 # The private image must come from the registry in the tests, never from the local cache.
-docker image rm "$auth_registry/kumo-test/private:1" >/dev/null
+docker image rm "$auth_registry/kumo-test/private:1" >/dev/null 2>&1 || true
 
 say "done"
