@@ -170,15 +170,15 @@ pub(crate) fn parse_ports_label(label: &str) -> Vec<ServicePort> {
         .collect()
 }
 
-/// A hash of everything that shapes the service's containers. The replica count is left out:
-/// changing it adds or removes replicas without touching the others.
+/// A hash of everything that shapes the service's containers. The replica count is in it too:
+/// every replica carries the count in a label (status reports it), and labels cannot change,
+/// so a new count recreates the service's replicas. (A lease's count is fixed on chain; only a
+/// manifest that differs from what was deployed by mistake changes it.)
 pub(crate) fn spec_hash(
     service: &ManifestService,
     opts: &DeployOptions,
     limits: &Limits,
 ) -> String {
-    let mut service = service.clone();
-    service.count = 0;
     // `json!` keeps insertion order and the manifest types hold no hash maps, so the bytes
     // (and the hash) are the same in every process: a restarted provider recreates nothing.
     let doc = serde_json::json!({
@@ -548,14 +548,14 @@ mod tests {
     }
 
     #[test]
-    fn spec_hash_ignores_count_and_sees_everything_else() {
+    fn spec_hash_is_stable_and_sees_every_change() {
         let opts = DeployOptions::default();
         let s = service();
         let h = spec_hash(&s, &opts, &limits());
         assert_eq!(h, spec_hash(&s, &opts, &limits()));
         let mut more = s.clone();
         more.count = 5;
-        assert_eq!(h, spec_hash(&more, &opts, &limits()));
+        assert_ne!(h, spec_hash(&more, &opts, &limits()));
         let mut other = s.clone();
         other.env = Some(vec!["A=2".into()]);
         assert_ne!(h, spec_hash(&other, &opts, &limits()));
