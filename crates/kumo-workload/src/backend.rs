@@ -8,6 +8,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -265,14 +266,16 @@ pub trait ExecControl: Send + Sync {
 }
 
 /// A command running in a replica: write to its input, read its output, then ask for its exit
-/// code.
+/// code. The parts are public so that a gateway can move them to different tasks
+/// (`let ExecSession { stdin, output, control } = session;`).
 pub struct ExecSession {
     /// The command's standard input (a sink that discards everything when the request asked for
     /// none). Shut it down to send end-of-file.
     pub stdin: Pin<Box<dyn AsyncWrite + Send>>,
     /// Its output; ends when the command ends.
     pub output: BoxStream<'static, Result<ExecOutput, WorkloadError>>,
-    control: Box<dyn ExecControl>,
+    /// Resize and exit code.
+    pub control: Arc<dyn ExecControl>,
 }
 
 impl ExecSession {
@@ -280,7 +283,7 @@ impl ExecSession {
     pub fn new(
         stdin: Pin<Box<dyn AsyncWrite + Send>>,
         output: BoxStream<'static, Result<ExecOutput, WorkloadError>>,
-        control: Box<dyn ExecControl>,
+        control: Arc<dyn ExecControl>,
     ) -> Self {
         ExecSession {
             stdin,

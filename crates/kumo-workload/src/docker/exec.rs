@@ -138,7 +138,11 @@ impl DockerBackend {
             docker: self.docker.clone(),
             id: created.id,
         };
-        Ok(ExecSession::new(stdin, output, Box::new(control)))
+        Ok(ExecSession::new(
+            stdin,
+            output,
+            std::sync::Arc::new(control),
+        ))
     }
 }
 

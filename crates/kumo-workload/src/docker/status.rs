@@ -52,7 +52,12 @@ impl DockerBackend {
                 .entry(name.clone())
                 .or_insert_with(|| ServiceStatus {
                     name,
-                    image: summary.image.clone().unwrap_or_default(),
+                    // As the manifest names it (the listing shows an image id once the tag moved).
+                    image: inspect
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.image.clone())
+                        .unwrap_or_default(),
                     replicas: label(labels, labels::COUNT).parse().unwrap_or(0),
                     running: 0,
                     ports: parse_ports_label(label(labels, labels::PORTS)),

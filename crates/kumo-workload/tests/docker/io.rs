@@ -11,8 +11,10 @@ use tokio::io::AsyncWriteExt;
 
 use crate::support::{self, collect, engine, eventually, group, idle, service};
 
-/// Writes five lines and one to stderr, then one more line once `/tmp/go` exists.
-const CHATTY: &str = "for i in 1 2 3 4 5; do echo line-$i; done; echo oops >&2; \
+/// Writes a line to stderr, then (a moment later: the engine reads stdout and stderr on
+/// separate pipes, so only time orders lines across them) five to stdout, then one more once
+/// `/tmp/go` exists.
+const CHATTY: &str = "echo oops >&2; sleep 1; for i in 1 2 3 4 5; do echo line-$i; done; \
     while [ ! -e /tmp/go ]; do sleep 0.1; done; echo after-go; sleep 3600";
 
 async fn all_lines(
@@ -50,15 +52,15 @@ async fn logs_hold_the_output_with_tail_and_follow() {
     let text: Vec<&str> = lines.iter().map(|l| l.line.as_str()).collect();
     assert_eq!(
         text,
-        ["line-1", "line-2", "line-3", "line-4", "line-5", "oops"]
+        ["oops", "line-1", "line-2", "line-3", "line-4", "line-5"]
     );
     assert!(
         lines
             .iter()
             .all(|l| l.service == "chatty" && l.replica == 0)
     );
-    assert_eq!(lines[4].stream, StdStream::Stdout);
-    assert_eq!(lines[5].stream, StdStream::Stderr);
+    assert_eq!(lines[0].stream, StdStream::Stderr);
+    assert!(lines[1..].iter().all(|l| l.stream == StdStream::Stdout));
 
     let tail = all_lines(
         &engine,
@@ -70,7 +72,7 @@ async fn logs_hold_the_output_with_tail_and_follow() {
     )
     .await;
     let text: Vec<&str> = tail.iter().map(|l| l.line.as_str()).collect();
-    assert_eq!(text, ["line-5", "oops"]);
+    assert_eq!(text, ["line-4", "line-5"]);
 
     // Follow: the last line so far, then what is written while the stream is open. (The
     // engine request starts at the first poll, so the first line is read before writing more.)
@@ -93,7 +95,7 @@ async fn logs_hold_the_output_with_tail_and_follow() {
             .expect("stream open")
             .expect("line")
     };
-    assert_eq!(next_line().await.line, "oops");
+    assert_eq!(next_line().await.line, "line-5");
     let go = engine.sh(&lease, "chatty", "touch /tmp/go").await;
     assert_eq!(go.code, 0, "{go:?}");
     let next = next_line().await;
@@ -179,7 +181,7 @@ async fn commands_return_output_and_exit_codes() {
             &ExecRequest {
                 service: "box".into(),
                 replica: 0,
-                cmd: vec!["sh".into(), "-c".into(), "sleep 0.5; stty size".into()],
+                cmd: vec!["sh".into(), "-c".into(), "sleep 1; stty size".into()],
                 tty: true,
                 stdin: true,
                 env: vec![],

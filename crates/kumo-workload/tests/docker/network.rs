@@ -25,6 +25,7 @@ async fn services_answer_on_their_address_and_reach_each_other_by_name() {
 
     let web_status = status.service("web").expect("web is listed");
     assert_eq!(web_status.replicas, 1);
+    assert_eq!(web_status.image, crate::support::IMAGE);
     assert_eq!(
         web_status.ports,
         vec![ServicePort {
