@@ -1,0 +1,248 @@
+//! Deploy and update: make the engine hold exactly what a manifest group asks for.
+//!
+//! The steps, each safe to repeat, so a deploy that was interrupted (provider killed, engine
+//! error) is finished by deploying again:
+//!
+//! 1. check every service (nothing is created for a group that cannot run);
+//! 2. get the images (a pull that fails leaves nothing behind on a first deploy);
+//! 3. the lease's network;
+//! 4. remove replicas the group no longer has, or whose definition changed (their `kumo.spec`
+//!    label differs), stopping them gracefully;
+//! 5. per replica: its persistent volumes, then its container; start it unless it runs;
+//! 6. remove persistent volumes that no replica of the group mounts any more.
+
+use std::collections::{HashMap, HashSet};
+
+use bollard::models::{ContainerSummaryStateEnum, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+};
+use kumo_sdl::manifest::ManifestGroup;
+use kumo_types::LeaseId;
+
+use super::labels::{self, Names};
+use super::spec::{self, ReplicaPlan};
+use super::{DockerBackend, is_conflict, is_not_found, label};
+use crate::WorkloadError;
+use crate::backend::DeployOptions;
+
+impl DockerBackend {
+    pub(super) async fn converge(
+        &self,
+        lease: &LeaseId,
+        group: &ManifestGroup,
+        opts: &DeployOptions,
+    ) -> Result<(), WorkloadError> {
+        let instance = &self.config.instance;
+        let names = Names::new(instance, lease);
+        let limits = self.config.limits();
+        let mut seen = HashSet::new();
+        for service in &group.services {
+            spec::check(service)?;
+            if !seen.insert(service.name.as_str()) {
+                return Err(WorkloadError::InvalidService {
+                    service: service.name.clone(),
+                    reason: "the group names this service twice".into(),
+                });
+            }
+        }
+        let plans: Vec<ReplicaPlan> = group
+            .services
+            .iter()
+            .flat_map(|s| {
+                (0..s.count)
+                    .map(|r| spec::replica_plan(instance, lease, &names, s, r, opts, &limits))
+            })
+            .collect();
+
+        let mut images = HashSet::new();
+        for service in &group.services {
+            if images.insert(service.image.as_str()) {
+                self.ensure_image(&service.image, service.credentials.as_ref())
+                    .await?;
+            }
+        }
+
+        self.ensure_network(lease, &names).await?;
+
+        // Which replicas already run the wanted definition, and in which state.
+        let wanted: HashMap<(&str, u32), &ReplicaPlan> = plans
+            .iter()
+            .map(|p| ((p.service.as_str(), p.replica), p))
+            .collect();
+        let mut kept: HashMap<(&str, u32), (String, Option<ContainerSummaryStateEnum>)> =
+            HashMap::new();
+        for c in self.containers(lease).await? {
+            let id = c.id.clone().unwrap_or_default();
+            let service = label(&c.labels, labels::SERVICE);
+            let replica = label(&c.labels, labels::REPLICA).parse::<u32>().ok();
+            let plan = replica.and_then(|r| wanted.get(&(service, r)));
+            let keep = plan.is_some_and(|p| {
+                label(&c.labels, labels::SPEC) == p.spec_hash
+                    && c.state != Some(ContainerSummaryStateEnum::DEAD)
+            });
+            match plan {
+                Some(p) if keep => {
+                    kept.insert((p.service.as_str(), p.replica), (id, c.state));
+                }
+                _ => self.replace(&id, service).await?,
+            }
+        }
+
+        for plan in &plans {
+            match kept.get(&(plan.service.as_str(), plan.replica)) {
+                Some((id, state)) => {
+                    let stopped = matches!(
+                        state,
+                        Some(
+                            ContainerSummaryStateEnum::CREATED | ContainerSummaryStateEnum::EXITED
+                        )
+                    );
+                    if stopped {
+                        self.start(id, &plan.container).await?;
+                    }
+                }
+                None => self.create(lease, plan).await?,
+            }
+        }
+
+        self.remove_unused_volumes(lease, &plans).await
+    }
+
+    /// Whether anything of the lease exists in the engine.
+    pub(super) async fn exists(&self, lease: &LeaseId) -> Result<bool, WorkloadError> {
+        Ok(!self.containers(lease).await?.is_empty() || self.network_of(lease).await?.is_some())
+    }
+
+    /// The id of the lease's network, if it has one.
+    async fn network_of(&self, lease: &LeaseId) -> Result<Option<String>, WorkloadError> {
+        let opts = ListNetworksOptionsBuilder::new()
+            .filters(&labels::filter(&self.config.instance, Some(lease)))
+            .build();
+        let networks = self.docker.list_networks(Some(opts)).await.map_err(|e| {
+            WorkloadError::engine(format!("listing the networks of lease {lease}"), e)
+        })?;
+        Ok(networks.into_iter().find_map(|n| n.id))
+    }
+
+    async fn ensure_network(&self, lease: &LeaseId, names: &Names) -> Result<(), WorkloadError> {
+        if self.network_of(lease).await?.is_some() {
+            return Ok(());
+        }
+        let name = names.network();
+        let request = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(labels::lease_labels(&self.config.instance, lease)),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(request)
+            .await
+            .map_err(|e| WorkloadError::engine(format!("creating network {name}"), e))?;
+        tracing::info!(%lease, network = name, "network created");
+        Ok(())
+    }
+
+    async fn create(&self, lease: &LeaseId, plan: &ReplicaPlan) -> Result<(), WorkloadError> {
+        for volume in &plan.volumes {
+            let mut volume_labels = labels::lease_labels(&self.config.instance, lease);
+            volume_labels.insert(labels::SERVICE.into(), plan.service.clone());
+            volume_labels.insert(labels::REPLICA.into(), plan.replica.to_string());
+            volume_labels.insert(labels::VOLUME.into(), volume.storage.clone());
+            // Creating a volume that exists returns it unchanged: its data stays.
+            self.docker
+                .create_volume(VolumeCreateRequest {
+                    name: Some(volume.name.clone()),
+                    labels: Some(volume_labels),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| {
+                    WorkloadError::engine(format!("creating volume {}", volume.name), e)
+                })?;
+        }
+        let opts = CreateContainerOptionsBuilder::new()
+            .name(&plan.container)
+            .build();
+        let created = self
+            .docker
+            .create_container(Some(opts), plan.body.clone())
+            .await
+            .map_err(|e| {
+                WorkloadError::engine(format!("creating container {}", plan.container), e)
+            })?;
+        tracing::info!(%lease, container = plan.container, "container created");
+        self.start(&created.id, &plan.container).await
+    }
+
+    async fn start(&self, id: &str, name: &str) -> Result<(), WorkloadError> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| WorkloadError::engine(format!("starting container {name}"), e))
+    }
+
+    /// Stops a replica gracefully and removes it (with its anonymous volumes).
+    async fn replace(&self, id: &str, service: &str) -> Result<(), WorkloadError> {
+        let timeout = i32::try_from(self.config.stop_timeout_secs).unwrap_or(i32::MAX);
+        let stop = StopContainerOptionsBuilder::new().t(timeout).build();
+        match self.docker.stop_container(id, Some(stop)).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => return Ok(()),
+            // Already stopped (304 is not an error in bollard) or on its way out: remove anyway.
+            Err(e) => tracing::debug!(id, error = %e, "stopping before removal"),
+        }
+        let remove = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(remove)).await {
+            Ok(()) => {
+                tracing::info!(
+                    id,
+                    service,
+                    "container removed (no longer wanted or changed)"
+                );
+                Ok(())
+            }
+            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+            Err(e) => Err(WorkloadError::engine(format!("removing container {id}"), e)),
+        }
+    }
+
+    async fn remove_unused_volumes(
+        &self,
+        lease: &LeaseId,
+        plans: &[ReplicaPlan],
+    ) -> Result<(), WorkloadError> {
+        let used: HashSet<&str> = plans
+            .iter()
+            .flat_map(|p| p.volumes.iter().map(|v| v.name.as_str()))
+            .collect();
+        let opts = ListVolumesOptionsBuilder::new()
+            .filters(&labels::filter(&self.config.instance, Some(lease)))
+            .build();
+        let listed = self.docker.list_volumes(Some(opts)).await.map_err(|e| {
+            WorkloadError::engine(format!("listing the volumes of lease {lease}"), e)
+        })?;
+        for volume in listed.volumes.unwrap_or_default() {
+            // Anonymous volumes carry the lease's labels too; the engine removes those with
+            // their containers. Only named (persistent) ones that no plan mounts go here.
+            let persistent = volume.name.starts_with("kumo-");
+            if !persistent || used.contains(volume.name.as_str()) {
+                continue;
+            }
+            let opts = RemoveVolumeOptionsBuilder::new().force(false).build();
+            match self.docker.remove_volume(&volume.name, Some(opts)).await {
+                Ok(()) => tracing::info!(%lease, volume = volume.name, "unused volume removed"),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    tracing::warn!(%lease, volume = volume.name, error = %e, "unused volume not removed")
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,237 @@
+//! The Docker backend: each lease's services as containers on one Docker engine, through its
+//! HTTP API ([`bollard`], over the unix socket or `DOCKER_HOST`).
+//!
+//! What a lease becomes (see [`labels`] for the labels and names, `spec` for the container
+//! definition):
+//!
+//! ```text
+//! lease ──▶ network kumo-<key>  (a user-defined bridge: the lease's services reach each other by
+//!    │                           service name; the engine isolates it from every other network)
+//!    ├──▶ container kumo-<key>-<service>-<replica>   × count, per service
+//!    └──▶ volume    kumo-<key>-<service>-<replica>-<volume>   per persistent mount and replica
+//! ```
+//!
+//! The engine is the only state: nothing is cached in the backend, so a restarted provider
+//! sees exactly what runs. Calls for one lease are serialized (a per-lease lock), calls for
+//! different leases run in parallel.
+//!
+//! Operators: the engine's default address pools give about 30 bridge networks, so a provider
+//! with more leases must configure `default-address-pools` in `/etc/docker/daemon.json` (for
+//! example `{"base": "10.128.0.0/9", "size": 24}`: 32768 networks of 254 addresses).
+
+mod converge;
+mod exec;
+mod image;
+pub mod labels;
+mod logs;
+mod spec;
+mod status;
+mod teardown;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::ContainerSummary;
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use kumo_sdl::manifest::ManifestGroup;
+use kumo_types::LeaseId;
+
+use crate::WorkloadError;
+use crate::backend::{
+    Backend, DeployOptions, DeploymentStatus, EventStream, ExecRequest, ExecSession, LogOptions,
+    LogStream, TeardownReport,
+};
+
+/// How the Docker backend connects and what it imposes on every container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerConfig {
+    /// This provider's name on the engine (the `kumo.instance` label); the provider daemon
+    /// uses its account address. Two providers sharing one engine must use different names:
+    /// each sees only its own objects.
+    pub instance: String,
+    /// The engine's address (`unix:///var/run/docker.sock`, `tcp://host:2375`); `None` reads
+    /// `DOCKER_HOST` and falls back to the local socket.
+    pub endpoint: Option<String>,
+    /// Most processes (threads included) one container may have: a fork bomb stops there.
+    pub pids_limit: i64,
+    /// Size at which a container's log file is rotated (engine syntax: `10m`).
+    pub log_max_size: String,
+    /// How many rotated log files are kept per container.
+    pub log_max_files: u32,
+    /// Seconds a replica gets to exit after SIGTERM when it is replaced by an update
+    /// (teardown kills at once).
+    pub stop_timeout_secs: u32,
+}
+
+impl DockerConfig {
+    /// The defaults, for the provider instance `instance`.
+    pub fn new(instance: impl Into<String>) -> Self {
+        DockerConfig {
+            instance: instance.into(),
+            endpoint: None,
+            pids_limit: 1024,
+            log_max_size: "10m".into(),
+            log_max_files: 3,
+            stop_timeout_secs: 10,
+        }
+    }
+
+    fn limits(&self) -> spec::Limits {
+        spec::Limits {
+            pids_limit: self.pids_limit,
+            log_max_size: self.log_max_size.clone(),
+            log_max_files: self.log_max_files,
+        }
+    }
+}
+
+/// Runs leases on a Docker engine. Cheap to share: clone it or put it in an `Arc`.
+#[derive(Debug, Clone)]
+pub struct DockerBackend {
+    docker: Docker,
+    config: Arc<DockerConfig>,
+    /// One lock per lease, so that a deploy and a teardown of the same lease never interleave.
+    locks: Arc<Mutex<HashMap<LeaseId, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl DockerBackend {
+    /// Connects to the engine and agrees on an API version with it; fails with
+    /// [`WorkloadError::EngineUnreachable`] when it does not answer.
+    pub async fn connect(config: DockerConfig) -> Result<Self, WorkloadError> {
+        let endpoint = config
+            .endpoint
+            .clone()
+            .or_else(|| std::env::var("DOCKER_HOST").ok())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        let unreachable = |cause: DockerError| WorkloadError::EngineUnreachable {
+            endpoint: endpoint.clone(),
+            cause: Box::new(cause),
+        };
+        let docker = Docker::connect_with_host(&endpoint).map_err(unreachable)?;
+        // The engine may speak an older API than bollard's default (Debian 12's 20.10: 1.41).
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        Ok(DockerBackend {
+            docker,
+            config: Arc::new(config),
+            locks: Arc::default(),
+        })
+    }
+
+    /// The engine client, for what the [`Backend`] trait does not cover (the provider's
+    /// inventory reads `info()`).
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The configuration this backend runs with.
+    pub fn config(&self) -> &DockerConfig {
+        &self.config
+    }
+
+    async fn lock(&self, lease: &LeaseId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(*lease).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Every container of `lease` (running or not).
+    async fn containers(&self, lease: &LeaseId) -> Result<Vec<ContainerSummary>, WorkloadError> {
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&labels::filter(&self.config.instance, Some(lease)))
+            .build();
+        self.docker.list_containers(Some(opts)).await.map_err(|e| {
+            WorkloadError::engine(format!("listing the containers of lease {lease}"), e)
+        })
+    }
+}
+
+/// Whether the engine answered 404 (the object is gone).
+fn is_not_found(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// Whether the engine answered 409 (a conflict: in use, already being removed, …).
+fn is_conflict(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 409,
+            ..
+        }
+    )
+}
+
+/// A label of a listed object, or "".
+fn label<'a>(labels: &'a Option<HashMap<String, String>>, key: &str) -> &'a str {
+    labels
+        .as_ref()
+        .and_then(|l| l.get(key))
+        .map_or("", String::as_str)
+}
+
+#[async_trait]
+impl Backend for DockerBackend {
+    async fn deploy(
+        &self,
+        lease: &LeaseId,
+        group: &ManifestGroup,
+        opts: &DeployOptions,
+    ) -> Result<DeploymentStatus, WorkloadError> {
+        let _guard = self.lock(lease).await;
+        self.converge(lease, group, opts).await?;
+        self.status_unlocked(lease).await
+    }
+
+    async fn update(
+        &self,
+        lease: &LeaseId,
+        group: &ManifestGroup,
+        opts: &DeployOptions,
+    ) -> Result<DeploymentStatus, WorkloadError> {
+        let _guard = self.lock(lease).await;
+        if !self.exists(lease).await? {
+            return Err(WorkloadError::LeaseNotFound {
+                lease: lease.to_string(),
+            });
+        }
+        self.converge(lease, group, opts).await?;
+        self.status_unlocked(lease).await
+    }
+
+    async fn teardown(&self, lease: &LeaseId) -> Result<TeardownReport, WorkloadError> {
+        let _guard = self.lock(lease).await;
+        self.teardown_unlocked(lease).await
+    }
+
+    async fn status(&self, lease: &LeaseId) -> Result<DeploymentStatus, WorkloadError> {
+        self.status_unlocked(lease).await
+    }
+
+    async fn logs(&self, lease: &LeaseId, opts: &LogOptions) -> Result<LogStream, WorkloadError> {
+        self.logs_stream(lease, opts).await
+    }
+
+    async fn exec(&self, lease: &LeaseId, req: &ExecRequest) -> Result<ExecSession, WorkloadError> {
+        self.exec_session(lease, req).await
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseId>, WorkloadError> {
+        self.all_leases().await
+    }
+
+    async fn events(&self, lease: &LeaseId) -> Result<EventStream, WorkloadError> {
+        Ok(self.event_stream(lease))
+    }
+}

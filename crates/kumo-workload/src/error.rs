@@ -1,0 +1,97 @@
+//! Why a workload operation failed, worded so that the provider's operator or the tenant knows
+//! what to do next.
+
+use std::error::Error as StdError;
+
+/// Everything a [`crate::Backend`] call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// The engine does not answer at all.
+    #[error(
+        "cannot reach the container engine at {endpoint}: {cause}; is dockerd running, and may this user open its socket (docker group or root)?"
+    )]
+    EngineUnreachable {
+        /// Where we tried (`unix:///var/run/docker.sock`, `tcp://…`).
+        endpoint: String,
+        /// What the connection attempt said.
+        cause: Box<dyn StdError + Send + Sync>,
+    },
+    /// The engine refused or failed one request.
+    #[error("{action}: {cause}")]
+    Engine {
+        /// What we asked for, e.g. `creating container kumo-…-web-0`.
+        action: String,
+        /// The engine's answer.
+        cause: Box<dyn StdError + Send + Sync>,
+    },
+    /// An image could not be pulled and is not in the engine either.
+    #[error("image {image}: pull failed: {reason}")]
+    ImagePull {
+        /// The image reference as the manifest names it.
+        image: String,
+        /// The registry's or engine's words (an authentication failure, an unknown tag, …).
+        reason: String,
+    },
+    /// The manifest asks for something this backend cannot run; nothing was started.
+    #[error("service {service}: {reason}")]
+    Unsupported {
+        /// The service's name.
+        service: String,
+        /// What is not possible and, where there is one, the way around it.
+        reason: String,
+    },
+    /// The manifest contradicts itself (e.g. a mount of a volume the profile does not define).
+    #[error("service {service}: {reason}")]
+    InvalidService {
+        /// The service's name.
+        service: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Nothing of this lease runs here.
+    #[error("lease {lease} has no workload on this provider: send its manifest first")]
+    LeaseNotFound {
+        /// The lease, as `owner/dseq/gseq/oseq/provider`.
+        lease: String,
+    },
+    /// The lease has no service of that name.
+    #[error("lease {lease} has no service named {service:?} (it has: {known})")]
+    UnknownService {
+        /// The lease.
+        lease: String,
+        /// The name asked for.
+        service: String,
+        /// The services it does have, comma-separated.
+        known: String,
+    },
+    /// The service has no replica with that index.
+    #[error("service {service} has no replica {replica}: replicas are numbered 0..{count}")]
+    UnknownReplica {
+        /// The service's name.
+        service: String,
+        /// The index asked for.
+        replica: u32,
+        /// How many replicas it has.
+        count: u32,
+    },
+    /// The replica exists but is not running, so a command cannot run in it.
+    #[error("service {service} replica {replica} is {state}, not running: see its logs and status")]
+    NotRunning {
+        /// The service's name.
+        service: String,
+        /// The replica's index.
+        replica: u32,
+        /// Its current state.
+        state: String,
+    },
+}
+
+impl WorkloadError {
+    /// An [`WorkloadError::Engine`] error for `action`.
+    pub fn engine(action: impl Into<String>, cause: impl StdError + Send + Sync + 'static) -> Self {
+        WorkloadError::Engine {
+            action: action.into(),
+            cause: Box::new(cause),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The Docker backend against a real engine: what a tenant and a provider would notice.
+//!
+//! Needs a Docker engine and the images and registries of `scripts/test-images.sh`; without
+//! them every test prints why and passes, unless `KUMO_REQUIRE_DOCKER=1` (see `support`).
+//! Each test uses its own provider instance and leases, so they run in parallel, and tears
+//! them down when it ends.
+
+mod images;
+mod io;
+mod lifecycle;
+mod network;
+mod storage;
+mod support;
