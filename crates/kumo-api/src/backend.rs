@@ -65,6 +65,13 @@ pub trait NodeBackend: Send + Sync + 'static {
     /// Transactions included in blocks since the node started (for `/metrics`).
     fn txs_committed(&self) -> u64;
 
+    /// The node's own measurements (block interval, finality latency, ...), appended to
+    /// `GET /metrics` as Prometheus text (each with its `# HELP` and `# TYPE` lines). None by
+    /// default.
+    fn write_node_metrics(&self, out: &mut String) {
+        let _ = out;
+    }
+
     /// Waits until the transaction `hash` is in a committed block, leaves the mempool without
     /// being committed, or `timeout` passes. The default watches [`NodeBackend::committed`] and
     /// looks the hash up after each block; it relies on the node storing a block before it

@@ -98,6 +98,7 @@ impl Metrics {
             "Bytes of the transactions waiting in the mempool.",
             m.bytes as u64,
         );
+        node.write_node_metrics(&mut out);
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         out.push_str("# HELP kumo_api_requests_total API requests answered, by route, method and status.\n# TYPE kumo_api_requests_total counter\n");
         for ((route, method), s) in routes.iter() {

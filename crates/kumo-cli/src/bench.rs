@@ -1,7 +1,8 @@
-//! `kumo bench chain|escrow`: the state machine's speed goals, measured on this machine.
+//! `kumo bench chain|escrow|node`: the speed goals, measured on this machine.
 //!
-//! Thin wrappers over [`kumo_chain::bench`]: they pick the sizes, report progress on stderr and
-//! print the result (JSON with `-o json`, the keys scripts rely on and nothing else).
+//! Thin wrappers over [`kumo_chain::bench`] and [`kumo_testnet::bench`]: they pick the sizes,
+//! report progress on stderr and print the result (JSON with `-o json`, the keys scripts rely on
+//! and nothing else).
 
 use std::process::ExitCode;
 
@@ -30,6 +31,38 @@ pub(crate) enum BenchCommand {
     /// a block does not grow with the number of leases. Takes about half a minute, mostly
     /// building the large chain.
     Escrow(EscrowArgs),
+    /// A real network: committed transactions per second and finality latency.
+    ///
+    /// Starts 4 validator processes (`kumo node run`) on loopback in a temporary directory,
+    /// 250 ms blocks, then sends signed transfers from many accounts to all of them (several in
+    /// flight per account, each waiting for its commit) for --duration. Reports committed txs/s,
+    /// the latency from submission to the node's commit answer (p50, p99) and the mean block
+    /// interval, measured after a warm-up. Runs `kumo bench chain` first for the ratio. Goals:
+    /// finality p50 ≤ 2 × block time; committed txs/s ≥ 25% of the chain's txs/s.
+    Node(NodeArgs),
+}
+
+/// Sizes of `kumo bench node`.
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// How long the load runs (e.g. 20s).
+    #[arg(long, value_parser = kumo_node::home::parse_duration, default_value = "20s")]
+    duration: std::time::Duration,
+    /// Sending accounts.
+    #[arg(long, default_value_t = kumo_testnet::bench::NodeBenchConfig::default().accounts)]
+    accounts: usize,
+    /// Transactions in flight per account (at most 9: the mempool's nonce gap + 1).
+    #[arg(long, default_value_t = kumo_testnet::bench::NodeBenchConfig::default().window)]
+    window: usize,
+    /// Validators.
+    #[arg(long, default_value_t = 4, hide = true)]
+    validators: usize,
+    /// Block time.
+    #[arg(long, value_parser = kumo_node::home::parse_duration, default_value = "250ms", hide = true)]
+    block_time: std::time::Duration,
+    /// Skip `kumo bench chain` (no ratio; for quick tests).
+    #[arg(long, hide = true)]
+    no_chain: bool,
 }
 
 /// Sizes of `kumo bench chain` (hidden: for tests; the defaults are the benchmark).
@@ -131,6 +164,55 @@ impl BenchCommand {
                         println!("  {:>7} leases: {:.4} ms", cfg.small, r.end_block_ms_100);
                         println!("  {:>7} leases: {:.4} ms", cfg.large, r.end_block_ms_100000);
                         println!("ratio {:.2} (goal ≤ 2: {})", r.ratio, met(r.ratio <= 2.0));
+                    }
+                }
+            }
+            BenchCommand::Node(a) => {
+                let cfg = kumo_testnet::bench::NodeBenchConfig {
+                    duration: a.duration,
+                    warmup: (a.duration / 6).min(std::time::Duration::from_secs(3)),
+                    validators: a.validators,
+                    block_time: a.block_time,
+                    accounts: a.accounts,
+                    window: a.window,
+                    chain_bench: !a.no_chain,
+                };
+                anyhow::ensure!(
+                    (1..=9).contains(&cfg.window),
+                    "--window must be 1 to 9: the mempool holds at most 8 missing nonces below a                      pending transaction"
+                );
+                let exe = std::env::current_exe()?;
+                let r = kumo_testnet::bench::node(&exe, &cfg, &progress)?;
+                match format {
+                    OutputFormat::Json => print_json(&r)?,
+                    OutputFormat::Text => {
+                        println!(
+                            "{:.0} committed txs/s over {} blocks ({} validators, {} txs in flight)",
+                            r.committed_txs_per_sec, r.blocks, r.validators, r.in_flight
+                        );
+                        println!(
+                            "finality p50 {:.0} ms, p99 {:.0} ms; mean block interval {:.0} ms (target {:.0} ms)",
+                            r.finality_ms_p50,
+                            r.finality_ms_p99,
+                            r.block_time_ms,
+                            r.block_time_target_ms
+                        );
+                        let two_blocks = 2.0 * r.block_time_target_ms;
+                        println!(
+                            "goal finality p50 ≤ 2 × block time ({two_blocks:.0} ms): {}",
+                            met(r.finality_ms_p50 <= two_blocks)
+                        );
+                        if r.chain_txs_per_sec.is_finite() {
+                            println!(
+                                "goal committed txs/s ≥ 25% of kumo bench chain's {:.0} txs/s: ratio {:.3}, {}",
+                                r.chain_txs_per_sec,
+                                r.ratio,
+                                met(r.ratio >= 0.25)
+                            );
+                        }
+                        if r.failed_txs > 0 {
+                            println!("{} transactions were given up on", r.failed_txs);
+                        }
                     }
                 }
             }

@@ -38,9 +38,22 @@ pub(crate) enum Command {
     /// Manage account keys: add, list, show, import, export, delete.
     #[command(subcommand)]
     Keys(crate::keys::KeysCommand),
-    /// Measure the speed goals of the state machine (run a release build).
+    /// Measure the speed goals of the state machine and of a node network (run a release
+    /// build).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Create a node's home and run the node.
+    #[command(subcommand)]
+    Node(crate::node::NodeCommand),
+    /// Create a local network of validators.
+    #[command(subcommand)]
+    Testnet(crate::testnet::TestnetCommand),
+    /// Read a node's state.
+    #[command(subcommand)]
+    Query(crate::query::QueryCommand),
+    /// Sign and submit transactions.
+    #[command(subcommand)]
+    Tx(crate::tx::TxCommand),
 }
 
 impl Cli {
@@ -50,6 +63,18 @@ impl Cli {
             Command::Sdl(cmd) => cmd.run(self.global.output),
             Command::Bench(cmd) => cmd.run(self.global.output),
             Command::Keys(cmd) => cmd.run(self.global.output),
+            Command::Node(cmd) => cmd.run(self.global.output),
+            Command::Testnet(cmd) => cmd.run(self.global.output),
+            Command::Query(cmd) => cmd.run(self.global.output),
+            Command::Tx(cmd) => cmd.run(self.global.output),
+        }
+    }
+
+    /// The log level without `-v`: a running node tells what it does; other commands only warn.
+    pub(crate) fn default_log_level(&self) -> &'static str {
+        match self.command {
+            Command::Node(crate::node::NodeCommand::Run(_)) => "info",
+            _ => "warn",
         }
     }
 }

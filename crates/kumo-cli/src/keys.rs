@@ -97,8 +97,10 @@ pub(crate) struct DeleteArgs {
 
 /// Why a passphrase is asked for: a new key's is typed twice.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Purpose {
+pub(crate) enum Purpose {
+    /// Read a secret.
     Unlock,
+    /// Write a new secret.
     New,
 }
 
@@ -129,7 +131,7 @@ fn passphrase(purpose: Purpose) -> anyhow::Result<Zeroizing<String>> {
 
 impl StoreArgs {
     /// The keystore, with the passphrase if the file backend must decrypt or encrypt.
-    fn open(&self, purpose: Option<Purpose>) -> anyhow::Result<Keystore> {
+    pub(crate) fn open(&self, purpose: Option<Purpose>) -> anyhow::Result<Keystore> {
         let backend = match (self.keyring_backend, purpose) {
             (KeyringBackend::File, Some(p)) => Backend::file(passphrase(p)?.as_str()),
             // Reading names, addresses and public keys needs no secret.

@@ -3,10 +3,15 @@
 
 mod bench;
 mod cli;
+mod client;
 mod home;
 mod keys;
+mod node;
 mod output;
+mod query;
 mod sdl;
+mod testnet;
+mod tx;
 
 use clap::Parser;
 
@@ -17,7 +22,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    output::init_tracing(cli.global.verbose);
+    output::init_tracing(cli.default_log_level(), cli.global.verbose);
     match cli.run() {
         Ok(code) => code,
         Err(err) => {

@@ -33,10 +33,10 @@ pub(crate) fn print_error(format: OutputFormat, err: &anyhow::Error) {
     }
 }
 
-/// Logs to stderr; `-v` raises the level, `RUST_LOG` overrides it.
-pub(crate) fn init_tracing(verbose: u8) {
+/// Logs to stderr at `base` (`-v` raises the level, `RUST_LOG` overrides it).
+pub(crate) fn init_tracing(base: &str, verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        0 => base,
         1 => "debug",
         _ => "trace",
     };
@@ -44,6 +44,7 @@ pub(crate) fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init()
         .ok();

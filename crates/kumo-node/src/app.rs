@@ -7,8 +7,10 @@
 //! - **process** (verify a peer's block, or replay one): execute the block's transactions on the
 //!   parent's state; a candidate block with a rejected transaction, a timestamp not above its
 //!   parent's, or a state root that differs from ours is invalid (stateful compares the root).
-//! - **finalized**: fold the block's diff into the finalized state, hand the block to the
-//!   [`crate::BlockSink`], drop its transactions from the pool.
+//! - **capture** (a finalized block, before its state is applied): hand the block and its
+//!   results to [`crate::BlockSink::persist`], so the block store is never behind the state.
+//! - **finalized**: fold the block's diff into the finalized state, hand the block to
+//!   [`crate::BlockSink::finalized`], drop its transactions from the pool.
 //!
 //! Startup: `glue::stateful` opens QMDB at the last durable finalized block and hands it to its
 //! state-sync resolver before it processes anything. [`StateLoader`] stands in that place: it
@@ -141,7 +143,7 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
     type Context = BlockContext;
     type Block = Block;
     type Databases = Databases<E>;
-    type Captured = ();
+    type Captured = FinalizedBlock;
     type Provider = ();
     type Input = ();
 
@@ -296,41 +298,25 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
         Some(merkleized)
     }
 
+    /// Called before the block's state is applied: the sink persists the block here, so that
+    /// whatever keeps finalized blocks (the block store) is never behind the durable state.
     async fn capture(
         &mut self,
         _context: (E, BlockContext),
-        _block: &Block,
+        block: &Block,
         _batches: &<Databases<E> as DatabaseSet<E>>::Merkleized,
         _readers: <Databases<E> as DatabaseSet<E>>::Readers,
-    ) {
-    }
-
-    async fn finalized(
-        &mut self,
-        _context: (E, BlockContext),
-        block: &Block,
-        _captured: (),
-        _readers: <Databases<E> as DatabaseSet<E>>::Readers,
-    ) {
+    ) -> FinalizedBlock {
         let digest = block.digest();
         let height = block.height().get();
-        let (layer, chain_height) = {
-            let mut state = self.node.state();
-            let layer = state
-                .finalize(digest, height)
-                .unwrap_or_else(|e| panic!("finalized block {height} cannot be applied: {e}"));
-            (layer, state.finalized_chain_height())
-        };
-        *self.node.inner.tip.lock().expect("tip lock") = Some(FinalizedTip {
-            height: chain_height,
-            digest,
-            state_root: block.state_root,
-        });
-        let hashes: Vec<_> = block.txs.iter().map(|t| tx_hash(t)).collect();
-        self.node.pool().remove(&hashes);
-        debug!(height = chain_height, txs = block.txs.len(), "finalized");
-        self.node.config().sink.finalized(&FinalizedBlock {
-            height: chain_height,
+        let execution = self
+            .node
+            .state()
+            .execution(&digest)
+            .cloned()
+            .unwrap_or_else(|| panic!("finalized block {height} was never executed here"));
+        let finalized = FinalizedBlock {
+            height: self.node.config().genesis.initial_height + height,
             digest: digest.into(),
             parent: block.parent.into(),
             timestamp_ms: block.timestamp_ms,
@@ -342,9 +328,40 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
                 .expect("32-byte key"),
             state_root: block.state_root.into(),
             txs: block.txs.clone(),
-            results: layer.execution.results,
-            end_events: layer.execution.end_events,
+            results: execution.results,
+            end_events: execution.end_events,
+        };
+        self.node.config().sink.persist(&finalized);
+        finalized
+    }
+
+    async fn finalized(
+        &mut self,
+        _context: (E, BlockContext),
+        block: &Block,
+        captured: FinalizedBlock,
+        _readers: <Databases<E> as DatabaseSet<E>>::Readers,
+    ) {
+        let digest = block.digest();
+        let height = block.height().get();
+        let chain_height = {
+            let mut state = self.node.state();
+            state
+                .finalize(digest, height)
+                .unwrap_or_else(|e| panic!("finalized block {height} cannot be applied: {e}"));
+            state.finalized_chain_height()
+        };
+        *self.node.inner.tip.lock().expect("tip lock") = Some(FinalizedTip {
+            height: chain_height,
+            digest,
+            state_root: block.state_root,
         });
+        debug!(height = chain_height, txs = block.txs.len(), "finalized");
+        // The sink first: a transaction must not leave the pool before the block that carries
+        // it is where readers look for it.
+        self.node.config().sink.finalized(&captured);
+        let hashes: Vec<_> = block.txs.iter().map(|t| tx_hash(t)).collect();
+        self.node.pool().remove(&hashes);
     }
 }
 

@@ -12,8 +12,13 @@
 //! - `follow`: how a follower takes the validators' finalizations (verified) into marshal.
 //! - [`node`]: the [`Node`] handle: submit transactions, read the finalized state, receive
 //!   finalized blocks through a [`BlockSink`].
-//! - [`pool`]: the [`TxPool`] seam and a simple FIFO pool.
+//! - [`pool`]: the [`TxPool`] seam and a simple FIFO pool; [`mempool`]: the real mempool
+//!   (`kumo-mempool`) behind it.
 //! - [`process`]: running a node as a process (tokio runtime, authenticated TCP p2p).
+//! - [`service`]: a node with the mempool, the block store and the JSON API: what
+//!   `kumo node run` runs.
+//! - [`home`]: a node's home directory (`config.toml`, `node_key.json`, `genesis.json`,
+//!   `data/`): what `kumo node init` writes and `kumo node run` reads.
 //!
 //! Tests run whole networks of nodes on commonware's deterministic runtime and simulated
 //! network (`tests/`), reproducible by seed.
@@ -22,9 +27,12 @@ pub mod app;
 pub mod block;
 pub mod engine;
 mod follow;
+pub mod home;
+pub mod mempool;
 pub mod node;
 pub mod pool;
 pub mod process;
+pub mod service;
 pub mod state;
 
 pub use block::{Block, BlockLimits, Digest};

@@ -46,8 +46,19 @@ pub struct FinalizedBlock {
 /// Receives every finalized block (see [`FinalizedBlock`] for the delivery guarantee).
 ///
 /// Called on the consensus path: keep it quick (write to a channel or a local store). The node
-/// acknowledges the block to consensus after this returns.
+/// acknowledges the block to consensus after [`BlockSink::finalized`] returns.
+///
+/// Each block comes twice: [`BlockSink::persist`] before the block's state is applied, then
+/// [`BlockSink::finalized`] once queries read it. The state may become durable any time after
+/// `persist` returns, and a block whose state is durable is never delivered again, so a sink that
+/// must never fall behind the state (the block store) writes in `persist`.
 pub trait BlockSink: Send + Sync + 'static {
+    /// A block is finalized; its state is about to be applied (and made durable). What the
+    /// sink must not lose, it writes durably before returning. Nothing by default.
+    fn persist(&self, block: &FinalizedBlock) {
+        let _ = block;
+    }
+
     /// A block was finalized and its state applied.
     fn finalized(&self, block: &FinalizedBlock);
 }

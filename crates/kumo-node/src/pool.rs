@@ -1,11 +1,12 @@
 //! Where proposals take their transactions from: the [`TxPool`] trait and a small in-memory
-//! [`FifoPool`].
+//! [`FifoPool`] for tests (a running node uses [`crate::mempool::ChainPool`]).
 //!
 //! The node only needs three things of a pool: add an admitted transaction, take a batch for a
 //! proposal, and forget transactions once a finalized block carries them. Admission checks
 //! (signature, fee, nonce against the finalized state) happen before [`TxPool::insert`], in
-//! [`crate::Node::submit`]. The full mempool (per-account nonce order, eviction, bounds per
-//! account) lives in its own crate and plugs in through this trait.
+//! [`crate::Node::submit`] and for gossiped transactions. The full mempool (per-account nonce
+//! order, eviction, bounds per account) lives in `kumo-mempool` and plugs in through this trait
+//! as [`crate::mempool::ChainPool`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -24,6 +25,12 @@ pub enum PoolError {
     /// The pool is full.
     #[error("the pool is full ({0} transactions): retry once blocks have drained it")]
     Full(usize),
+    /// The node is still starting: nothing is admitted before it can read its state.
+    #[error("the node is starting: retry in a moment")]
+    Starting,
+    /// The mempool's own rules refused it (nonce order, bounds per account, eviction).
+    #[error(transparent)]
+    Mempool(#[from] kumo_mempool::MempoolError<kumo_chain::TxRejected>),
 }
 
 /// The transactions waiting for a block.

@@ -272,6 +272,11 @@ impl ChainState {
         }
     }
 
+    /// What executing block `digest` produced, while it is held (executed, not yet finalized).
+    pub fn execution(&self, digest: &Digest) -> Option<&Execution> {
+        self.layers.get(digest).map(|l| &l.execution)
+    }
+
     /// Whether block `digest` has been executed and is held.
     pub fn holds(&self, digest: &Digest) -> bool {
         self.layers.contains_key(digest)

@@ -161,10 +161,17 @@ impl<'a> TxEnvelope<'a> {
         self.decode_verified()
     }
 
+    /// Decodes the body **without checking the signature**: only for bytes whose signature the
+    /// caller has already verified (a mempool indexing a transaction its node just checked), or
+    /// for display. Never act on an unverified body.
+    pub fn body_unverified(&self) -> Result<TxBody, TxError> {
+        borsh::from_slice::<TxBody>(&self.bytes[33..self.bytes.len() - 64])
+            .map_err(|e| TxError::Body(e.to_string()))
+    }
+
     /// Decodes the body; only called once the signature is known good.
     fn decode_verified(self) -> Result<VerifiedTx, TxError> {
-        let body = borsh::from_slice::<TxBody>(&self.bytes[33..self.bytes.len() - 64])
-            .map_err(|e| TxError::Body(e.to_string()))?;
+        let body = self.body_unverified()?;
         Ok(VerifiedTx {
             hash: tx_hash(self.bytes),
             len: self.bytes.len(),

@@ -1,0 +1,323 @@
+//! A real network: `kumo testnet init --validators 4`, four `kumo node run` processes on
+//! loopback, signed transfers from several accounts sent to every node, one node killed with
+//! `kill -9` in the middle of the load and restarted. The others keep committing; the
+//! restarted one catches up; all four agree on every block (hash and state root); every
+//! transaction a node reported committed is on every node afterwards. Bad requests to a real
+//! node's API get 4xx JSON errors and the node keeps serving.
+//!
+//! The node processes are killed when the test ends, passing or failing ([`NodeProcess`]'s
+//! `Drop`).
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use kumo_client::NodeClient;
+use kumo_keystore::{Backend, Keystore};
+use kumo_testnet::{
+    NodeProcess, Testnet,
+    load::{self, LoadConfig, Sender},
+};
+use kumo_types::{
+    Coin, Msg, SecretKey,
+    tx::{TxBody, sign_tx},
+};
+
+const ACCOUNTS: usize = 8;
+const TXS_PER_ACCOUNT: usize = 50;
+const FEE: u128 = 5_000;
+
+fn kumo(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kumo"))
+        .args(args)
+        .env_remove("KUMO_HOME")
+        .env_remove("KUMO_NODE")
+        .output()
+        .expect("run kumo")
+}
+
+fn init_testnet(dir: &Path) -> Testnet {
+    let mut args = vec![
+        "testnet".to_string(),
+        "init".into(),
+        "--validators".into(),
+        "4".into(),
+        "--dir".into(),
+        dir.display().to_string(),
+        "--base-port".into(),
+        "0".into(),
+        "--block-time".into(),
+        "250ms".into(),
+        "-o".into(),
+        "json".into(),
+    ];
+    for i in 0..ACCOUNTS {
+        args.push("--fund".into());
+        args.push(format!("sender{i}=1000000000ukumo"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = kumo(&args);
+    assert!(
+        out.status.success(),
+        "testnet init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Testnet = serde_json::from_slice(&out.stdout).expect("testnet init -o json");
+    assert_eq!(printed, Testnet::load(dir).unwrap());
+    printed
+}
+
+async fn height(c: &NodeClient) -> u64 {
+    c.status().await.map_or(0, |s| s.height)
+}
+
+/// `kumo_txs_committed_total` of a node's `/metrics`.
+async fn committed_total(c: &NodeClient) -> u64 {
+    let text = c.metrics().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("kumo_txs_committed_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> F,
+) {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < timeout, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts a JSON error with this status and code.
+async fn expect_error(resp: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(resp.status().as_u16(), status, "expected {status} {code}");
+    let body: serde_json::Value = resp.json().await.expect("a JSON error body");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+/// Bad requests to a real node: each gets its 4xx JSON error, and the node keeps serving.
+async fn bad_input_is_refused(api: &str, chain_id: &str, key: &SecretKey) {
+    let http = reqwest::Client::new();
+    let txs = format!("{api}/v1/txs");
+    let raw = |bytes: Vec<u8>| {
+        http.post(&txs)
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+    };
+    let body = |chain: &str, nonce: u64| TxBody {
+        chain_id: chain.into(),
+        nonce,
+        fee: Coin::new("ukumo", FEE),
+        memo: String::new(),
+        msgs: vec![Msg::Send {
+            to: kumo_types::Address([9; 20]),
+            amount: "1ukumo".parse().unwrap(),
+        }],
+    };
+
+    let r = http
+        .post(&txs)
+        .header("content-type", "application/json")
+        .body("{\"tx\": ")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 400, "invalid_json").await;
+
+    let mut forged = sign_tx(key, &body(chain_id, 1_000));
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let r = raw(forged).await.unwrap();
+    expect_error(r, 400, "tx_rejected").await;
+
+    let r = raw(sign_tx(key, &body("another-chain", 1_000)))
+        .await
+        .unwrap();
+    expect_error(r, 400, "tx_rejected").await;
+
+    // Nonce 0 was used by the load.
+    let r = raw(sign_tx(key, &body(chain_id, 0))).await.unwrap();
+    expect_error(r, 400, "tx_rejected").await;
+
+    // Over the limit (2 × max_tx_bytes + 1 KiB), on its own connection: the node answers
+    // before reading it all and closes the connection.
+    let r = reqwest::Client::new()
+        .post(&txs)
+        .header("content-type", "application/octet-stream")
+        .body(vec![1; 200 * 1024])
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 413, "payload_too_large").await;
+
+    let r = http.get(format!("{api}/v1/nope")).send().await.unwrap();
+    expect_error(r, 404, "not_found").await;
+
+    let status = http.get(format!("{api}/v1/status")).send().await.unwrap();
+    assert_eq!(status.status().as_u16(), 200, "the node stopped serving");
+}
+
+#[test]
+fn four_nodes_keep_committing_through_a_kill_9_and_agree_after() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let testnet = init_testnet(dir.path());
+    let keystore = Keystore::open(dir.path().join(&testnet.keyring_dir), Backend::Test).unwrap();
+    let keys: Vec<SecretKey> = (0..ACCOUNTS)
+        .map(|i| keystore.secret_key(&format!("sender{i}")).unwrap())
+        .collect();
+    let exe = Path::new(env!("CARGO_BIN_EXE_kumo"));
+    let mut nodes: Vec<NodeProcess> = testnet
+        .nodes
+        .iter()
+        .map(|n| NodeProcess::start(exe, &dir.path().join(&n.home), &n.api).unwrap())
+        .collect();
+    let clients: Vec<NodeClient> = nodes.iter().map(NodeProcess::client).collect();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for n in &mut nodes {
+            n.wait_serving(Duration::from_secs(60)).await.unwrap();
+        }
+        wait_until("the first blocks", Duration::from_secs(60), || async {
+            height(&clients[0]).await >= 2
+        })
+        .await;
+
+        // The load: every account sends from nonce 0, to every node (account i to node i % 4).
+        let senders: Vec<Sender> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let to =
+                    kumo_types::Address::from_public_key(&keys[(i + 1) % ACCOUNTS].public_key());
+                Sender::sends(k, &testnet.chain_id, to, 0, TXS_PER_ACCOUNT, FEE)
+            })
+            .collect();
+        let load = tokio::spawn(load::run(
+            senders,
+            clients.clone(),
+            LoadConfig {
+                window: 4,
+                wait: Duration::from_secs(5),
+                stop_at: None,
+                give_up_after: Duration::from_secs(45),
+            },
+        ));
+
+        // Mid-load: kill -9 node 2.
+        wait_until(
+            "30 committed transactions",
+            Duration::from_secs(30),
+            || async { committed_total(&clients[0]).await >= 30 },
+        )
+        .await;
+        nodes[2].kill();
+        let at_kill = height(&clients[0]).await;
+        let committed_at_kill = committed_total(&clients[0]).await;
+
+        // The other three keep finalizing blocks and committing transactions.
+        wait_until("blocks without node 2", Duration::from_secs(20), || async {
+            height(&clients[0]).await >= at_kill + 8
+                && height(&clients[3]).await >= at_kill + 8
+                && committed_total(&clients[1]).await > committed_at_kill
+        })
+        .await;
+        assert!(
+            committed_total(&clients[0]).await > committed_at_kill,
+            "no transaction committed while node 2 was down"
+        );
+
+        // Restart it: it loads its state, catches up and serves.
+        let before_restart = (
+            height(&clients[0]).await,
+            committed_total(&clients[0]).await,
+        );
+        nodes[2].restart().unwrap();
+        nodes[2]
+            .wait_serving(Duration::from_secs(60))
+            .await
+            .unwrap();
+        eprintln!(
+            "killed node 2 at height {at_kill} ({committed_at_kill} txs committed); restarted it \
+             at height {} ({} txs committed); it serves from height {}",
+            before_restart.0,
+            before_restart.1,
+            height(&clients[2]).await
+        );
+
+        let report = load.await.unwrap();
+        assert!(report.failed.is_empty(), "failed: {:?}", report.failed);
+        assert_eq!(report.committed.len(), ACCOUNTS * TXS_PER_ACCOUNT);
+
+        let target = height(&clients[0]).await;
+        wait_until("node 2 catching up", Duration::from_secs(30), || async {
+            height(&clients[2]).await >= target
+        })
+        .await;
+
+        // Every node has every block up to the common tip, identical, state roots included.
+        let mut tip = u64::MAX;
+        for c in &clients {
+            tip = tip.min(height(c).await);
+        }
+        for h in 1..=tip {
+            let first = clients[0].block(h).await.unwrap();
+            for (i, c) in clients.iter().enumerate().skip(1) {
+                let b = c.block(h).await.unwrap();
+                assert_eq!(b.hash, first.hash, "node {i} differs at height {h}");
+                assert_eq!(
+                    b.state_root, first.state_root,
+                    "node {i}'s state root at {h}"
+                );
+                assert_eq!(b, first, "node {i}'s block {h}");
+            }
+        }
+
+        // Every transaction reported committed is on every node, in the block it was reported in.
+        for c in &report.committed {
+            for (i, node) in clients.iter().enumerate() {
+                let view = node
+                    .tx(&c.hash)
+                    .await
+                    .unwrap_or_else(|e| panic!("node {i} lacks a committed tx: {e}"));
+                assert_eq!(view.height, c.height, "node {i} puts the tx elsewhere");
+            }
+        }
+        // The killed node's state agrees with the others: the senders' nonces.
+        for k in &keys {
+            let addr = kumo_types::Address::from_public_key(&k.public_key());
+            let a0 = clients[0].account(&addr).await.unwrap();
+            let a2 = clients[2].account(&addr).await.unwrap();
+            assert_eq!(a0.value.nonce, TXS_PER_ACCOUNT as u64);
+            if a2.height == a0.height {
+                assert_eq!(a2.value, a0.value);
+            }
+        }
+
+        bad_input_is_refused(&testnet.nodes[2].api, &testnet.chain_id, &keys[0]).await;
+        bad_input_is_refused(&testnet.nodes[0].api, &testnet.chain_id, &keys[1]).await;
+    });
+
+    // A graceful stop: SIGTERM, exit 0.
+    for n in &mut nodes {
+        assert!(n.terminate(Duration::from_secs(15)), "{}", n.log_tail(20));
+    }
+    eprintln!("network test took {:?}", started.elapsed());
+}

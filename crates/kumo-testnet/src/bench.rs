@@ -1,0 +1,305 @@
+//! `kumo bench node`: a real network under load, measured as its clients see it.
+//!
+//! 1. Runs `kumo_chain::bench::chain` first (the state machine alone, nothing else running),
+//!    for the ratio.
+//! 2. Builds a testnet in a temporary directory ([`crate::init`]): `validators` validators on
+//!    loopback, free ports, `block_time` blocks, `accounts` funded accounts.
+//! 3. Starts one `kumo node run` process per validator ([`crate::process`]).
+//! 4. Runs the load ([`crate::load`]): every account sends 1 ukumo at a time, signed in
+//!    advance, `window` transactions in flight per account, each with `?wait=commit`, spread
+//!    over the nodes, for `duration`.
+//! 5. Measures over the load after `warmup`: transactions reported committed per second,
+//!    finality latency (first submission → the node's commit answer; p50, p99) of those
+//!    submitted in that window, and the mean interval between the blocks of that window (read
+//!    from node 0 after the load).
+//!
+//! Goals (printed with the result): finality p50 ≤ 2 × block time; committed txs/s ≥ 25 % of
+//! `kumo bench chain`'s txs/s.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use kumo_chain::genesis::GenesisBalance;
+use kumo_types::{Address, SecretKey};
+use serde::Serialize;
+
+use crate::{
+    init::{TestnetSpec, init},
+    load::{LoadConfig, Sender, run},
+    process::NodeProcess,
+};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct NodeBenchConfig {
+    /// How long the load runs.
+    pub duration: Duration,
+    /// The start of the load not measured (connections, first blocks).
+    pub warmup: Duration,
+    /// Validators (processes).
+    pub validators: usize,
+    /// Block time.
+    pub block_time: Duration,
+    /// Sending accounts.
+    pub accounts: usize,
+    /// Transactions in flight per account.
+    pub window: usize,
+    /// Run `kumo bench chain` for the ratio (off in quick tests).
+    pub chain_bench: bool,
+}
+
+impl Default for NodeBenchConfig {
+    fn default() -> Self {
+        NodeBenchConfig {
+            duration: Duration::from_secs(20),
+            warmup: Duration::from_secs(3),
+            validators: 4,
+            block_time: Duration::from_millis(250),
+            accounts: 200,
+            window: 4,
+            chain_bench: true,
+        }
+    }
+}
+
+/// The result (`-o json` prints it).
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeBenchReport {
+    /// Transactions reported committed per second, over the measured window.
+    pub committed_txs_per_sec: f64,
+    /// Median finality latency, milliseconds.
+    pub finality_ms_p50: f64,
+    /// 99th percentile finality latency, milliseconds.
+    pub finality_ms_p99: f64,
+    /// Mean interval between blocks in the measured window, milliseconds.
+    pub block_time_ms: f64,
+    /// `kumo bench chain`'s signed txs executed per second, measured in the same run.
+    pub chain_txs_per_sec: f64,
+    /// `committed_txs_per_sec / chain_txs_per_sec` (goal ≥ 0.25).
+    pub ratio: f64,
+    /// Transactions committed in the measured window.
+    pub committed_txs: usize,
+    /// Blocks in the measured window.
+    pub blocks: usize,
+    /// Transactions the load gave up on.
+    pub failed_txs: usize,
+    /// The configured block time, milliseconds.
+    pub block_time_target_ms: f64,
+    /// Validators.
+    pub validators: usize,
+    /// Sending accounts × transactions in flight per account.
+    pub in_flight: usize,
+}
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The testnet could not be built.
+    #[error(transparent)]
+    Testnet(#[from] crate::init::TestnetError),
+    /// A node did not start or serve.
+    #[error(transparent)]
+    Process(#[from] crate::process::ProcessError),
+    /// Something else (temporary directory, runtime, sizes).
+    #[error("{0}")]
+    Other(String),
+}
+
+fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
+    if sorted_ms.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted_ms.len() as f64 - 1.0) * p).round() as usize;
+    sorted_ms[i.min(sorted_ms.len() - 1)]
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs the benchmark with `exe` as the `kumo` binary (`std::env::current_exe()` from the CLI).
+pub fn node(
+    exe: &Path,
+    config: &NodeBenchConfig,
+    progress: &dyn Fn(&str),
+) -> Result<NodeBenchReport, BenchError> {
+    if config.accounts == 0 || config.window == 0 || config.validators == 0 {
+        return Err(BenchError::Other(
+            "--accounts, --window and --validators must be at least 1".into(),
+        ));
+    }
+    if config.warmup >= config.duration {
+        return Err(BenchError::Other(
+            "the warm-up must be shorter than the duration".into(),
+        ));
+    }
+    let chain_txs_per_sec = if config.chain_bench {
+        progress("measuring the state machine alone (kumo bench chain)");
+        kumo_chain::bench::chain(&Default::default()).txs_per_sec
+    } else {
+        f64::NAN
+    };
+
+    let dir = tempfile::Builder::new()
+        .prefix("kumo-bench-node-")
+        .tempdir()
+        .map_err(|e| BenchError::Other(format!("temporary directory: {e}")))?;
+    let keys: Vec<SecretKey> = (0..config.accounts)
+        .map(|i| {
+            let mut seed = [7u8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            SecretKey::from_seed(seed)
+        })
+        .collect();
+    let addresses: Vec<Address> = keys
+        .iter()
+        .map(|k| Address::from_public_key(&k.public_key()))
+        .collect();
+    let mut spec = TestnetSpec::new(config.validators, dir.path());
+    spec.base_port = 0;
+    spec.block_time = config.block_time;
+    spec.chain_id = "kumo-bench-1".into();
+    spec.balances = addresses
+        .iter()
+        .map(|a| GenesisBalance {
+            address: *a,
+            coins: "1000000000000ukumo".parse().expect("valid coins"),
+        })
+        .collect();
+    progress(&format!(
+        "building a {}-validator testnet in {}",
+        config.validators,
+        dir.path().display()
+    ));
+    let testnet = init(&spec)?;
+
+    // Enough signed transactions that no account runs dry before the end, even if every
+    // transaction took a single block.
+    let blocks = config.duration.as_secs_f64() / config.block_time.as_secs_f64();
+    let per_account = (config.window as f64 * (blocks + 4.0)).ceil() as usize;
+    progress(&format!(
+        "signing {} transactions ({} accounts × {per_account})",
+        config.accounts * per_account,
+        config.accounts
+    ));
+    let senders: Vec<Sender> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let to = addresses[(i + 1) % addresses.len()];
+            Sender::sends(k, &testnet.chain_id, to, 0, per_account, 5_000)
+        })
+        .collect();
+
+    progress(&format!("starting {} nodes", config.validators));
+    let mut procs: Vec<NodeProcess> = testnet
+        .nodes
+        .iter()
+        .map(|n| NodeProcess::start(exe, &dir.path().join(&n.home), &n.api))
+        .collect::<Result<_, _>>()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::Other(format!("tokio runtime: {e}")))?;
+    let result = runtime.block_on(async {
+        for p in &mut procs {
+            p.wait_serving(Duration::from_secs(60)).await?;
+        }
+        // Wait for the first block, so the warm-up is not spent on startup.
+        let client = procs[0].client();
+        let first = Instant::now();
+        while client.status().await.map_or(0, |s| s.height) < 2 {
+            if first.elapsed() > Duration::from_secs(60) {
+                return Err(BenchError::Other(format!(
+                    "no block within a minute; node0's log:\n{}",
+                    procs[0].log_tail(30)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        progress(&format!(
+            "load: {} accounts × {} in flight for {:?}",
+            config.accounts, config.window, config.duration
+        ));
+        let start = Instant::now();
+        let start_wall = SystemTime::now();
+        let load = LoadConfig {
+            window: config.window,
+            wait: Duration::from_secs(30),
+            stop_at: Some(start + config.duration),
+            give_up_after: Duration::from_secs(60),
+        };
+        let clients = procs.iter().map(NodeProcess::client).collect();
+        let report = run(senders, clients, load).await;
+        let from = start + config.warmup;
+        let to = start + config.duration;
+        let from_ms = unix_ms(start_wall + config.warmup);
+        let to_ms = unix_ms(start_wall + config.duration);
+
+        let committed_in_window = report
+            .committed
+            .iter()
+            .filter(|c| {
+                let at = c.submitted + c.latency;
+                at >= from && at < to
+            })
+            .count();
+        let mut latencies: Vec<f64> = report
+            .committed
+            .iter()
+            .filter(|c| c.submitted >= from && c.submitted < to)
+            .map(|c| c.latency.as_secs_f64() * 1000.0)
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+
+        progress("reading the blocks of the measured window");
+        let tip = client
+            .status()
+            .await
+            .map_err(|e| BenchError::Other(e.to_string()))?
+            .height;
+        let mut times = Vec::new();
+        for h in (1..=tip).rev() {
+            let b = client
+                .block(h)
+                .await
+                .map_err(|e| BenchError::Other(e.to_string()))?;
+            if b.time_ms < from_ms {
+                break;
+            }
+            if b.time_ms < to_ms {
+                times.push(b.time_ms);
+            }
+        }
+        times.reverse();
+        let block_time_ms = match (times.first(), times.last()) {
+            (Some(a), Some(b)) if times.len() > 1 => (b - a) as f64 / (times.len() - 1) as f64,
+            _ => f64::NAN,
+        };
+        let seconds = (to - from).as_secs_f64();
+        let committed_txs_per_sec = committed_in_window as f64 / seconds;
+        Ok(NodeBenchReport {
+            committed_txs_per_sec,
+            finality_ms_p50: percentile(&latencies, 0.50),
+            finality_ms_p99: percentile(&latencies, 0.99),
+            block_time_ms,
+            chain_txs_per_sec,
+            ratio: committed_txs_per_sec / chain_txs_per_sec,
+            committed_txs: committed_in_window,
+            blocks: times.len(),
+            failed_txs: report.failed.len(),
+            block_time_target_ms: config.block_time.as_secs_f64() * 1000.0,
+            validators: config.validators,
+            in_flight: config.accounts * config.window,
+        })
+    });
+    progress("stopping the nodes");
+    for p in &mut procs {
+        p.terminate(Duration::from_secs(10));
+    }
+    result
+}
