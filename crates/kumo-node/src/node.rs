@@ -8,7 +8,7 @@ use commonware_utils::channel::mpsc;
 use kumo_chain::{
     App, EventRecord, Genesis, MemStore, Store, TxReceipt, TxRejected, store::Overlay,
 };
-use kumo_types::tx::VerifiedTx;
+use kumo_types::tx::{TxEnvelope, VerifiedTx};
 
 use crate::{
     block::{BlockLimits, Digest},
@@ -202,10 +202,15 @@ impl Node {
     /// Mempool admission against the latest finalized state: signature, chain id, fee, and a
     /// nonce not below the account's. Writes nothing.
     pub fn check_tx(&self, bytes: &[u8]) -> Result<VerifiedTx, TxRejected> {
+        // The signature first, outside the state lock: it is most of the cost, and the lock
+        // also guards block execution.
+        let tx = TxEnvelope::parse(bytes, self.inner.config.limits.max_tx_bytes)?.verify()?;
+        self.state().signature_verified(tx.hash);
         self.with_finalized_state(|store, _| {
             let app = App::load(Overlay::new(store)).expect("the finalized state holds a chain");
-            app.check_tx(bytes)
-        })
+            app.check_verified(&tx)
+        })?;
+        Ok(tx)
     }
 
     /// Checks a transaction, adds it to the pool and gossips it to the other nodes.
