@@ -410,9 +410,21 @@ where
         let max = config.limits.max_tx_bytes;
         move |_| async move {
             while let Ok((_, msg)) = receiver.recv().await {
-                if msg.len() <= max {
-                    node.admit_from_peer(msg.as_ref().to_vec());
+                // With what else has arrived, so that the signatures verify in one batch.
+                let mut batch = vec![msg];
+                while batch.len() < 1024 {
+                    match futures::FutureExt::now_or_never(receiver.recv()) {
+                        Some(Ok((_, msg))) => batch.push(msg),
+                        _ => break,
+                    }
                 }
+                node.admit_from_peers(
+                    batch
+                        .iter()
+                        .filter(|m| m.len() <= max)
+                        .map(|m| m.as_ref().to_vec())
+                        .collect(),
+                );
             }
         }
     });
