@@ -60,9 +60,12 @@ pub(crate) struct NodeArgs {
     /// Block time.
     #[arg(long, value_parser = kumo_node::home::parse_duration, default_value = "250ms", hide = true)]
     block_time: std::time::Duration,
-    /// Skip `kumo bench chain` (no ratio; for quick tests).
+    /// Skip `kumo bench chain` (no ratio; for quick runs).
     #[arg(long, hide = true)]
     no_chain: bool,
+    /// Tenants of the `kumo bench chain` run (for tests; the default is the benchmark).
+    #[arg(long, default_value_t = ChainConfig::default().tenants, hide = true)]
+    chain_tenants: u32,
 }
 
 /// Sizes of `kumo bench chain` (hidden: for tests; the defaults are the benchmark).
@@ -175,7 +178,10 @@ impl BenchCommand {
                     block_time: a.block_time,
                     accounts: a.accounts,
                     window: a.window,
-                    chain_bench: !a.no_chain,
+                    chain: (!a.no_chain).then(|| ChainConfig {
+                        tenants: a.chain_tenants.max(1),
+                        ..ChainConfig::default()
+                    }),
                 };
                 anyhow::ensure!(
                     (1..=9).contains(&cfg.window),

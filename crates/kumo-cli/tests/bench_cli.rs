@@ -112,3 +112,41 @@ fn bench_escrow_refuses_sizes_it_cannot_run() {
         "{v}"
     );
 }
+
+/// A 4-validator network of real `kumo node run` processes for a few seconds: the JSON has the
+/// documented keys, each a positive number.
+#[test]
+fn bench_node_prints_network_json() {
+    let out = kumo(&[
+        "bench",
+        "node",
+        "--duration",
+        "6s",
+        "--accounts",
+        "8",
+        "--window",
+        "2",
+        "--chain-tenants",
+        "4",
+        "-o",
+        "json",
+    ]);
+    let mut obj = json_object(&out);
+    assert_eq!(obj.remove("failed_txs"), Some(serde_json::json!(0)));
+    assert_positive_keys(
+        &obj,
+        &[
+            "committed_txs_per_sec",
+            "finality_ms_p50",
+            "finality_ms_p99",
+            "block_time_ms",
+            "chain_txs_per_sec",
+            "ratio",
+            "committed_txs",
+            "blocks",
+            "block_time_target_ms",
+            "validators",
+            "in_flight",
+        ],
+    );
+}

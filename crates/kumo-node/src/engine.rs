@@ -8,7 +8,7 @@
 //!  follower:   certificates ─▶ follow (verify) ──────────────▶ marshal     (finalized blocks)
 //!                                              │   ▲
 //!                                  KumoApp ────┘   └── StateLoader (startup: QMDB → memory)
-//!  mempool channel ─▶ gossip task ─▶ Node::admit_from_peer ─▶ TxPool ─▶ KumoApp::propose
+//!  mempool channel ─▶ gossip task ─▶ Node::admit_from_peers ─▶ TxPool ─▶ KumoApp::propose
 //! ```
 //!
 //! A follower runs the same marshal, stateful application and state as a validator, so it
@@ -574,8 +574,22 @@ fn mempool<E: Runtime, S, R>(
         let max = node.config().limits.max_tx_bytes;
         move |_| async move {
             while let Ok((_, msg)) = receiver.recv().await {
-                if admit && msg.len() <= max {
-                    node.admit_from_peer(msg.as_ref().to_vec());
+                // With what else has arrived, so that the signatures verify in one batch.
+                let mut batch = vec![msg];
+                while batch.len() < 1024 {
+                    match futures::FutureExt::now_or_never(receiver.recv()) {
+                        Some(Ok((_, msg))) => batch.push(msg),
+                        _ => break,
+                    }
+                }
+                if admit {
+                    node.admit_from_peers(
+                        batch
+                            .iter()
+                            .filter(|m| m.len() <= max)
+                            .map(|m| m.as_ref().to_vec())
+                            .collect(),
+                    );
                 }
             }
         }

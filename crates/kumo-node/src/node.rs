@@ -8,7 +8,7 @@ use commonware_utils::channel::mpsc;
 use kumo_chain::{
     App, EventRecord, Genesis, MemStore, Store, TxReceipt, TxRejected, store::Overlay,
 };
-use kumo_types::tx::{VerifiedTx, tx_hash};
+use kumo_types::tx::{TxEnvelope, VerifiedTx, tx_hash};
 
 use crate::{
     block::{BlockLimits, Digest},
@@ -202,10 +202,15 @@ impl Node {
     /// Mempool admission against the latest finalized state: signature, chain id, fee, and a
     /// nonce not below the account's. Writes nothing.
     pub fn check_tx(&self, bytes: &[u8]) -> Result<VerifiedTx, TxRejected> {
+        // The signature first, outside the state lock: it is most of the cost, and the lock
+        // also guards block execution.
+        let tx = TxEnvelope::parse(bytes, self.inner.config.limits.max_tx_bytes)?.verify()?;
+        self.state().signature_verified(tx.hash);
         self.with_finalized_state(|store, _| {
             let app = App::load(Overlay::new(store)).expect("the finalized state holds a chain");
-            app.check_tx(bytes)
-        })
+            app.check_verified(&tx)
+        })?;
+        Ok(tx)
     }
 
     /// Checks a transaction, adds it to the pool and sends it to the validators. A validator's
@@ -242,10 +247,37 @@ impl Node {
         live
     }
 
-    /// Adds a transaction received from a peer (no gossip back).
-    pub(crate) fn admit_from_peer(&self, tx: Vec<u8>) {
-        if self.check_tx(&tx).is_ok() {
-            let _ = self.pool().insert(tx);
+    /// Adds transactions received from peers (no gossip back), checked as [`Node::check_tx`]
+    /// does but with their signatures verified in one batch: gossip is most of what a node
+    /// verifies, and a batch costs about half as much per signature.
+    pub(crate) fn admit_from_peers(&self, txs: Vec<Vec<u8>>) {
+        let max = self.inner.config.limits.max_tx_bytes;
+        let parsed: Vec<(&Vec<u8>, TxEnvelope<'_>)> = txs
+            .iter()
+            .filter_map(|t| TxEnvelope::parse(t, max).ok().map(|e| (t, e)))
+            .collect();
+        let envelopes: Vec<TxEnvelope<'_>> = parsed.iter().map(|(_, e)| *e).collect();
+        let verified: Vec<(&Vec<u8>, VerifiedTx)> = parsed
+            .iter()
+            .zip(kumo_types::tx::verify_batch(&envelopes))
+            .filter_map(|((bytes, _), v)| v.ok().map(|v| (*bytes, v)))
+            .collect();
+        {
+            let mut state = self.state();
+            for (_, v) in &verified {
+                state.signature_verified(v.hash);
+            }
+        }
+        let admitted: Vec<&Vec<u8>> = self.with_finalized_state(|store, _| {
+            let app = App::load(Overlay::new(store)).expect("the finalized state holds a chain");
+            verified
+                .iter()
+                .filter(|(_, v)| app.check_verified(v).is_ok())
+                .map(|(bytes, _)| *bytes)
+                .collect()
+        });
+        for tx in admitted {
+            let _ = self.pool().insert(tx.clone());
         }
     }
 }

@@ -18,7 +18,7 @@
 //! On startup the base is rebuilt from QMDB (see [`crate::app`]); the chain's own height key says
 //! which block it belongs to.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use kumo_chain::{
     App, EventRecord, Genesis, MemStore, Store, TxReceipt, TxRejected,
@@ -162,6 +162,31 @@ impl Store for LayeredStore<'_> {
     }
 }
 
+/// Hashes of transactions whose signatures this node has verified (at admission), so that
+/// executing a block that carries them does not verify them again. First in, first out: an
+/// entry that fell out only costs one more verification.
+#[derive(Debug, Default)]
+struct VerifiedSignatures {
+    set: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl VerifiedSignatures {
+    /// About 10 MB; several times what the mempool holds.
+    const CAPACITY: usize = 1 << 17;
+
+    fn insert(&mut self, hash: [u8; 32]) {
+        if self.set.insert(hash) {
+            self.order.push_back(hash);
+            if self.order.len() > Self::CAPACITY
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
 /// The finalized state and the diffs of executed, not yet finalized blocks.
 pub struct ChainState {
     genesis: Genesis,
@@ -171,6 +196,7 @@ pub struct ChainState {
     /// Digest of the finalized base's block.
     base_digest: Digest,
     layers: HashMap<Digest, Layer>,
+    verified: VerifiedSignatures,
 }
 
 impl ChainState {
@@ -182,7 +208,14 @@ impl ChainState {
             base_height: height,
             base_digest: digest,
             layers: HashMap::new(),
+            verified: VerifiedSignatures::default(),
         }
+    }
+
+    /// Remembers that the transaction with this hash has a valid signature (this node verified
+    /// it): executing it in a block will not verify it again.
+    pub fn signature_verified(&mut self, tx_hash: [u8; 32]) {
+        self.verified.insert(tx_hash);
     }
 
     /// The consensus height that a store holding `chain_height` belongs to.
@@ -253,8 +286,9 @@ impl ChainState {
             App::load(view).map_err(|e| StateError::NoChain(e.to_string()))?
         };
         let height = self.genesis.initial_height + parent_height + 1;
+        let verified = &self.verified.set;
         let (results, end_events) = app
-            .execute_txs(height, txs)
+            .execute_txs_trusting(height, txs, |h| verified.contains(h))
             .map_err(|e| StateError::Block(e.to_string()))?;
         Ok((
             app.into_store().into_diff(),

@@ -46,8 +46,8 @@ pub struct NodeBenchConfig {
     pub accounts: usize,
     /// Transactions in flight per account.
     pub window: usize,
-    /// Run `kumo bench chain` for the ratio (off in quick tests).
-    pub chain_bench: bool,
+    /// `kumo bench chain`'s sizes for the ratio (none: skip it).
+    pub chain: Option<kumo_chain::bench::ChainConfig>,
 }
 
 impl Default for NodeBenchConfig {
@@ -57,9 +57,9 @@ impl Default for NodeBenchConfig {
             warmup: Duration::from_secs(3),
             validators: 4,
             block_time: Duration::from_millis(250),
-            accounts: 200,
+            accounts: 400,
             window: 4,
-            chain_bench: true,
+            chain: Some(Default::default()),
         }
     }
 }
@@ -136,11 +136,12 @@ pub fn node(
             "the warm-up must be shorter than the duration".into(),
         ));
     }
-    let chain_txs_per_sec = if config.chain_bench {
-        progress("measuring the state machine alone (kumo bench chain)");
-        kumo_chain::bench::chain(&Default::default()).txs_per_sec
-    } else {
-        f64::NAN
+    let chain_txs_per_sec = match &config.chain {
+        Some(chain) => {
+            progress("measuring the state machine alone (kumo bench chain)");
+            kumo_chain::bench::chain(chain).txs_per_sec
+        }
+        None => f64::NAN,
     };
 
     let dir = tempfile::Builder::new()
