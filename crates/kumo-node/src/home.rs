@@ -77,12 +77,12 @@ pub enum HomeError {
     )]
     Exists(PathBuf),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// `config.toml` does not parse or is inconsistent.
     #[error("{path}: {problem}")]
@@ -111,9 +111,9 @@ pub enum HomeError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
-    move |source| HomeError::Io {
+    move |error| HomeError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
