@@ -87,6 +87,9 @@ fn init(a: &InitArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
         },
     )?;
     let public_key = home::key_to_hex(&home.key.public_key());
+    // A joined genesis may not list this new key, or other validators without addresses yet:
+    // `node run` would refuse, so say what to do now.
+    let todo = home.peers().err().map(|e| e.to_string());
     match format {
         OutputFormat::Json => print_json(&json!({
             "home": dir,
@@ -95,6 +98,7 @@ fn init(a: &InitArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
             "public_key": public_key,
             "p2p": home.config.p2p.listen,
             "api": format!("http://{}", home.config.api.listen),
+            "before_run": todo,
         }))?,
         OutputFormat::Text => {
             println!(
@@ -112,7 +116,10 @@ fn init(a: &InitArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
                      balances to its \"chain\" before the first run if you need them"
                 );
             }
-            println!("run it with: kumo node run --home {}", dir.display());
+            match &todo {
+                Some(todo) => println!("before running it: {todo}"),
+                None => println!("run it with: kumo node run --home {}", dir.display()),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -78,12 +78,12 @@ pub enum HomeError {
     )]
     Exists(PathBuf),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// `config.toml` does not parse or is inconsistent.
     #[error("{path}: {problem}")]
@@ -112,9 +112,9 @@ pub enum HomeError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
-    move |source| HomeError::Io {
+    move |error| HomeError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

@@ -131,3 +131,94 @@ impl TxPool for ChainPool {
         self.lock().len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kumo_chain::{
+        Genesis,
+        genesis::GenesisBalance,
+        testkit::{Actor, CHAIN_ID, FEE},
+    };
+    use kumo_types::Msg;
+
+    use super::*;
+    use crate::{NodeConfig, block::Digest};
+
+    fn send(from: &mut Actor, to: &Actor) -> Vec<u8> {
+        from.sign(
+            FEE,
+            vec![Msg::Send {
+                to: to.addr,
+                amount: "1ukumo".parse().unwrap(),
+            }],
+        )
+    }
+
+    /// A node that has not started: admission reads its genesis state.
+    fn pool_of_node(funded: &[&Actor]) -> (Arc<ChainPool>, Node) {
+        let genesis = Genesis {
+            chain_id: CHAIN_ID.into(),
+            initial_height: 0,
+            params: Default::default(),
+            balances: funded
+                .iter()
+                .map(|a| GenesisBalance {
+                    address: a.addr,
+                    coins: "1000000000ukumo".parse().unwrap(),
+                })
+                .collect(),
+        };
+        let pool = Arc::new(ChainPool::new(Config::default()));
+        let mut config = NodeConfig::new(genesis, "test");
+        config.pool = pool.clone();
+        let node = Node::new(config, Digest::from([0; 32])).unwrap();
+        (pool, node)
+    }
+
+    #[test]
+    fn admits_in_nonce_order_refuses_what_the_mempool_refuses_and_forgets_committed() {
+        let mut alice = Actor::from_seed(1);
+        let bob = Actor::from_seed(2);
+        let (pool, node) = pool_of_node(&[&alice]);
+        let first = send(&mut alice, &bob);
+        // Not attached to its node yet: nothing is admitted.
+        assert_eq!(pool.insert(first.clone()), Err(PoolError::Starting));
+        pool.attach(&node);
+
+        let second = send(&mut alice, &bob);
+        node.submit(second.clone()).unwrap();
+        // Nonce 1 waits for nonce 0: nothing to reap yet.
+        assert!(pool.reap(10, 1 << 20).is_empty());
+        let h0 = node.submit(first.clone()).unwrap();
+        assert_eq!(pool.reap(10, 1 << 20), vec![first.clone(), second.clone()]);
+        assert!(pool.contains(&h0));
+
+        // The same bytes again; another transaction with a pending nonce.
+        assert!(matches!(
+            node.submit(first.clone()),
+            Err(crate::SubmitError::Pool(PoolError::Duplicate))
+        ));
+        alice.nonce = 0;
+        let rival = alice.sign(
+            FEE + 1,
+            vec![Msg::Send {
+                to: bob.addr,
+                amount: "2ukumo".parse().unwrap(),
+            }],
+        );
+        assert!(matches!(
+            node.submit(rival),
+            Err(crate::SubmitError::Pool(PoolError::Mempool(
+                MempoolError::NonceTaken { .. }
+            )))
+        ));
+
+        // A block included the first: it leaves, the second stays.
+        pool.after_block(&[h0]);
+        assert!(!pool.contains(&h0));
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.bytes(), second.len());
+    }
+}

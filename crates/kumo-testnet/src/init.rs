@@ -133,9 +133,9 @@ impl Testnet {
     /// Reads `DIR/testnet.json`.
     pub fn load(dir: &Path) -> Result<Testnet, TestnetError> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| TestnetError::Io {
+        let text = std::fs::read_to_string(&path).map_err(|error| TestnetError::Io {
             path: path.clone(),
-            source,
+            error,
         })?;
         serde_json::from_str(&text).map_err(|e| TestnetError::Manifest {
             path,
@@ -154,12 +154,12 @@ pub enum TestnetError {
     #[error("{0} already exists: pick another --dir, or pass --force to overwrite it")]
     Exists(PathBuf),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// `testnet.json` is unreadable.
     #[error("{path}: {problem}")]
@@ -179,9 +179,9 @@ pub enum TestnetError {
 
 /// A free TCP port on loopback (a port that was free a moment ago).
 fn free_port() -> Result<u16, TestnetError> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|source| TestnetError::Io {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|error| TestnetError::Io {
         path: PathBuf::from("127.0.0.1:0"),
-        source,
+        error,
     })?;
     Ok(l.local_addr().map(|a| a.port()).unwrap_or(0))
 }
@@ -207,9 +207,9 @@ pub fn init(spec: &TestnetSpec) -> Result<Testnet, TestnetError> {
     }
     let keys_dir = spec.dir.join(KEYS_DIR);
     if spec.force && keys_dir.exists() {
-        std::fs::remove_dir_all(&keys_dir).map_err(|source| TestnetError::Io {
+        std::fs::remove_dir_all(&keys_dir).map_err(|error| TestnetError::Io {
             path: keys_dir.clone(),
-            source,
+            error,
         })?;
     }
 
@@ -302,9 +302,9 @@ pub fn init(spec: &TestnetSpec) -> Result<Testnet, TestnetError> {
         keyring_dir: PathBuf::from(KEYS_DIR),
     };
     let text = serde_json::to_string_pretty(&testnet).expect("manifest serializes") + "\n";
-    std::fs::write(&manifest, text).map_err(|source| TestnetError::Io {
+    std::fs::write(&manifest, text).map_err(|error| TestnetError::Io {
         path: manifest,
-        source,
+        error,
     })?;
     Ok(testnet)
 }

@@ -20,14 +20,14 @@ pub const LOG_FILE: &str = "node.log";
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     /// It could not be started.
-    #[error("cannot start {exe} for {home}: {source}")]
+    #[error("cannot start {exe} for {home}: {error}")]
     Spawn {
         /// The binary.
         exe: PathBuf,
         /// The node's home.
         home: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// It exited, or did not serve in time.
     #[error("node {home} {problem}; the end of its log:\n{log}")]
@@ -64,10 +64,10 @@ impl NodeProcess {
     }
 
     fn spawn(&mut self) -> Result<(), ProcessError> {
-        let err = |source| ProcessError::Spawn {
+        let err = |error| ProcessError::Spawn {
             exe: self.exe.clone(),
             home: self.home.clone(),
-            source,
+            error,
         };
         let log = OpenOptions::new()
             .create(true)

@@ -60,30 +60,30 @@ pub struct Ready {
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// The data directory cannot be created.
-    #[error("cannot create the data directory {path}: {source}")]
+    #[error("cannot create the data directory {path}: {error}")]
     DataDir {
         /// The directory.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The block store does not open.
     #[error(
-        "cannot open the block store {path}: {source} (is another node running with this home?)"
+        "cannot open the block store {path}: {error} (is another node running with this home?)"
     )]
     BlockStore {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: BlockStoreError,
+        error: BlockStoreError,
     },
     /// The API address cannot be bound.
-    #[error("cannot listen for the API on {addr}: {source}: pick another [api] listen address")]
+    #[error("cannot listen for the API on {addr}: {error}: pick another [api] listen address")]
     ApiBind {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Consensus did not start or stopped on its own.
     #[error(transparent)]
@@ -107,20 +107,20 @@ pub fn run(
         data_dir,
         mempool,
     } = config;
-    std::fs::create_dir_all(&data_dir).map_err(|source| ServiceError::DataDir {
+    std::fs::create_dir_all(&data_dir).map_err(|error| ServiceError::DataDir {
         path: data_dir.clone(),
-        source,
+        error,
     })?;
     let store_path = data_dir.join("blocks.redb");
-    let blocks = BlockStore::open(&store_path).map_err(|source| ServiceError::BlockStore {
+    let blocks = BlockStore::open(&store_path).map_err(|error| ServiceError::BlockStore {
         path: store_path.clone(),
-        source,
+        error,
     })?;
     let stored = blocks
         .latest_height()
-        .map_err(|source| ServiceError::BlockStore {
+        .map_err(|error| ServiceError::BlockStore {
             path: store_path,
-            source,
+            error,
         })?;
     let genesis_height = process.node.genesis.initial_height;
     let pool = Arc::new(ChainPool::new(mempool));
@@ -141,15 +141,15 @@ pub fn run(
         // Bind first, so that a taken port fails before consensus starts.
         let listener = tokio::net::TcpListener::bind(api_listen)
             .await
-            .map_err(|source| ServiceError::ApiBind {
+            .map_err(|error| ServiceError::ApiBind {
                 addr: api_listen,
-                source,
+                error,
             })?;
         let api = listener
             .local_addr()
-            .map_err(|source| ServiceError::ApiBind {
+            .map_err(|error| ServiceError::ApiBind {
                 addr: api_listen,
-                source,
+                error,
             })?;
         let (node, mut engine) = spawn_node(&context, process)?;
         pool.attach(&node);
