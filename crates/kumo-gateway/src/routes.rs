@@ -1,0 +1,104 @@
+//! [`RouteTable`]: where the ingress sends traffic. The provider daemon fills it (from each
+//! lease's manifest, host names and allocated host ports, and the replicas' addresses) and the
+//! ingress proxies read it for every connection, so a change takes effect at once.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+};
+
+use kumo_sdl::manifest::Proto;
+use kumo_types::LeaseId;
+
+/// An HTTP host name served by the ingress's reverse proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRoute {
+    /// The `Host` header it answers (lower case, no port).
+    pub host: String,
+    /// The service it belongs to.
+    pub service: String,
+    /// Replica addresses (`ip:container port`); requests are spread over them.
+    pub targets: Vec<SocketAddr>,
+}
+
+/// A port of the provider's host forwarded to a service port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRoute {
+    /// The host port (from the configured range).
+    pub external_port: u16,
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// The service it belongs to.
+    pub service: String,
+    /// Replica addresses (`ip:container port`).
+    pub targets: Vec<SocketAddr>,
+}
+
+/// Every lease's routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseRoutes {
+    /// Host-name routes.
+    pub http: Vec<HttpRoute>,
+    /// Forwarded ports.
+    pub ports: Vec<PortRoute>,
+}
+
+/// The ingress's routing table, shared between the daemon (writer) and the proxies (readers).
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    inner: Arc<RwLock<BTreeMap<LeaseId, LeaseRoutes>>>,
+}
+
+impl RouteTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the routes of `lease`.
+    pub fn set_lease(&self, lease: LeaseId, routes: LeaseRoutes) {
+        self.inner
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(lease, routes);
+    }
+
+    /// Removes every route of `lease` (new connections to it are refused at once).
+    pub fn remove_lease(&self, lease: &LeaseId) {
+        self.inner
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(lease);
+    }
+
+    /// The targets for an HTTP `Host` (case-insensitive, port ignored).
+    pub fn http_targets(&self, host: &str) -> Option<Vec<SocketAddr>> {
+        let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+        let table = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        table
+            .values()
+            .flat_map(|r| r.http.iter())
+            .find(|r| r.host == host)
+            .map(|r| r.targets.clone())
+    }
+
+    /// The targets for a forwarded host port.
+    pub fn port_targets(&self, external_port: u16, proto: Proto) -> Option<Vec<SocketAddr>> {
+        let table = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        table
+            .values()
+            .flat_map(|r| r.ports.iter())
+            .find(|r| r.external_port == external_port && r.proto == proto)
+            .map(|r| r.targets.clone())
+    }
+
+    /// The routes of `lease`, if it has any.
+    pub fn lease(&self, lease: &LeaseId) -> Option<LeaseRoutes> {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(lease)
+            .cloned()
+    }
+}
