@@ -159,7 +159,10 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 async fn proxy(
@@ -191,12 +194,16 @@ async fn proxy(
             );
         }
     };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(upstream))
-        .await
-    {
-        Ok(pair) => pair,
-        Err(e) => return text(StatusCode::BAD_GATEWAY, format!("the service at {host}: {e}\n")),
-    };
+    let (mut sender, conn) =
+        match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("the service at {host}: {e}\n"),
+                );
+            }
+        };
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!("ingress upstream connection ended: {e}");
@@ -329,7 +336,11 @@ impl PortForwarder {
                 Err(source) => errors.push(IngressError::Bind { addr, source }),
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     /// Syncs now and after every change of the table, in a task of its own (bind errors are

@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::ws::{
+    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -82,7 +84,11 @@ pub fn app(backend: Arc<dyn GatewayBackend>, config: GatewayConfig) -> Router {
         .route("/lease/{dseq}/{gseq}/{oseq}/shell", get(shell))
         .route("/lease/{dseq}/{gseq}/{oseq}/events", get(events))
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route: see docs/gateway.md")
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route: see docs/gateway.md",
+            )
         })
         .layer(middleware::from_fn(trace_request))
         .with_state(AppState { backend, config })
@@ -115,18 +121,18 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "gateway TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "gateway TLS handshake timed out");
-                    return;
-                }
-            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "gateway TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "gateway TLS handshake timed out");
+                        return;
+                    }
+                };
             let service = hyper_util::service::TowerToHyperService::new(app);
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
@@ -331,7 +337,11 @@ async fn logs(
             }
             "service" if !value.is_empty() => opts.service = Some(value.into_owned()),
             "service" => {}
-            other => return Err(ApiError::bad_request(format!("unknown parameter {other:?}"))),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?}"
+                )));
+            }
         }
     }
     let stream = state.backend.logs(&lease, &opts).await?;
@@ -389,12 +399,10 @@ fn json_stream<T: Serialize + Send + 'static>(
             }
         }),
         Err(_) => {
-            let body = Body::from_stream(
-                lines.map(|mut line| {
-                    line.push('\n');
-                    Ok::<_, std::convert::Infallible>(Bytes::from(line))
-                }),
-            );
+            let body = Body::from_stream(lines.map(|mut line| {
+                line.push('\n');
+                Ok::<_, std::convert::Infallible>(Bytes::from(line))
+            }));
             ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
         }
     }
@@ -431,7 +439,11 @@ fn parse_shell_query(query: &str) -> Result<ExecRequest, ApiError> {
             "tty" => req.tty = parse_bool("tty", &value)?,
             "stdin" => req.stdin = parse_bool("stdin", &value)?,
             "cmd" => req.cmd.push(value.into_owned()),
-            other => return Err(ApiError::bad_request(format!("unknown parameter {other:?}"))),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?}"
+                )));
+            }
         }
     }
     if req.service.is_empty() {
