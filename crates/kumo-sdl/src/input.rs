@@ -689,7 +689,8 @@ fn read_service(
 
 /// Service fields that mean nothing for a VM (it boots a disk image; settings go in
 /// `vm.user_data`), refused so that a tenant does not think they took effect.
-const CONTAINER_ONLY_FIELDS: &[&str] = &["image", "command", "args", "env", "credentials", "params"];
+const CONTAINER_ONLY_FIELDS: &[&str] =
+    &["image", "command", "args", "env", "credentials", "params"];
 
 /// The largest `vm.user_data` accepted (cloud-init's seed is read in one go by the guest).
 pub(crate) const MAX_USER_DATA: usize = 64 * 1024;
@@ -747,7 +748,11 @@ fn read_runtime(fields: &Fields<'_>) -> Result<Option<VmSpec>> {
 }
 
 fn read_vm(node: &Node, path: &str) -> Result<VmSpec> {
-    let fields = Fields::of(node, path, Some(&["image", "ssh_keys", "user", "user_data"]))?;
+    let fields = Fields::of(
+        node,
+        path,
+        Some(&["image", "ssh_keys", "user", "user_data"]),
+    )?;
 
     let image_node = fields.require("image", " (`image: {url: https://…, sha256: …}`)")?;
     let image = Fields::of(image_node, &fields.path("image"), Some(&["url", "sha256"]))?;
@@ -762,7 +767,10 @@ fn read_vm(node: &Node, path: &str) -> Result<VmSpec> {
         ));
     }
     let sha_path = image.path("sha256");
-    let sha_node = image.require("sha256", " (the image's SHA-256, so the provider can verify it)")?;
+    let sha_node = image.require(
+        "sha256",
+        " (the image's SHA-256, so the provider can verify it)",
+    )?;
     let sha256 = text(sha_node, &sha_path)?.trim().to_ascii_lowercase();
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(SdlError::new(
@@ -775,7 +783,10 @@ fn read_vm(node: &Node, path: &str) -> Result<VmSpec> {
     let keys_path = fields.path("ssh_keys");
     let keys_node = fields.require("ssh_keys", " (at least one OpenSSH public key)")?;
     let mut ssh_keys = Vec::new();
-    for (i, item) in seq(keys_node, &keys_path, "OpenSSH public keys")?.iter().enumerate() {
+    for (i, item) in seq(keys_node, &keys_path, "OpenSSH public keys")?
+        .iter()
+        .enumerate()
+    {
         let key_path = format!("{keys_path}[{i}]");
         let key = text(item, &key_path)?.trim().to_string();
         if let Err(why) = check_ssh_key(&key) {
@@ -890,7 +901,11 @@ fn check_ssh_key(line: &str) -> std::result::Result<(), String> {
             SSH_KEY_TYPES.join(", ")
         ));
     }
-    let bad = || format!("the {kind} key data is damaged (not the base64 ssh-keygen writes): copy the .pub line again");
+    let bad = || {
+        format!(
+            "the {kind} key data is damaged (not the base64 ssh-keygen writes): copy the .pub line again"
+        )
+    };
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(blob)
         .map_err(|_| bad())?;
