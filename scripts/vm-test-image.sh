@@ -50,7 +50,7 @@ start=$SECONDS
 
 echo "vm-test-image: debootstrap bookworm (minbase) into $root" >&2
 debootstrap --variant=minbase \
-  --include=linux-image-cloud-amd64,openssh-server,systemd-sysv,udev,kmod \
+  --include=linux-image-cloud-amd64,openssh-server,systemd-sysv,udev,kmod,dbus \
   bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
   tail -n 30 "$work/debootstrap.log" >&2
   exit 1
@@ -77,6 +77,8 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 UseDNS no
+# ed25519 only: RSA host key generation takes seconds under TCG.
+HostKey /etc/ssh/ssh_host_ed25519_key
 EOF
 # Host keys are made on first boot (each VM its own), not baked into the image.
 rm -f "$root"/etc/ssh/ssh_host_*
@@ -91,6 +93,14 @@ dev="$(blkid -t LABEL=cidata -o device 2>/dev/null | head -n1)"
 seed=/run/kumo-nocloud
 mkdir -p "$seed"
 mount -o ro "$dev" "$seed" || { echo "kumo-nocloud: cannot mount $dev"; exit 0; }
+# Like cloud-init's per-instance modules: apply a seed once, so keys a user adds later survive
+# reboots; a new instance-id (a changed seed) applies again.
+id="$(sed -n 's/^instance-id:[[:space:]]*//p' "$seed/meta-data" | tr -d "\"'" | head -n1)"
+if [ -n "$id" ] && [ "$(cat /var/lib/kumo-nocloud/instance-id 2>/dev/null)" = "$id" ]; then
+  umount "$seed"
+  echo "kumo-nocloud: instance $id already applied"
+  exit 0
+fi
 host="$(sed -n 's/^local-hostname:[[:space:]]*//p' "$seed/meta-data" | tr -d "\"'" | head -n1)"
 if [ -n "$host" ]; then
   echo "$host" >/etc/hostname
@@ -124,6 +134,8 @@ awk '
   esac
 done
 umount "$seed"
+mkdir -p /var/lib/kumo-nocloud
+[ -z "$id" ] || echo "$id" >/var/lib/kumo-nocloud/instance-id
 echo "kumo-nocloud: done"
 EOF
 chmod 755 "$root/usr/local/sbin/kumo-nocloud"
@@ -153,7 +165,7 @@ ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
 
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
 
 [Install]
 WantedBy=multi-user.target

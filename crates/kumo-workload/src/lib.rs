@@ -27,7 +27,7 @@ pub mod error;
 
 pub use backend::{
     Backend, DeployOptions, DeploymentStatus, EventKind, EventStream, ExecControl, ExecOutput,
-    ExecRequest, ExecSession, LogLine, LogOptions, LogStream, ReplicaState, ReplicaStatus,
+    ExecRequest, HostPort, ExecSession, LogLine, LogOptions, LogStream, ReplicaState, ReplicaStatus,
     ServicePort, ServiceStatus, StdStream, TeardownReport, WorkloadEvent,
 };
 pub use docker::{DockerBackend, DockerConfig};

@@ -490,6 +490,7 @@ mod tests {
             replica,
             &DeployOptions {
                 env: vec!["HOST=x".into()],
+                ..Default::default()
             },
             &limits(),
         )
@@ -568,6 +569,7 @@ mod tests {
         assert_ne!(h, spec_hash(&other, &opts, &limits()));
         let extra = DeployOptions {
             env: vec!["X=1".into()],
+            ..Default::default()
         };
         assert_ne!(h, spec_hash(&s, &extra, &limits()));
     }

@@ -1,0 +1,151 @@
+//! Lease-to-SSH time: how long from deploying a VM until its tenant can log in, measured with
+//! the real OpenSSH client. `kumo bench vm -o json` reports it as
+//! `{"lease_to_ssh_seconds": 41.7, "accel": "tcg"}`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use kumo_sdl::manifest::ManifestGroup;
+use kumo_types::LeaseId;
+use kumo_workload::{Backend, DeployOptions, WorkloadError};
+use serde::{Deserialize, Serialize};
+use tokio::process::Command;
+
+use crate::{Accel, VmBackend};
+
+/// How to log into a VM with OpenSSH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    /// Host (the provider's address).
+    pub host: String,
+    /// The forwarded port.
+    pub port: u16,
+    /// The login user.
+    pub user: String,
+    /// The private key file.
+    pub key: PathBuf,
+}
+
+impl SshTarget {
+    /// The `ssh` command that runs `command` in the VM: batch mode (no password prompts), no
+    /// host key checks (each VM makes a new host key at first boot).
+    pub fn command(&self, command: &str) -> Command {
+        let mut ssh = Command::new("ssh");
+        ssh.args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+        ])
+        .arg(&self.key)
+        .args(["-p", &self.port.to_string()])
+        .arg(format!("{}@{}", self.user, self.host))
+        .arg(command)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+        ssh
+    }
+
+    /// Runs `command` in the VM; its exit code and output.
+    pub async fn run(&self, command: &str) -> std::io::Result<SshOutput> {
+        let out = self.command(command).output().await?;
+        Ok(SshOutput {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Tries `ssh … true` until it succeeds or `timeout` has passed; the time it took.
+    pub async fn wait(&self, timeout: Duration) -> Result<Duration, String> {
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < timeout {
+            match self.run("true").await {
+                Ok(out) if out.code == Some(0) => return Ok(start.elapsed()),
+                Ok(out) => last = out.stderr.trim().to_string(),
+                Err(e) => return Err(format!("cannot run ssh: {e}; install openssh-client")),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Err(format!(
+            "no SSH login on port {} within {timeout:?}; last error: {last}",
+            self.port
+        ))
+    }
+}
+
+/// What one `ssh` run gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshOutput {
+    /// Exit code (`None` when killed by a signal); 255 is ssh's own failure (refused key, …).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// The result `kumo bench vm -o json` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmBench {
+    /// Seconds from the deploy call until `ssh … true` first succeeds.
+    pub lease_to_ssh_seconds: f64,
+    /// The accelerator the VM ran with.
+    pub accel: Accel,
+}
+
+/// Deploys `group` for `lease`, waits for an SSH login as `user` with `key` on the forwarded
+/// port of guest port 22, and reports the time. The lease is torn down afterwards.
+pub async fn lease_to_ssh(
+    backend: &VmBackend,
+    lease: &LeaseId,
+    group: &ManifestGroup,
+    opts: &DeployOptions,
+    key: &Path,
+    timeout: Duration,
+) -> Result<VmBench, WorkloadError> {
+    let start = Instant::now();
+    let result = async {
+        backend.deploy(lease, group, opts).await?;
+        let info = backend.vm_info(lease).await?;
+        let vm = info.first().ok_or_else(|| WorkloadError::LeaseNotFound {
+            lease: lease.to_string(),
+        })?;
+        let port = vm.ssh_port().ok_or_else(|| WorkloadError::InvalidService {
+            service: vm.service.clone(),
+            reason: "port 22 is not exposed".into(),
+        })?;
+        let target = SshTarget {
+            host: "127.0.0.1".into(),
+            port,
+            user: vm.user.clone(),
+            key: key.to_path_buf(),
+        };
+        target
+            .wait(timeout)
+            .await
+            .map_err(|reason| WorkloadError::NotRunning {
+                service: vm.service.clone(),
+                replica: vm.replica,
+                state: reason,
+            })?;
+        Ok(VmBench {
+            lease_to_ssh_seconds: (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            accel: vm.accel,
+        })
+    }
+    .await;
+    backend.teardown(lease).await?;
+    result
+}
