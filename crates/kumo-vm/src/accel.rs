@@ -2,8 +2,8 @@
 //!
 //! `/dev/kvm` can exist and still be useless: absent permissions, a nested hypervisor that
 //! refuses, or (seen on a build machine) an `open` or ioctl that never returns. So the probe
-//! starts a throwaway QEMU with `-accel kvm -machine none`, asks it over QMP on stdin/stdout
-//! whether KVM is enabled, and gives up after a timeout, killing it. Whatever goes wrong, the
+//! starts a throwaway QEMU with KVM and the machine and CPU model VMs get (paused, `-S`), asks
+//! it over QMP on stdin/stdout whether KVM is enabled, and gives up after a timeout, killing it. Whatever goes wrong, the
 //! answer is TCG with the reason, which the backend shows as a warning in every VM's status.
 
 use std::process::Stdio;
@@ -89,11 +89,16 @@ fn tcg(why: String) -> AccelProbe {
 /// (then it is reaped whenever the kernel lets it go).
 async fn ask_qemu(qemu: &str) -> Result<(), String> {
     let mut child = Command::new(qemu)
+        // The machine and CPU model VMs use, created but not run (-S): some hosts accept
+        // KVM for `-machine none` and fail only when a vCPU's registers are set.
         .args([
             "-machine",
-            "none",
-            "-accel",
-            "kvm",
+            "q35,accel=kvm",
+            "-cpu",
+            "host",
+            "-S",
+            "-m",
+            "64",
             "-nodefaults",
             "-display",
             "none",

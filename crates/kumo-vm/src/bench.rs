@@ -44,6 +44,10 @@ impl SshTarget {
             "-o",
             "ConnectTimeout=10",
             "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-o",
             "IdentitiesOnly=yes",
             "-i",
         ])
@@ -71,10 +75,13 @@ impl SshTarget {
         let start = Instant::now();
         let mut last = String::new();
         while start.elapsed() < timeout {
-            match self.run("true").await {
-                Ok(out) if out.code == Some(0) => return Ok(start.elapsed()),
-                Ok(out) => last = out.stderr.trim().to_string(),
-                Err(e) => return Err(format!("cannot run ssh: {e}; install openssh-client")),
+            // One attempt may hang on a guest that is half up (the port forward accepts at
+            // once, sshd answers later): give each its own limit.
+            match tokio::time::timeout(Duration::from_secs(20), self.run("true")).await {
+                Ok(Ok(out)) if out.code == Some(0) => return Ok(start.elapsed()),
+                Ok(Ok(out)) => last = out.stderr.trim().to_string(),
+                Ok(Err(e)) => return Err(format!("cannot run ssh: {e}; install openssh-client")),
+                Err(_) => last = "ssh hung for 20 s".into(),
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

@@ -317,6 +317,7 @@ async fn a_vm_lease_from_deploy_to_teardown() {
     eprintln!("[vm] restarting");
     let restarted = Instant::now();
     backend.restart(&lease, Some("box")).await.unwrap();
+    eprintln!("[vm] restart call returned after {:.1?}", restarted.elapsed());
     wait_ssh(&target, "after restart").await;
     eprintln!("[vm] restart to ssh: {:.1?}", restarted.elapsed());
     assert_ne!(
@@ -341,13 +342,19 @@ async fn a_vm_lease_from_deploy_to_teardown() {
     // Teardown leaves no QEMU, no disk and no forwarded port.
     let report = backend.teardown(&lease).await.unwrap();
     assert_eq!(report.replicas, 1);
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "QEMU {pid} still runs");
+    assert!(!process_runs(pid), "QEMU {pid} still runs");
     let leftovers: Vec<_> = walk(&data.join("vms"));
     assert!(leftovers.is_empty(), "files left: {leftovers:?}");
     assert!(!is_listening(ssh_port), "port {ssh_port} still forwarded");
     assert!(backend.leases().await.unwrap().is_empty());
     // The image stays cached for the next lease.
     assert!(data.join("images").join(format!("sha256-{sha}")).exists());
+}
+
+/// Whether `pid` is a live process (an exited one waiting to be reaped by init is not).
+fn process_runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
