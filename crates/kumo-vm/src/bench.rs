@@ -156,3 +156,101 @@ pub async fn lease_to_ssh(
     backend.teardown(lease).await?;
     result
 }
+
+/// Why `kumo bench vm` could not measure.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Preparing the run failed (temporary directory, key, image file).
+    #[error("preparing the VM benchmark: {0}")]
+    Setup(String),
+    /// The backend failed.
+    #[error(transparent)]
+    Vm(#[from] crate::VmError),
+    /// Deploying, logging in or tearing down failed.
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+}
+
+/// `kumo bench vm`: boots the local disk image `image` (a cloud image with cloud-init, or the
+/// guest of `scripts/vm-test-image.sh`) as a one-VM lease (2 vCPUs, 512 MiB, a disk of the
+/// image's size rounded up to a GiB, port 22 forwarded) in a temporary directory, with a fresh
+/// SSH key, and measures lease-to-SSH. `progress` gets a line per step.
+pub async fn run_local(
+    image: &Path,
+    timeout: Duration,
+    progress: &dyn Fn(&str),
+) -> Result<VmBench, BenchError> {
+    use kumo_workload::HostPort;
+    use sha2::{Digest, Sha256};
+
+    let setup = |what: &str, e: &dyn std::fmt::Display| BenchError::Setup(format!("{what}: {e}"));
+    let image = std::fs::canonicalize(image).map_err(|e| setup(&image.display().to_string(), &e))?;
+    let tmp = tempfile::tempdir().map_err(|e| setup("temporary directory", &e))?;
+    progress("hashing the image");
+    let bytes = tokio::fs::read(&image)
+        .await
+        .map_err(|e| setup(&image.display().to_string(), &e))?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    drop(bytes);
+    let key = tmp.path().join("id_ed25519");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .await
+        .map_err(|e| setup("ssh-keygen (install openssh-client)", &e))?;
+    if !status.success() {
+        return Err(BenchError::Setup("ssh-keygen failed".into()));
+    }
+    let public = std::fs::read_to_string(key.with_extension("pub"))
+        .map_err(|e| setup("the public key", &e))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| setup("a free port", &e))?
+        .port();
+
+    let mut config = crate::VmConfig::new(tmp.path().join("vm"));
+    config.allow_file_urls = true;
+    config.forward_address = std::net::IpAddr::from([127, 0, 0, 1]);
+    progress("probing KVM");
+    let backend = VmBackend::new(config).await?;
+    let format = crate::image::ImageFormat::detect(&image)
+        .await
+        .map_err(|e| setup("reading the image", &e))?;
+    let size = crate::instance::virtual_size(&backend.config().qemu_img, &image, format.as_str())
+        .await?;
+    let disk_gib = size.div_ceil(1 << 30).max(1);
+    let sdl = format!(
+        "version: \"2.0\"\nservices:\n  box:\n    runtime: vm\n    vm:\n      image:\n        url: https://bench.invalid/image\n        sha256: {sha256}\n      ssh_keys:\n        - {}\n    expose:\n      - port: 22\n        to:\n          - global: true\nprofiles:\n  compute:\n    box:\n      resources:\n        cpu: {{units: 2}}\n        memory: {{size: 512Mi}}\n        storage: {{size: {disk_gib}Gi}}\n  placement:\n    dc:\n      pricing:\n        box: {{denom: uakt, amount: 1}}\ndeployment:\n  box:\n    dc: {{profile: box, count: 1}}\n",
+        public.trim()
+    );
+    let sdl = kumo_sdl::parse(&sdl).map_err(|e| setup("the benchmark's SDL", &e))?;
+    let mut group = sdl.manifest().groups[0].clone();
+    let url = format!("file://{}", image.display());
+    group.services[0].image = url.clone();
+    if let Some(vm) = group.services[0].vm.as_mut() {
+        vm.image.url = url;
+    }
+    let opts = DeployOptions {
+        host_ports: vec![HostPort {
+            service: "box".into(),
+            replica: 0,
+            port: 22,
+            proto: kumo_sdl::manifest::Proto::Tcp,
+            host_port: port,
+        }],
+        ..Default::default()
+    };
+    let lease = LeaseId {
+        owner: kumo_types::Address([1; 20]),
+        dseq: 1,
+        gseq: 1,
+        oseq: 1,
+        provider: kumo_types::Address([2; 20]),
+    };
+    progress(&format!(
+        "booting the VM ({}) and waiting for SSH on port {port}",
+        backend.accel().accel
+    ));
+    Ok(lease_to_ssh(&backend, &lease, &group, &opts, &key, timeout).await?)
+}

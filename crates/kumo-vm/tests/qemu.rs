@@ -242,11 +242,11 @@ async fn a_vm_lease_from_deploy_to_teardown() {
         key: key.clone(),
     };
     wait_ssh(&target, "first boot").await;
-    eprintln!(
-        "[vm] lease to ssh: {:.1} s with {}",
-        started.elapsed().as_secs_f64(),
-        probe.accel
-    );
+    let bench = kumo_vm::bench::VmBench {
+        lease_to_ssh_seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        accel: probe.accel,
+    };
+    eprintln!("[vm] bench {}", serde_json::to_string(&bench).unwrap());
     let uname = ssh_ok(&target, "uname -a").await;
     assert!(uname.starts_with("Linux box-0 "), "{uname}");
 
@@ -326,6 +326,9 @@ async fn a_vm_lease_from_deploy_to_teardown() {
         "the guest rebooted"
     );
     assert_eq!(ssh_ok(&target, "cat ~/marker").await, "still-here");
+    let pid = backend.vm_info(&lease).await.unwrap()[0]
+        .pid
+        .expect("QEMU runs after the restart");
     assert!(matches!(
         backend.restart(&lease, Some("nope")).await,
         Err(WorkloadError::UnknownService { .. })
