@@ -193,11 +193,8 @@ impl BenchCommand {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .enable_all()
                     .build()?;
-                let r = runtime.block_on(kumo_vm::bench::run_local(
-                    &a.image,
-                    a.timeout,
-                    &progress,
-                ))?;
+                let r =
+                    runtime.block_on(kumo_vm::bench::run_local(&a.image, a.timeout, &progress))?;
                 match format {
                     OutputFormat::Json => print_json(&r)?,
                     OutputFormat::Text => println!(
@@ -292,7 +289,10 @@ mod tests {
             panic!("not bench vm");
         };
         assert_eq!(a.timeout, std::time::Duration::from_secs(600));
-        assert!(Cli::try_parse_from(["kumo", "bench", "vm"]).is_err(), "--image is required");
+        assert!(
+            Cli::try_parse_from(["kumo", "bench", "vm"]).is_err(),
+            "--image is required"
+        );
     }
 
     use super::ChainArgs;

@@ -442,7 +442,10 @@ impl VmBackend {
                 .any(|p| p.state.service == state.service && p.state.replica == state.replica);
             if !wanted {
                 self.destroy(&dir).await.map_err(|e| {
-                    e.into_workload(format!("removing VM {} replica {}", state.service, state.replica))
+                    e.into_workload(format!(
+                        "removing VM {} replica {}",
+                        state.service, state.replica
+                    ))
                 })?;
             }
         }
@@ -600,7 +603,10 @@ impl Backend for VmBackend {
         let mut report = TeardownReport::default();
         for (dir, state) in self.vms_of(lease).await {
             self.destroy(&dir).await.map_err(|e| {
-                e.into_workload(format!("removing VM {} replica {}", state.service, state.replica))
+                e.into_workload(format!(
+                    "removing VM {} replica {}",
+                    state.service, state.replica
+                ))
             })?;
             report.replicas += 1;
             report.volumes += 1;
@@ -719,7 +725,11 @@ impl Backend for VmBackend {
         .boxed())
     }
 
-    async fn exec(&self, _lease: &LeaseId, req: &ExecRequest) -> Result<ExecSession, WorkloadError> {
+    async fn exec(
+        &self,
+        _lease: &LeaseId,
+        req: &ExecRequest,
+    ) -> Result<ExecSession, WorkloadError> {
         Err(WorkloadError::Unsupported {
             service: req.service.clone(),
             reason: "commands cannot be run in a VM from outside: log in with ssh (kumo lease ssh) instead".into(),
@@ -850,7 +860,10 @@ impl Backend for VmBackend {
                 continue;
             }
             self.restart_vm(dir, state).await.map_err(|e| {
-                e.into_workload(format!("rebooting VM {} replica {}", state.service, state.replica))
+                e.into_workload(format!(
+                    "rebooting VM {} replica {}",
+                    state.service, state.replica
+                ))
             })?;
         }
         self.status(lease).await

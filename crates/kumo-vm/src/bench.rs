@@ -184,7 +184,8 @@ pub async fn run_local(
     use sha2::{Digest, Sha256};
 
     let setup = |what: &str, e: &dyn std::fmt::Display| BenchError::Setup(format!("{what}: {e}"));
-    let image = std::fs::canonicalize(image).map_err(|e| setup(&image.display().to_string(), &e))?;
+    let image =
+        std::fs::canonicalize(image).map_err(|e| setup(&image.display().to_string(), &e))?;
     let tmp = tempfile::tempdir().map_err(|e| setup("temporary directory", &e))?;
     progress("hashing the image");
     let bytes = tokio::fs::read(&image)
@@ -217,8 +218,8 @@ pub async fn run_local(
     let format = crate::image::ImageFormat::detect(&image)
         .await
         .map_err(|e| setup("reading the image", &e))?;
-    let size = crate::instance::virtual_size(&backend.config().qemu_img, &image, format.as_str())
-        .await?;
+    let size =
+        crate::instance::virtual_size(&backend.config().qemu_img, &image, format.as_str()).await?;
     let disk_gib = size.div_ceil(1 << 30).max(1);
     let sdl = format!(
         "version: \"2.0\"\nservices:\n  box:\n    runtime: vm\n    vm:\n      image:\n        url: https://bench.invalid/image\n        sha256: {sha256}\n      ssh_keys:\n        - {}\n    expose:\n      - port: 22\n        to:\n          - global: true\nprofiles:\n  compute:\n    box:\n      resources:\n        cpu: {{units: 2}}\n        memory: {{size: 512Mi}}\n        storage: {{size: {disk_gib}Gi}}\n  placement:\n    dc:\n      pricing:\n        box: {{denom: uakt, amount: 1}}\ndeployment:\n  box:\n    dc: {{profile: box, count: 1}}\n",

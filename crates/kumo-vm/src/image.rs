@@ -113,7 +113,8 @@ impl ImageCache {
 
     /// Where the image with this hash is (or will be) kept.
     pub fn path_of(&self, sha256: &str) -> PathBuf {
-        self.dir.join(format!("sha256-{}", sha256.to_ascii_lowercase()))
+        self.dir
+            .join(format!("sha256-{}", sha256.to_ascii_lowercase()))
     }
 
     /// The verified image at `url` with SHA-256 `sha256`: from the cache, or downloaded now.
@@ -139,7 +140,9 @@ impl ImageCache {
             if !self.allow_file_urls {
                 return Err(ImageError::Scheme { url: url.into() });
             }
-            copy_hashing(Path::new(local), &partial).await.map_err(io(Path::new(local)))?
+            copy_hashing(Path::new(local), &partial)
+                .await
+                .map_err(io(Path::new(local)))?
         } else if url.starts_with("https://") || url.starts_with("http://") {
             tracing::info!(url, "downloading VM image");
             self.download(url, &partial).await?
@@ -154,7 +157,9 @@ impl ImageCache {
                 actual,
             });
         }
-        tokio::fs::rename(&partial, &path).await.map_err(io(&path))?;
+        tokio::fs::rename(&partial, &path)
+            .await
+            .map_err(io(&path))?;
         Ok(path)
     }
 
@@ -172,17 +177,21 @@ impl ImageCache {
         if !response.status().is_success() {
             return Err(failed(format!("HTTP {}", response.status())));
         }
-        let mut file = tokio::fs::File::create(to).await.map_err(|source| ImageError::Io {
-            path: to.display().to_string(),
-            source,
-        })?;
-        let mut hasher = Sha256::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.to_string()))? {
-            hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(|source| ImageError::Io {
+        let mut file = tokio::fs::File::create(to)
+            .await
+            .map_err(|source| ImageError::Io {
                 path: to.display().to_string(),
                 source,
             })?;
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.to_string()))? {
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|source| ImageError::Io {
+                    path: to.display().to_string(),
+                    source,
+                })?;
         }
         file.flush().await.map_err(|source| ImageError::Io {
             path: to.display().to_string(),

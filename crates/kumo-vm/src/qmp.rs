@@ -124,7 +124,13 @@ impl Qmp {
                 return Ok(ret.clone());
             }
             if let Some(error) = message.get("error") {
-                let field = |k: &str| error.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                let field = |k: &str| {
+                    error
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
                 return Err(QmpError::Command {
                     command: command.to_string(),
                     class: field("class"),
@@ -227,7 +233,10 @@ mod tests {
         assert_eq!(state.status, "running");
         assert!(state.running);
         let err = qmp.system_reset().await.unwrap_err().to_string();
-        assert!(err.contains("system_reset") && err.contains("nope"), "{err}");
+        assert!(
+            err.contains("system_reset") && err.contains("nope"),
+            "{err}"
+        );
         server.await.unwrap();
     }
 

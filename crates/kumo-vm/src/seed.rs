@@ -133,8 +133,16 @@ pub fn iso9660(label: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
     let path_entry = |big_endian: bool| {
         let mut e = vec![1u8, 0];
         let loc = ROOT as u32;
-        e.extend(if big_endian { loc.to_be_bytes() } else { loc.to_le_bytes() });
-        e.extend(if big_endian { 1u16.to_be_bytes() } else { 1u16.to_le_bytes() });
+        e.extend(if big_endian {
+            loc.to_be_bytes()
+        } else {
+            loc.to_le_bytes()
+        });
+        e.extend(if big_endian {
+            1u16.to_be_bytes()
+        } else {
+            1u16.to_le_bytes()
+        });
         e.extend([0u8, 0]); // identifier 0x00 and the padding byte
         e
     };
@@ -158,7 +166,15 @@ pub fn iso9660(label: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
     pvd[140..144].copy_from_slice(&18u32.to_le_bytes());
     pvd[148..152].copy_from_slice(&19u32.to_be_bytes());
     pvd[156..190].copy_from_slice(&root_dir[..34]);
-    for field in [190..318, 318..446, 446..574, 574..702, 702..739, 739..776, 776..813] {
+    for field in [
+        190..318,
+        318..446,
+        446..574,
+        574..702,
+        702..739,
+        739..776,
+        776..813,
+    ] {
         pad(&mut pvd[field], "");
     }
     // Creation, modification, expiration, effective dates: "not specified".
@@ -238,7 +254,10 @@ mod tests {
         assert!(seed.meta_data.contains("local-hostname: \"box-0\"\n"));
         // A changed seed is a new instance for cloud-init; the same seed is the same instance.
         assert_eq!(seed, Seed::new(&spec(None), "box-0"));
-        assert_ne!(seed.meta_data, Seed::new(&spec(Some("#!/bin/sh")), "box-0").meta_data);
+        assert_ne!(
+            seed.meta_data,
+            Seed::new(&spec(Some("#!/bin/sh")), "box-0").meta_data
+        );
     }
 
     #[test]
@@ -252,7 +271,10 @@ mod tests {
 
     #[test]
     fn iso_has_label_and_files_where_the_descriptor_says() {
-        let iso = iso9660("cidata", &[("user-data", b"hello"), ("meta-data", b"id: 1\n")]);
+        let iso = iso9660(
+            "cidata",
+            &[("user-data", b"hello"), ("meta-data", b"id: 1\n")],
+        );
         assert_eq!(iso.len() % SECTOR, 0);
         let pvd = &iso[16 * SECTOR..];
         assert_eq!(&pvd[1..6], b"CD001");

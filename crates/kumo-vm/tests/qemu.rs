@@ -61,7 +61,10 @@ fn test_image() -> Option<PathBuf> {
         .expect("run bash");
     if !out.status.success() {
         let required = std::env::var("KUMO_REQUIRE_QEMU").is_ok_and(|v| v == "1");
-        assert!(!required, "KUMO_REQUIRE_QEMU=1 but the test image did not build");
+        assert!(
+            !required,
+            "KUMO_REQUIRE_QEMU=1 but the test image did not build"
+        );
         eprintln!("SKIPPED: the test image did not build (see above; it needs root once)");
         return None;
     }
@@ -270,7 +273,10 @@ async fn a_vm_lease_from_deploy_to_teardown() {
         mem <= 384 * MIB && mem > 300 * MIB,
         "MemTotal {mem_kib} kB for a 384 MiB profile"
     );
-    let disk: u64 = ssh_ok(&target, "cat /sys/block/vda/size").await.parse().unwrap();
+    let disk: u64 = ssh_ok(&target, "cat /sys/block/vda/size")
+        .await
+        .parse()
+        .unwrap();
     assert_eq!(disk * 512, 3 * GIB, "the disk is the profile's storage");
 
     // Status, info and logs (the serial console).
@@ -278,16 +284,15 @@ async fn a_vm_lease_from_deploy_to_teardown() {
     assert_eq!(info[0].ssh_port(), Some(ssh_port));
     assert_eq!(info[0].accel, probe.accel);
     let pid = info[0].pid.expect("QEMU runs");
-    let mut logs = backend
-        .logs(&lease, &LogOptions::default())
-        .await
-        .unwrap();
+    let mut logs = backend.logs(&lease, &LogOptions::default()).await.unwrap();
     let mut console = Vec::new();
     while let Some(line) = futures::StreamExt::next(&mut logs).await {
         console.push(line.unwrap().line);
     }
     assert!(
-        console.iter().any(|l| l.contains("kumo-nocloud: user kumo")),
+        console
+            .iter()
+            .any(|l| l.contains("kumo-nocloud: user kumo")),
         "the console shows the seed applied: {:?}",
         &console[console.len().saturating_sub(20)..]
     );
@@ -317,7 +322,10 @@ async fn a_vm_lease_from_deploy_to_teardown() {
     eprintln!("[vm] restarting");
     let restarted = Instant::now();
     backend.restart(&lease, Some("box")).await.unwrap();
-    eprintln!("[vm] restart call returned after {:.1?}", restarted.elapsed());
+    eprintln!(
+        "[vm] restart call returned after {:.1?}",
+        restarted.elapsed()
+    );
     wait_ssh(&target, "after restart").await;
     eprintln!("[vm] restart to ssh: {:.1?}", restarted.elapsed());
     assert_ne!(
@@ -356,8 +364,11 @@ async fn a_vm_lease_from_deploy_to_teardown() {
 
 /// Whether `pid` is a live process (an exited one waiting to be reaped by init is not).
 fn process_runs(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -394,7 +405,10 @@ async fn refusals_before_anything_starts() {
         .deploy(&lease, &group(service.clone()), &DeployOptions::default())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("no host port for port 22/TCP"), "{err}");
+    assert!(
+        err.to_string().contains("no host port for port 22/TCP"),
+        "{err}"
+    );
     assert!(backend.leases().await.unwrap().is_empty());
 
     // A container service belongs on the Docker backend.

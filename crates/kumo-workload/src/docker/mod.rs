@@ -268,7 +268,10 @@ impl Backend for DockerBackend {
             }
             let id = c.id.as_deref().unwrap_or_default();
             self.docker
-                .restart_container(id, None::<bollard::query_parameters::RestartContainerOptions>)
+                .restart_container(
+                    id,
+                    None::<bollard::query_parameters::RestartContainerOptions>,
+                )
                 .await
                 .map_err(|e| WorkloadError::engine(format!("restarting container {id}"), e))?;
         }
