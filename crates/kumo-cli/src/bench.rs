@@ -1,6 +1,6 @@
-//! `kumo bench chain|escrow|node`: the speed goals, measured on this machine.
+//! `kumo bench chain|escrow|node|vm`: the speed goals, measured on this machine.
 //!
-//! Thin wrappers over [`kumo_chain::bench`] and [`kumo_testnet::bench`]: they pick the sizes,
+//! Thin wrappers over [`kumo_chain::bench`], [`kumo_testnet::bench`] and [`kumo_vm::bench`]: they pick the sizes,
 //! report progress on stderr and print the result (JSON with `-o json`, the keys scripts rely on
 //! and nothing else).
 
@@ -40,6 +40,25 @@ pub(crate) enum BenchCommand {
     /// interval, measured after a warm-up. Runs `kumo bench chain` first for the ratio. Goals:
     /// finality p50 ≤ 2 × block time; committed txs/s ≥ 25% of the chain's txs/s.
     Node(NodeArgs),
+    /// Seconds from deploying a VM lease until its tenant logs in with SSH, and the
+    /// accelerator (kvm, or tcg where KVM is missing or broken).
+    ///
+    /// Boots --image (a local cloud image with cloud-init, or the test guest that
+    /// `scripts/vm-test-image.sh` builds) with 2 vCPUs and 512 MiB through the VM backend, in a
+    /// temporary directory, and retries `ssh … true` with a fresh key until it succeeds; then
+    /// tears the VM down. Needs qemu-system-x86, qemu-utils and openssh-client.
+    Vm(VmArgs),
+}
+
+/// What `kumo bench vm` boots.
+#[derive(Debug, Args)]
+pub(crate) struct VmArgs {
+    /// The disk image (qcow2 or raw), e.g. the path `bash scripts/vm-test-image.sh` prints.
+    #[arg(long)]
+    image: std::path::PathBuf,
+    /// How long to wait for SSH.
+    #[arg(long, value_parser = kumo_node::home::parse_duration, default_value = "600s")]
+    timeout: std::time::Duration,
 }
 
 /// Sizes of `kumo bench node`.
@@ -170,6 +189,20 @@ impl BenchCommand {
                     }
                 }
             }
+            BenchCommand::Vm(a) => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?;
+                let r =
+                    runtime.block_on(kumo_vm::bench::run_local(&a.image, a.timeout, &progress))?;
+                match format {
+                    OutputFormat::Json => print_json(&r)?,
+                    OutputFormat::Text => println!(
+                        "lease to SSH: {:.1} s (accel {})",
+                        r.lease_to_ssh_seconds, r.accel
+                    ),
+                }
+            }
             BenchCommand::Node(a) => {
                 let cfg = kumo_testnet::bench::NodeBenchConfig {
                     duration: a.duration,
@@ -251,6 +284,15 @@ mod tests {
             Command::Bench(super::BenchCommand::Chain(ChainArgs { no_batch: true, .. }))
         ));
         assert!(Cli::try_parse_from(["kumo", "bench", "deploy"]).is_err());
+        let cli = Cli::try_parse_from(["kumo", "bench", "vm", "--image", "/tmp/d.qcow2"]).unwrap();
+        let Command::Bench(super::BenchCommand::Vm(a)) = cli.command else {
+            panic!("not bench vm");
+        };
+        assert_eq!(a.timeout, std::time::Duration::from_secs(600));
+        assert!(
+            Cli::try_parse_from(["kumo", "bench", "vm"]).is_err(),
+            "--image is required"
+        );
     }
 
     use super::ChainArgs;

@@ -226,6 +226,19 @@ pub fn manifest_json(m: &Manifest) -> Value {
                                 }),
                             },
                         );
+                        // Kumo's VM extension: only VM services carry the key, so an Akash
+                        // file renders (and hashes) exactly as on Akash.
+                        if let Some(vm) = &s.vm {
+                            o.insert(
+                                "vm".into(),
+                                json!({
+                                    "image": {"url": vm.image.url, "sha256": vm.image.sha256},
+                                    "sshKeys": vm.ssh_keys,
+                                    "user": vm.user,
+                                    "userData": vm.user_data,
+                                }),
+                            );
+                        }
                         Value::Object(o)
                     })
                     .collect();

@@ -453,6 +453,7 @@ fn build_groups(input: &Input) -> Result<(Vec<GroupSpec>, Manifest)> {
                     username: c.username.clone(),
                     password: c.password.clone(),
                 }),
+                vm: svc.vm.clone(),
             });
         }
     }

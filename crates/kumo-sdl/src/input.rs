@@ -13,7 +13,7 @@ use kumo_types::{Attribute, Dec, DecCoin, SignedBy};
 
 use crate::SdlVersion;
 use crate::error::{Loc, SdlError, join};
-use crate::manifest::{HttpOptions, Proto};
+use crate::manifest::{HttpOptions, Proto, VmImage, VmSpec};
 use crate::units;
 use crate::yaml::{Kind, Node};
 
@@ -45,6 +45,8 @@ pub(crate) struct Service {
     pub(crate) expose: Vec<Expose>,
     pub(crate) params: Option<Params>,
     pub(crate) credentials: Option<Credentials>,
+    /// `runtime: vm` with its `vm:` block (Kumo's extension); `None` for a container.
+    pub(crate) vm: Option<VmSpec>,
 }
 
 /// `services.<name>.expose[i]`.
@@ -585,6 +587,9 @@ const SERVICE_FIELDS: &[&str] = &[
     "credentials",
     // docker-compose's key; Akash ignores it, and so do we (with a warning).
     "depends_on",
+    // Kumo's VM extension (docs/sdl-extensions.md).
+    "runtime",
+    "vm",
 ];
 
 fn read_service(
@@ -600,16 +605,25 @@ fn read_service(
             fields.path("depends_on")
         ));
     }
-    let image_path = fields.path("image");
-    let image_node = fields.require("image", " (the container image to run, e.g. nginx:1.27)")?;
-    let image = text_or_empty(image_node, &image_path)?;
-    if image.trim().is_empty() {
-        return Err(SdlError::new(
-            image_path,
-            image_node.line,
-            "is empty: name the container image to run, e.g. nginx:1.27",
-        ));
-    }
+    let vm = read_runtime(&fields)?;
+    let image = match &vm {
+        // A VM boots the disk image of its `vm:` block; that URL stands in as its image.
+        Some(vm) => vm.image.url.clone(),
+        None => {
+            let image_path = fields.path("image");
+            let image_node =
+                fields.require("image", " (the container image to run, e.g. nginx:1.27)")?;
+            let image = text_or_empty(image_node, &image_path)?;
+            if image.trim().is_empty() {
+                return Err(SdlError::new(
+                    image_path,
+                    image_node.line,
+                    "is empty: name the container image to run, e.g. nginx:1.27",
+                ));
+            }
+            image
+        }
+    };
     let list = |key: &str| match fields.get(key) {
         Some(n) => text_list_or_null(n, &fields.path(key)),
         None => Ok(None),
@@ -669,7 +683,241 @@ fn read_service(
         expose,
         params,
         credentials,
+        vm,
     })
+}
+
+/// Service fields that mean nothing for a VM (it boots a disk image; settings go in
+/// `vm.user_data`), refused so that a tenant does not think they took effect.
+const CONTAINER_ONLY_FIELDS: &[&str] =
+    &["image", "command", "args", "env", "credentials", "params"];
+
+/// The largest `vm.user_data` accepted (cloud-init's seed is read in one go by the guest).
+pub(crate) const MAX_USER_DATA: usize = 64 * 1024;
+
+/// `runtime` and `vm` of a service: `None` for a container (no `runtime`, or `runtime:
+/// container`), the VM's settings for `runtime: vm`.
+fn read_runtime(fields: &Fields<'_>) -> Result<Option<VmSpec>> {
+    let runtime = match fields.get("runtime") {
+        None => None,
+        Some(node) => {
+            let path = fields.path("runtime");
+            let value = text(node, &path)?;
+            match value.as_str() {
+                "container" => None,
+                "vm" => Some(node),
+                other => {
+                    return Err(SdlError::new(
+                        path,
+                        node.line,
+                        format!("unknown runtime {other:?} (expected `container` or `vm`)"),
+                    ));
+                }
+            }
+        }
+    };
+    let vm_node = fields.get("vm");
+    let vm_node = match (runtime, vm_node) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(SdlError::new(
+                fields.path("vm"),
+                fields.key_line("vm"),
+                "is only read for `runtime: vm`: add `runtime: vm` to the service, or remove the block",
+            ));
+        }
+        (Some(node), None) => {
+            return Err(SdlError::new(
+                fields.path("vm"),
+                node.line,
+                "is required for `runtime: vm` (the disk image by url and sha256, and ssh_keys)",
+            ));
+        }
+        (Some(_), Some(vm)) => vm,
+    };
+    for key in CONTAINER_ONLY_FIELDS {
+        if fields.get(key).is_some() {
+            return Err(SdlError::new(
+                fields.path(key),
+                fields.key_line(key),
+                "does not apply to `runtime: vm` (a VM boots vm.image; configure the guest with vm.user_data)",
+            ));
+        }
+    }
+    read_vm(vm_node, &fields.path("vm")).map(Some)
+}
+
+fn read_vm(node: &Node, path: &str) -> Result<VmSpec> {
+    let fields = Fields::of(
+        node,
+        path,
+        Some(&["image", "ssh_keys", "user", "user_data"]),
+    )?;
+
+    let image_node = fields.require("image", " (`image: {url: https://…, sha256: …}`)")?;
+    let image = Fields::of(image_node, &fields.path("image"), Some(&["url", "sha256"]))?;
+    let url_path = image.path("url");
+    let url_node = image.require("url", " (where the provider downloads the disk image)")?;
+    let url = text(url_node, &url_path)?.trim().to_string();
+    if !valid_image_url(&url) {
+        return Err(SdlError::new(
+            url_path,
+            url_node.line,
+            format!("{url:?} is not an http:// or https:// URL of a disk image (qcow2 or raw)"),
+        ));
+    }
+    let sha_path = image.path("sha256");
+    let sha_node = image.require(
+        "sha256",
+        " (the image's SHA-256, so the provider can verify it)",
+    )?;
+    let sha256 = text(sha_node, &sha_path)?.trim().to_ascii_lowercase();
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(SdlError::new(
+            sha_path,
+            sha_node.line,
+            "is not a SHA-256: write the 64 hex digits `sha256sum` prints for the image",
+        ));
+    }
+
+    let keys_path = fields.path("ssh_keys");
+    let keys_node = fields.require("ssh_keys", " (at least one OpenSSH public key)")?;
+    let mut ssh_keys = Vec::new();
+    for (i, item) in seq(keys_node, &keys_path, "OpenSSH public keys")?
+        .iter()
+        .enumerate()
+    {
+        let key_path = format!("{keys_path}[{i}]");
+        let key = text(item, &key_path)?.trim().to_string();
+        if let Err(why) = check_ssh_key(&key) {
+            return Err(SdlError::new(key_path, item.line, why));
+        }
+        ssh_keys.push(key);
+    }
+    if ssh_keys.is_empty() {
+        return Err(SdlError::new(
+            keys_path,
+            keys_node.line,
+            "must list at least one OpenSSH public key (the line in ~/.ssh/id_ed25519.pub), or nobody can log in",
+        ));
+    }
+
+    let user = match fields.get("user") {
+        None => crate::manifest::DEFAULT_VM_USER.to_string(),
+        Some(node) => {
+            let path = fields.path("user");
+            let user = text(node, &path)?;
+            if !valid_user_name(&user) {
+                return Err(SdlError::new(
+                    path,
+                    node.line,
+                    format!(
+                        "{user:?} is not a usable login name (lowercase letters, digits, '_' or '-', starting with a letter or '_', at most 32 characters, not root)"
+                    ),
+                ));
+            }
+            user
+        }
+    };
+
+    let user_data = match fields.get("user_data") {
+        None => None,
+        Some(node) => {
+            let path = fields.path("user_data");
+            let data = text(node, &path)?;
+            if data.len() > MAX_USER_DATA {
+                return Err(SdlError::new(
+                    path,
+                    node.line,
+                    format!(
+                        "is {} bytes; at most {MAX_USER_DATA} are accepted (fetch larger setup scripts from the guest)",
+                        data.len()
+                    ),
+                ));
+            }
+            Some(data)
+        }
+    };
+
+    Ok(VmSpec {
+        image: VmImage { url, sha256 },
+        ssh_keys,
+        user,
+        user_data,
+    })
+}
+
+/// `http://host/…` or `https://host/…`, no spaces.
+fn valid_image_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest) => {
+            let host = rest.split('/').next().unwrap_or_default();
+            !host.is_empty() && !url.chars().any(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// A Linux login name the guest's `useradd` takes, other than root.
+fn valid_user_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 32
+        && name != "root"
+        && matches!(bytes.next(), Some(b) if b.is_ascii_lowercase() || b == b'_')
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'))
+}
+
+/// Key types OpenSSH accepts in `authorized_keys`.
+const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// Checks one `authorized_keys` line (`TYPE BASE64 [comment]`): a known type, and a key blob
+/// that decodes and names the same type (what a truncated or mis-pasted key fails).
+fn check_ssh_key(line: &str) -> std::result::Result<(), String> {
+    use base64::Engine as _;
+    let mut parts = line.split_whitespace();
+    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
+        return Err(
+            "is not an OpenSSH public key: write the whole line of the .pub file (`ssh-ed25519 AAAA… comment`)"
+                .into(),
+        );
+    };
+    if line.contains(['\n', '\r']) {
+        return Err("must be one line: list each key as its own item".into());
+    }
+    if !SSH_KEY_TYPES.contains(&kind) {
+        return Err(format!(
+            "unknown key type {kind:?} (expected one of: {}); a private key does not belong here",
+            SSH_KEY_TYPES.join(", ")
+        ));
+    }
+    let bad = || {
+        format!(
+            "the {kind} key data is damaged (not the base64 ssh-keygen writes): copy the .pub line again"
+        )
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .map_err(|_| bad())?;
+    // The blob starts with the key type as an SSH string: a big-endian u32 length, then bytes.
+    let named = bytes
+        .get(..4)
+        .map(|len| u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize)
+        .and_then(|len| bytes.get(4..4 + len));
+    if named != Some(kind.as_bytes()) {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// Kubernetes' rule for environment variable names: `[-._a-zA-Z][-._a-zA-Z0-9]*`.

@@ -48,6 +48,43 @@ pub struct ManifestService {
     pub params: Option<ServiceParams>,
     /// Registry credentials for a private image.
     pub credentials: Option<ImageCredentials>,
+    /// Run as a virtual machine (Kumo's `runtime: vm`, see `docs/sdl-extensions.md`); absent
+    /// for a container, and then left out of the JSON so Akash manifests keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmSpec>,
+}
+
+impl ManifestService {
+    /// Whether this service runs as a virtual machine rather than a container.
+    pub fn is_vm(&self) -> bool {
+        self.vm.is_some()
+    }
+}
+
+/// The login user a VM gets when its `vm:` block names none.
+pub const DEFAULT_VM_USER: &str = "kumo";
+
+/// How a VM service boots and who may log in (`services.<name>.vm`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmSpec {
+    /// The cloud image the VM's disk starts from.
+    pub image: VmImage,
+    /// OpenSSH public keys (`authorized_keys` lines) installed for [`VmSpec::user`].
+    pub ssh_keys: Vec<String>,
+    /// The login user cloud-init creates ([`DEFAULT_VM_USER`] unless the file names one).
+    pub user: String,
+    /// The tenant's own cloud-init user-data, passed to the guest next to Kumo's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
+}
+
+/// A disk image by URL and content hash (`vm.image`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmImage {
+    /// `http://` or `https://` URL of a qcow2 or raw image.
+    pub url: String,
+    /// Its SHA-256, 64 lowercase hex digits: the provider refuses an image that differs.
+    pub sha256: String,
 }
 
 /// Transport protocol of an exposed port.

@@ -35,6 +35,7 @@ const CORPUS: &[&str] = &[
     "tgi-inference.yml",
     "v21-shared-profile.yaml",
     "vllm-inference.yaml",
+    "vm-ssh.yaml",
     "wordpress-mysql.yml",
 ];
 
@@ -739,6 +740,62 @@ fn leased_ip_endpoint() {
         .collect();
     assert_eq!(leased, in_manifest);
     assert_eq!(leased.len(), 1, "one IP endpoint, one sequence number");
+}
+
+#[test]
+fn vm_next_to_a_container() {
+    let sdl = load("vm-ssh.yaml");
+    assert!(sdl.warnings().is_empty(), "{:?}", sdl.warnings());
+    let trainer = service(&sdl, "dc", "trainer");
+    let vm = trainer.vm.as_ref().expect("trainer runs as a VM");
+    assert_eq!(vm.user, "kumo", "the default login user");
+    assert_eq!(vm.ssh_keys.len(), 2);
+    assert!(vm.ssh_keys[1].starts_with("ecdsa-sha2-nistp256 "));
+    // The hash is normalised to lowercase so that the provider compares like with like.
+    assert_eq!(
+        vm.image.sha256,
+        "5c1c5b2b1f0e2e6e8f6b9a0d3c4b2a19181716151413121110ffeeddccbbaa99"
+    );
+    assert_eq!(
+        trainer.image, vm.image.url,
+        "the disk image's URL stands in as the image"
+    );
+    assert_eq!(trainer.resources.cpu.millis, 4000);
+    assert_eq!(trainer.resources.memory.bytes, 16 * GI);
+    assert_eq!(trainer.resources.storage[0].bytes, 100 * GI);
+    let ports: Vec<_> = trainer
+        .expose
+        .iter()
+        .map(|e| (e.port, e.effective_external_port()))
+        .collect();
+    assert_eq!(ports, [(22, 22), (6006, 80)]);
+    let dashboard = service(&sdl, "dc", "dashboard");
+    assert!(dashboard.vm.is_none());
+
+    // The VM settings are covered by the manifest hash; the container's JSON has no `vm` key.
+    let json = serde_json::to_value(sdl.manifest()).unwrap();
+    let services = json["groups"][0]["services"].as_array().unwrap();
+    assert!(services.iter().any(|s| s.get("vm").is_some()));
+    assert!(services.iter().any(|s| s.get("vm").is_none()));
+    let with_key = |key: &str| {
+        let text = read("vm-ssh.yaml").replace(
+            "        - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMCMUAs1v18OYNlX6m9oRk/LcZmFwmSV7lOq4vegNCW9 tenant@laptop",
+            &format!("        - {key}"),
+        );
+        kumo_sdl::parse(&text).unwrap().manifest_hash()
+    };
+    let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMCMUAs1v18OYNlX6m9oRk/LcZmFwmSV7lOq4vegNCW9 someone-else";
+    assert_eq!(
+        with_key(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMCMUAs1v18OYNlX6m9oRk/LcZmFwmSV7lOq4vegNCW9 tenant@laptop"
+        ),
+        sdl.manifest_hash()
+    );
+    assert_ne!(
+        with_key(other),
+        sdl.manifest_hash(),
+        "a changed key changes the hash"
+    );
 }
 
 #[test]

@@ -64,6 +64,21 @@ pub trait Backend: Send + Sync {
 
     /// What happens to the lease's replicas from now on (starts, exits, restarts, OOM kills).
     async fn events(&self, lease: &LeaseId) -> Result<EventStream, WorkloadError>;
+
+    /// Restarts the replicas of one service (`Some`) or of every service of the lease: a
+    /// container is restarted, a VM rebooted; disks and volumes are kept. Returns the status
+    /// afterwards (replicas may still be booting). Backends that cannot restart say so.
+    async fn restart(
+        &self,
+        lease: &LeaseId,
+        service: Option<&str>,
+    ) -> Result<DeploymentStatus, WorkloadError> {
+        let _ = lease;
+        Err(WorkloadError::Unsupported {
+            service: service.unwrap_or("*").to_string(),
+            reason: "this backend cannot restart replicas".into(),
+        })
+    }
 }
 
 /// What the provider adds to a manifest when it deploys it.
@@ -72,6 +87,26 @@ pub struct DeployOptions {
     /// Extra environment for every container, as `NAME=value`, e.g. the provider's public host
     /// name. The manifest's own variables come after these, so a tenant's value wins.
     pub env: Vec<String>,
+    /// Host ports the provider chose (from its port range) for the exposed ports of VM
+    /// services: the VM backend forwards each to its replica's guest port. The Docker backend
+    /// does not read it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<HostPort>,
+}
+
+/// One host port forwarded to a port of one replica (VM services).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct HostPort {
+    /// The service.
+    pub service: String,
+    /// The replica's index.
+    pub replica: u32,
+    /// The port inside the guest (the manifest's `port`).
+    pub port: u16,
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// The port on the provider's host.
+    pub host_port: u16,
 }
 
 /// The state of a lease's workload.

@@ -27,8 +27,8 @@ pub mod error;
 
 pub use backend::{
     Backend, DeployOptions, DeploymentStatus, EventKind, EventStream, ExecControl, ExecOutput,
-    ExecRequest, ExecSession, LogLine, LogOptions, LogStream, ReplicaState, ReplicaStatus,
-    ServicePort, ServiceStatus, StdStream, TeardownReport, WorkloadEvent,
+    ExecRequest, ExecSession, HostPort, LogLine, LogOptions, LogStream, ReplicaState,
+    ReplicaStatus, ServicePort, ServiceStatus, StdStream, TeardownReport, WorkloadEvent,
 };
 pub use docker::{DockerBackend, DockerConfig};
 pub use error::WorkloadError;

@@ -234,4 +234,47 @@ impl Backend for DockerBackend {
     async fn events(&self, lease: &LeaseId) -> Result<EventStream, WorkloadError> {
         Ok(self.event_stream(lease))
     }
+
+    async fn restart(
+        &self,
+        lease: &LeaseId,
+        service: Option<&str>,
+    ) -> Result<DeploymentStatus, WorkloadError> {
+        let _guard = self.lock(lease).await;
+        let containers = self.containers(lease).await?;
+        if containers.is_empty() {
+            return Err(WorkloadError::LeaseNotFound {
+                lease: lease.to_string(),
+            });
+        }
+        let mut known: Vec<&str> = containers
+            .iter()
+            .map(|c| label(&c.labels, labels::SERVICE))
+            .collect();
+        known.sort_unstable();
+        known.dedup();
+        if let Some(wanted) = service
+            && !known.contains(&wanted)
+        {
+            return Err(WorkloadError::UnknownService {
+                lease: lease.to_string(),
+                service: wanted.to_string(),
+                known: known.join(", "),
+            });
+        }
+        for c in &containers {
+            if service.is_some_and(|s| s != label(&c.labels, labels::SERVICE)) {
+                continue;
+            }
+            let id = c.id.as_deref().unwrap_or_default();
+            self.docker
+                .restart_container(
+                    id,
+                    None::<bollard::query_parameters::RestartContainerOptions>,
+                )
+                .await
+                .map_err(|e| WorkloadError::engine(format!("restarting container {id}"), e))?;
+        }
+        self.status_unlocked(lease).await
+    }
 }

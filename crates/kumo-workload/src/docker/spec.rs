@@ -66,6 +66,12 @@ pub(crate) struct ReplicaPlan {
 
 /// The checks that must pass before anything of a group is created.
 pub(crate) fn check(service: &ManifestService) -> Result<(), WorkloadError> {
+    if service.is_vm() {
+        return Err(WorkloadError::Unsupported {
+            service: service.name.clone(),
+            reason: "it asks for `runtime: vm`, which the Docker backend cannot run: deploy it on the VM backend (kumo-vm)".into(),
+        });
+    }
     if service.resources.gpu.units > 0 {
         return Err(WorkloadError::Unsupported {
             service: service.name.clone(),
@@ -470,6 +476,7 @@ mod tests {
                 tee: None,
             }),
             credentials: None,
+            vm: None,
         }
     }
 
@@ -483,6 +490,7 @@ mod tests {
             replica,
             &DeployOptions {
                 env: vec!["HOST=x".into()],
+                ..Default::default()
             },
             &limits(),
         )
@@ -561,6 +569,7 @@ mod tests {
         assert_ne!(h, spec_hash(&other, &opts, &limits()));
         let extra = DeployOptions {
             env: vec!["X=1".into()],
+            ..Default::default()
         };
         assert_ne!(h, spec_hash(&s, &extra, &limits()));
     }
@@ -570,6 +579,18 @@ mod tests {
         let mut s = service();
         s.resources.gpu.units = 1;
         assert!(matches!(check(&s), Err(WorkloadError::Unsupported { .. })));
+        let mut s = service();
+        s.vm = Some(kumo_sdl::manifest::VmSpec {
+            image: kumo_sdl::manifest::VmImage {
+                url: "https://example.com/disk.qcow2".into(),
+                sha256: "0".repeat(64),
+            },
+            ssh_keys: vec![],
+            user: "kumo".into(),
+            user_data: None,
+        });
+        let err = check(&s).unwrap_err().to_string();
+        assert!(err.contains("runtime: vm"), "{err}");
         let mut s = service();
         s.params.as_mut().unwrap().storage.as_mut().unwrap()[0].name = "nope".into();
         let err = check(&s).unwrap_err().to_string();

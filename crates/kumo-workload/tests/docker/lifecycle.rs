@@ -348,3 +348,62 @@ async fn a_crashing_service_is_restarted_and_its_exits_reported() {
         "unless-stopped brings it back"
     );
 }
+
+#[tokio::test]
+async fn restart_restarts_one_service_and_keeps_its_container() {
+    let Some(engine) = engine().await else { return };
+    let lease = engine.lease();
+    let g = group(vec![web("web"), idle("client")]);
+    let status = engine
+        .backend
+        .deploy(&lease, &g, &DeployOptions::default())
+        .await
+        .expect("deploy");
+    let started_at = |id: String| {
+        let docker = engine.backend.docker().clone();
+        async move {
+            docker
+                .inspect_container(&id, None)
+                .await
+                .unwrap()
+                .state
+                .unwrap()
+                .started_at
+                .unwrap()
+        }
+    };
+    let client_id = ids(&status, "client")[0].clone();
+    let web_id = ids(&status, "web")[0].clone();
+    let (client_before, web_before) = (
+        started_at(client_id.clone()).await,
+        started_at(web_id.clone()).await,
+    );
+    let out = engine.sh(&lease, "client", "echo kept > /mark").await;
+    assert_eq!(out.code, 0, "{out:?}");
+
+    let after = engine
+        .backend
+        .restart(&lease, Some("client"))
+        .await
+        .expect("restart");
+    assert_eq!(
+        ids(&after, "client"),
+        vec![client_id.clone()],
+        "same container"
+    );
+    assert_ne!(
+        started_at(client_id).await,
+        client_before,
+        "client restarted"
+    );
+    assert_eq!(started_at(web_id).await, web_before, "web left alone");
+    let out = engine.sh(&lease, "client", "cat /mark").await;
+    assert_eq!(out.stdout.trim(), "kept", "{out:?}");
+
+    let err = engine
+        .backend
+        .restart(&lease, Some("nope"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WorkloadError::UnknownService { .. }), "{err}");
+}

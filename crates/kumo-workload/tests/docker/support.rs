@@ -200,6 +200,7 @@ pub(crate) fn service(name: &str, image: &str, args: &[&str]) -> ManifestService
         expose: vec![],
         params: None,
         credentials: None,
+        vm: None,
     }
 }
 

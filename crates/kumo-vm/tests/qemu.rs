@@ -1,0 +1,449 @@
+//! The VM backend against real QEMU (TCG on a machine without working KVM) and the Debian
+//! test guest built by `scripts/vm-test-image.sh`, logged into with the real OpenSSH client.
+//!
+//! Booting under TCG takes about a minute, so one VM is shared by the checks of
+//! [`a_vm_lease_from_deploy_to_teardown`], in the order a tenant would meet them. Skipped with a
+//! notice when QEMU (or root, to build the image) is missing, unless `KUMO_REQUIRE_QEMU=1`.
+//!
+//! Run alone with progress: `cargo test -p kumo-vm --test qemu -- --nocapture`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kumo_sdl::manifest::{ManifestGroup, ManifestService, Proto};
+use kumo_types::{Address, LeaseId};
+use kumo_vm::bench::SshTarget;
+use kumo_vm::{Accel, AccelChoice, VmBackend, VmConfig};
+use kumo_workload::{Backend, DeployOptions, HostPort, LogOptions, ReplicaState, WorkloadError};
+use sha2::{Digest, Sha256};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Whether the tests can run here; prints why not (or panics when they are required).
+fn qemu_available() -> bool {
+    let required = std::env::var("KUMO_REQUIRE_QEMU").is_ok_and(|v| v == "1");
+    let missing: Vec<&str> = ["qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen"]
+        .into_iter()
+        .filter(|tool| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .map_or(true, |o| !o.status.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!(
+        "missing {}: apt-get install qemu-system-x86 qemu-utils openssh-client",
+        missing.join(", ")
+    );
+    assert!(!required, "KUMO_REQUIRE_QEMU=1 but {why}");
+    eprintln!("SKIPPED: the QEMU tests need {why}");
+    false
+}
+
+/// The test image (built once, cached by the script), or `None` with a notice.
+fn test_image() -> Option<PathBuf> {
+    let started = Instant::now();
+    eprintln!("[vm] building (or finding) the test image with scripts/vm-test-image.sh");
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/vm-test-image.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run bash");
+    if !out.status.success() {
+        let required = std::env::var("KUMO_REQUIRE_QEMU").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "KUMO_REQUIRE_QEMU=1 but the test image did not build"
+        );
+        eprintln!("SKIPPED: the test image did not build (see above; it needs root once)");
+        return None;
+    }
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let path = PathBuf::from(stdout.lines().last().expect("the script prints the path"));
+    eprintln!("[vm] image {} ({:.0?})", path.display(), started.elapsed());
+    Some(path)
+}
+
+fn sha256_file(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    hex::encode(Sha256::digest(&bytes))
+}
+
+fn keypair(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public.trim().to_string())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn is_listening(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_secs(1),
+    )
+    .is_ok()
+}
+
+fn lease() -> LeaseId {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    LeaseId {
+        owner: Address([7; 20]),
+        dseq: (nanos as u64) >> 1,
+        gseq: 1,
+        oseq: 1,
+        provider: Address([9; 20]),
+    }
+}
+
+/// A VM service like `examples/vm-ssh.yaml`'s: 2 CPUs, 384 MiB, a 3 GiB disk, port 22.
+fn vm_service(image: &Path, sha256: &str, key: &str) -> ManifestService {
+    let sdl = format!(
+        r#"version: "2.0"
+services:
+  box:
+    runtime: vm
+    vm:
+      image:
+        url: https://images.invalid/test.qcow2
+        sha256: {sha256}
+      ssh_keys:
+        - {key}
+    expose:
+      - port: 22
+        to:
+          - global: true
+profiles:
+  compute:
+    box:
+      resources:
+        cpu: {{units: 2}}
+        memory: {{size: 384Mi}}
+        storage: {{size: 3Gi}}
+  placement:
+    dc:
+      pricing:
+        box: {{denom: uakt, amount: 1}}
+deployment:
+  box:
+    dc: {{profile: box, count: 1}}
+"#
+    );
+    // Parsed from SDL, as a tenant's file would be; only the URL is swapped for the local file
+    // (a tenant's URL must be http(s); the test provider allows file://).
+    let parsed = kumo_sdl::parse(&sdl).expect("the test SDL parses");
+    let mut service = parsed.manifest().groups[0].services[0].clone();
+    service.vm.as_mut().unwrap().image.url = format!("file://{}", image.display());
+    service.image = format!("file://{}", image.display());
+    assert_eq!(service.resources.memory.bytes, 384 * MIB);
+    service
+}
+
+fn group(service: ManifestService) -> ManifestGroup {
+    ManifestGroup {
+        name: "dc".into(),
+        services: vec![service],
+    }
+}
+
+fn config(data: &Path) -> VmConfig {
+    let mut config = VmConfig::new(data);
+    config.allow_file_urls = true;
+    config.forward_address = "127.0.0.1".parse().unwrap();
+    config.kvm_probe_timeout = Duration::from_secs(5);
+    config.powerdown_timeout = Duration::from_secs(90);
+    config
+}
+
+async fn ssh_ok(target: &SshTarget, command: &str) -> String {
+    let out = target.run(command).await.unwrap();
+    assert_eq!(out.code, Some(0), "ssh {command}: {out:?}");
+    out.stdout.trim().to_string()
+}
+
+async fn wait_ssh(target: &SshTarget, what: &str) -> Duration {
+    eprintln!("[vm] waiting for SSH ({what}) on port {}", target.port);
+    let took = target
+        .wait(Duration::from_secs(300))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    eprintln!("[vm] SSH up after {took:.1?} ({what})");
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_lease_from_deploy_to_teardown() {
+    if !qemu_available() {
+        return;
+    }
+    let Some(image) = test_image() else { return };
+    let sha = sha256_file(&image);
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, public) = keypair(tmp.path(), "tenant");
+    let (wrong_key, _) = keypair(tmp.path(), "stranger");
+    let data = tmp.path().join("vm");
+    let ssh_port = free_port();
+
+    let backend = VmBackend::new(config(&data)).await.unwrap();
+    let probe = backend.accel().clone();
+    eprintln!("[vm] accel {} ({:?})", probe.accel, probe.warning);
+    if probe.accel == Accel::Tcg {
+        assert!(
+            probe.warning.as_deref().is_some_and(|w| w.contains("TCG")),
+            "{probe:?}"
+        );
+    }
+
+    let lease = lease();
+    let service = vm_service(&image, &sha, &public);
+    let group = group(service);
+    let opts = DeployOptions {
+        host_ports: vec![HostPort {
+            service: "box".into(),
+            replica: 0,
+            port: 22,
+            proto: Proto::Tcp,
+            host_port: ssh_port,
+        }],
+        ..Default::default()
+    };
+
+    // Deploy, then log in with the tenant's key.
+    let started = Instant::now();
+    let status = backend.deploy(&lease, &group, &opts).await.unwrap();
+    assert_eq!(status.services.len(), 1);
+    assert_eq!(status.services[0].instances[0].state, ReplicaState::Running);
+    let target = SshTarget {
+        host: "127.0.0.1".into(),
+        port: ssh_port,
+        user: "kumo".into(),
+        key: key.clone(),
+    };
+    wait_ssh(&target, "first boot").await;
+    let bench = kumo_vm::bench::VmBench {
+        lease_to_ssh_seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        accel: probe.accel,
+    };
+    eprintln!("[vm] bench {}", serde_json::to_string(&bench).unwrap());
+    let uname = ssh_ok(&target, "uname -a").await;
+    assert!(uname.starts_with("Linux box-0 "), "{uname}");
+
+    // A key that is not in the manifest is refused.
+    let stranger = SshTarget {
+        key: wrong_key.clone(),
+        ..target.clone()
+    };
+    let refused = stranger.run("true").await.unwrap();
+    assert_eq!(refused.code, Some(255), "{refused:?}");
+    assert!(refused.stderr.contains("Permission denied"), "{refused:?}");
+
+    // The guest has the profile's CPUs and memory.
+    assert_eq!(ssh_ok(&target, "nproc").await, "2");
+    let mem_kib: u64 = ssh_ok(&target, "awk '/^MemTotal/ {print $2}' /proc/meminfo")
+        .await
+        .parse()
+        .unwrap();
+    let mem = mem_kib * 1024;
+    assert!(
+        mem <= 384 * MIB && mem > 300 * MIB,
+        "MemTotal {mem_kib} kB for a 384 MiB profile"
+    );
+    let disk: u64 = ssh_ok(&target, "cat /sys/block/vda/size")
+        .await
+        .parse()
+        .unwrap();
+    assert_eq!(disk * 512, 3 * GIB, "the disk is the profile's storage");
+
+    // Status, info and logs (the serial console).
+    let info = backend.vm_info(&lease).await.unwrap();
+    assert_eq!(info[0].ssh_port(), Some(ssh_port));
+    assert_eq!(info[0].accel, probe.accel);
+    let pid = info[0].pid.expect("QEMU runs");
+    let mut logs = backend.logs(&lease, &LogOptions::default()).await.unwrap();
+    let mut console = Vec::new();
+    while let Some(line) = futures::StreamExt::next(&mut logs).await {
+        console.push(line.unwrap().line);
+    }
+    assert!(
+        console
+            .iter()
+            .any(|l| l.contains("kumo-nocloud: user kumo")),
+        "the console shows the seed applied: {:?}",
+        &console[console.len().saturating_sub(20)..]
+    );
+    let err = backend
+        .exec(
+            &lease,
+            &kumo_workload::ExecRequest {
+                service: "box".into(),
+                replica: 0,
+                cmd: vec!["true".into()],
+                tty: false,
+                stdin: false,
+                env: vec![],
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ssh"), "{err}");
+
+    // Deploying the same manifest again changes nothing.
+    backend.deploy(&lease, &group, &opts).await.unwrap();
+    assert_eq!(backend.vm_info(&lease).await.unwrap()[0].pid, Some(pid));
+
+    // A file written before a restart is there after it.
+    let boot_id = ssh_ok(&target, "cat /proc/sys/kernel/random/boot_id").await;
+    ssh_ok(&target, "echo still-here > ~/marker && sync").await;
+    eprintln!("[vm] restarting");
+    let restarted = Instant::now();
+    backend.restart(&lease, Some("box")).await.unwrap();
+    eprintln!(
+        "[vm] restart call returned after {:.1?}",
+        restarted.elapsed()
+    );
+    wait_ssh(&target, "after restart").await;
+    eprintln!("[vm] restart to ssh: {:.1?}", restarted.elapsed());
+    assert_ne!(
+        ssh_ok(&target, "cat /proc/sys/kernel/random/boot_id").await,
+        boot_id,
+        "the guest rebooted"
+    );
+    assert_eq!(ssh_ok(&target, "cat ~/marker").await, "still-here");
+    let pid = backend.vm_info(&lease).await.unwrap()[0]
+        .pid
+        .expect("QEMU runs after the restart");
+    assert!(matches!(
+        backend.restart(&lease, Some("nope")).await,
+        Err(WorkloadError::UnknownService { .. })
+    ));
+
+    // A provider that restarts finds the VM again.
+    drop(backend);
+    let backend = VmBackend::new(config(&data)).await.unwrap();
+    assert_eq!(backend.leases().await.unwrap(), vec![lease]);
+    let status = backend.status(&lease).await.unwrap();
+    assert_eq!(status.services[0].running, 1);
+    assert_eq!(backend.vm_info(&lease).await.unwrap()[0].pid, Some(pid));
+
+    // Teardown leaves no QEMU, no disk and no forwarded port.
+    let report = backend.teardown(&lease).await.unwrap();
+    assert_eq!(report.replicas, 1);
+    assert!(!process_runs(pid), "QEMU {pid} still runs");
+    let leftovers: Vec<_> = walk(&data.join("vms"));
+    assert!(leftovers.is_empty(), "files left: {leftovers:?}");
+    assert!(!is_listening(ssh_port), "port {ssh_port} still forwarded");
+    assert!(backend.leases().await.unwrap().is_empty());
+    // The image stays cached for the next lease.
+    assert!(data.join("images").join(format!("sha256-{sha}")).exists());
+}
+
+/// Whether `pid` is a live process (an exited one waiting to be reaped by init is not).
+fn process_runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            out.push(e.path());
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
+/// Checks that need no VM to boot: they run wherever QEMU is installed.
+#[tokio::test]
+async fn refusals_before_anything_starts() {
+    if !qemu_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = config(&tmp.path().join("vm"));
+    config.accel = AccelChoice::Tcg;
+    let backend = VmBackend::new(config).await.unwrap();
+    assert_eq!(backend.accel().accel, Accel::Tcg);
+    let lease = lease();
+    let image = tmp.path().join("disk.raw");
+    std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+    let sha = sha256_file(&image);
+    let (_, public) = keypair(tmp.path(), "tenant");
+    let service = vm_service(&image, &sha, &public);
+
+    // No host port for port 22: refused, and nothing was created.
+    let err = backend
+        .deploy(&lease, &group(service.clone()), &DeployOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no host port for port 22/TCP"),
+        "{err}"
+    );
+    assert!(backend.leases().await.unwrap().is_empty());
+
+    // A container service belongs on the Docker backend.
+    let mut container = service.clone();
+    container.vm = None;
+    container.image = "nginx".into();
+    let err = backend
+        .deploy(&lease, &group(container), &DeployOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WorkloadError::Unsupported { .. }), "{err}");
+
+    // An image whose bytes do not match the manifest's hash is not used.
+    let mut wrong = service.clone();
+    wrong.vm.as_mut().unwrap().image.sha256 = "ab".repeat(32);
+    let opts = DeployOptions {
+        host_ports: vec![HostPort {
+            service: "box".into(),
+            replica: 0,
+            port: 22,
+            proto: Proto::Tcp,
+            host_port: free_port(),
+        }],
+        ..Default::default()
+    };
+    let err = backend
+        .deploy(&lease, &group(wrong), &opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WorkloadError::ImagePull { .. }), "{err}");
+    assert!(err.to_string().contains(&sha), "{err}");
+
+    // Unknown lease.
+    assert!(matches!(
+        backend.update(&lease, &group(service), &opts).await,
+        Err(WorkloadError::LeaseNotFound { .. })
+    ));
+}
