@@ -1,6 +1,10 @@
 //! [`RouteTable`]: where the ingress sends traffic. The provider daemon fills it (from each
 //! lease's manifest, host names and allocated host ports, and the replicas' addresses) and the
 //! ingress proxies read it for every connection, so a change takes effect at once.
+//!
+//! Every change bumps a generation number that [`RouteTable::changes`] watches: the port
+//! forwarder (`ingress::PortForwarder`) opens and closes its listeners when it moves, so the
+//! daemon only edits the table.
 
 use std::{
     collections::BTreeMap,
@@ -10,6 +14,7 @@ use std::{
 
 use kumo_sdl::manifest::Proto;
 use kumo_types::LeaseId;
+use tokio::sync::watch;
 
 /// An HTTP host name served by the ingress's reverse proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,9 +50,19 @@ pub struct LeaseRoutes {
 }
 
 /// The ingress's routing table, shared between the daemon (writer) and the proxies (readers).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RouteTable {
     inner: Arc<RwLock<BTreeMap<LeaseId, LeaseRoutes>>>,
+    generation: Arc<watch::Sender<u64>>,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        RouteTable {
+            inner: Arc::default(),
+            generation: Arc::new(watch::Sender::new(0)),
+        }
+    }
 }
 
 impl RouteTable {
@@ -62,14 +77,33 @@ impl RouteTable {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(lease, routes);
+        self.generation.send_modify(|g| *g += 1);
     }
 
-    /// Removes every route of `lease` (new connections to it are refused at once).
+    /// Removes every route of `lease` (new connections to it are refused at once; the port
+    /// forwarder also closes the lease's open connections).
     pub fn remove_lease(&self, lease: &LeaseId) {
-        self.inner
+        let removed = self
+            .inner
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(lease);
+        if removed.is_some() {
+            self.generation.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// A receiver that sees a new generation number after every change.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Every forwarded port of every lease, sorted by external port.
+    pub fn port_routes(&self) -> Vec<PortRoute> {
+        let table = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let mut ports: Vec<PortRoute> = table.values().flat_map(|r| r.ports.clone()).collect();
+        ports.sort_by_key(|p| p.external_port);
+        ports
     }
 
     /// The targets for an HTTP `Host` (case-insensitive, port ignored).
