@@ -24,6 +24,7 @@ pub mod inventory;
 pub mod lease;
 pub mod pricing;
 pub mod register;
+pub mod serve;
 pub mod state;
 
 pub use config::ProviderConfig;
