@@ -275,13 +275,12 @@ impl ProviderConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         c.data_dir = base.join(&c.data_dir);
         c.key.keyring_dir = base.join(&c.key.keyring_dir);
-        if c.pricing.strategy == "script" {
-            if let Some(first) = c.pricing.script.first_mut()
-                && first.contains('/')
-                && Path::new(first.as_str()).is_relative()
-            {
-                *first = base.join(&*first).display().to_string();
-            }
+        if c.pricing.strategy == "script"
+            && let Some(first) = c.pricing.script.first_mut()
+            && first.contains('/')
+            && Path::new(first.as_str()).is_relative()
+        {
+            *first = base.join(&*first).display().to_string();
         }
         c.validate().map_err(|reason| ProviderError::Config {
             path: path.to_path_buf(),
@@ -516,11 +515,11 @@ pub mod duration_text {
     /// The shortest exact text.
     pub fn format(d: &Duration) -> String {
         let ms = d.as_millis();
-        if ms % 3_600_000 == 0 && ms > 0 {
+        if ms.is_multiple_of(3_600_000) && ms > 0 {
             format!("{}h", ms / 3_600_000)
-        } else if ms % 60_000 == 0 && ms > 0 {
+        } else if ms.is_multiple_of(60_000) && ms > 0 {
             format!("{}m", ms / 60_000)
-        } else if ms % 1000 == 0 {
+        } else if ms.is_multiple_of(1000) {
             format!("{}s", ms / 1000)
         } else {
             format!("{ms}ms")
@@ -545,8 +544,10 @@ mod tests {
 
     #[test]
     fn init_file_loads_back_to_the_same_config() {
-        let mut c = ProviderConfig::default();
-        c.attributes = vec![Attribute::new("region", "eu-west")];
+        let mut c = ProviderConfig {
+            attributes: vec![Attribute::new("region", "eu-west")],
+            ..ProviderConfig::default()
+        };
         c.pricing
             .storage_per_gib
             .insert("beta2".into(), Dec::from_int(7));
