@@ -117,7 +117,9 @@ struct Header {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No `Authorization: Bearer …` header.
-    #[error("missing bearer token: send `Authorization: Bearer <token>` signed by the tenant's key")]
+    #[error(
+        "missing bearer token: send `Authorization: Bearer <token>` signed by the tenant's key"
+    )]
     Missing,
     /// Not a well-formed token.
     #[error("malformed token: {0}")]
@@ -240,7 +242,9 @@ pub fn verify(token: &str, provider: &Address, now: u64) -> Result<Claims, AuthE
         return Err(AuthError::Algorithm(header.alg));
     }
     if let Some(typ) = header.typ.filter(|t| t != "JWT") {
-        return Err(AuthError::Malformed(format!("typ {typ:?}, expected \"JWT\"")));
+        return Err(AuthError::Malformed(format!(
+            "typ {typ:?}, expected \"JWT\""
+        )));
     }
     let claims: Claims = decode_json(claims, "claims")?;
     let signature: [u8; 64] = decode_part(signature, "signature")?
@@ -358,7 +362,10 @@ mod tests {
         let c = verify(&token, &provider(), NOW + 30).unwrap();
         assert_eq!(c.scopes, [Scope::SendManifest]);
         assert_eq!((c.iat, c.nbf, c.exp), (NOW, NOW, NOW + 60));
-        assert_eq!(c.require(Scope::Shell), Err(AuthError::MissingScope(Scope::Shell)));
+        assert_eq!(
+            c.require(Scope::Shell),
+            Err(AuthError::MissingScope(Scope::Shell))
+        );
         assert_eq!(AuthError::MissingScope(Scope::Shell).http_status(), 403);
         let json = serde_json::to_string(&c).unwrap();
         assert!(json.contains(r#""scopes":["send-manifest"]"#), "{json}");
@@ -407,8 +414,12 @@ mod tests {
         let header = r#"{"alg":"EdDSA","typ":"JWT","crit":["exp"]}"#;
         let err = verify(&raw(header, &claims_json()), &provider(), NOW).unwrap_err();
         assert!(matches!(err, AuthError::Malformed(_)), "{err}");
-        let err = verify(&raw(r#"{"alg":"EdDSA","typ":"JWS"}"#, &claims_json()), &provider(), NOW)
-            .unwrap_err();
+        let err = verify(
+            &raw(r#"{"alg":"EdDSA","typ":"JWS"}"#, &claims_json()),
+            &provider(),
+            NOW,
+        )
+        .unwrap_err();
         assert!(matches!(err, AuthError::Malformed(_)), "{err}");
     }
 
@@ -420,9 +431,9 @@ mod tests {
             String::new(),
             "a.b".into(),
             format!("{good}.extra"),
-            format!("{head}=.{rest}"),       // padding
-            format!("{head}+.{rest}"),       // not the URL alphabet
-            good.replacen('.', ". ", 1),     // whitespace
+            format!("{head}=.{rest}"),   // padding
+            format!("{head}+.{rest}"),   // not the URL alphabet
+            good.replacen('.', ". ", 1), // whitespace
             format!("{}.{rest}", URL_SAFE_NO_PAD.encode("not json")),
             "x".repeat(MAX_TOKEN_LEN + 1),
         ];
@@ -434,9 +445,16 @@ mod tests {
         for missing in ["iss", "pk", "aud", "iat", "nbf", "exp", "scopes"] {
             let mut value: serde_json::Value = serde_json::from_str(&claims_json()).unwrap();
             value.as_object_mut().unwrap().remove(missing);
-            let err = verify(&raw(r#"{"alg":"EdDSA"}"#, &value.to_string()), &provider(), NOW)
-                .unwrap_err();
-            assert!(matches!(&err, AuthError::Malformed(m) if m.contains(missing)), "{err}");
+            let err = verify(
+                &raw(r#"{"alg":"EdDSA"}"#, &value.to_string()),
+                &provider(),
+                NOW,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&err, AuthError::Malformed(m) if m.contains(missing)),
+                "{err}"
+            );
         }
         // An unknown scope, an unknown claim, and no scope at all.
         for (key, value) in [
@@ -446,13 +464,24 @@ mod tests {
         ] {
             let mut claims: serde_json::Value = serde_json::from_str(&claims_json()).unwrap();
             claims[key] = value;
-            let err = verify(&raw(r#"{"alg":"EdDSA"}"#, &claims.to_string()), &provider(), NOW)
-                .unwrap_err();
+            let err = verify(
+                &raw(r#"{"alg":"EdDSA"}"#, &claims.to_string()),
+                &provider(),
+                NOW,
+            )
+            .unwrap_err();
             assert!(matches!(err, AuthError::Malformed(_)), "{key}: {err}");
         }
         // A signature of the wrong length.
-        let short = format!("{}.{}", &good[..good.rfind('.').unwrap()], URL_SAFE_NO_PAD.encode([0u8; 63]));
-        assert!(matches!(verify(&short, &provider(), NOW), Err(AuthError::Malformed(_))));
+        let short = format!(
+            "{}.{}",
+            &good[..good.rfind('.').unwrap()],
+            URL_SAFE_NO_PAD.encode([0u8; 63])
+        );
+        assert!(matches!(
+            verify(&short, &provider(), NOW),
+            Err(AuthError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -468,7 +497,10 @@ mod tests {
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&more).unwrap()),
             parts[2]
         );
-        assert_eq!(verify(&tampered, &provider(), NOW), Err(AuthError::BadSignature));
+        assert_eq!(
+            verify(&tampered, &provider(), NOW),
+            Err(AuthError::BadSignature)
+        );
 
         // Signed by another key that claims the tenant's key.
         let mallory = SecretKey::from_seed([9; 32]);

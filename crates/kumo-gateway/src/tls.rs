@@ -219,7 +219,8 @@ mod server {
         }
 
         fn generate_pem(host: &str) -> Result<(String, String), TlsError> {
-            let invalid = |e: rcgen::Error| TlsError::Invalid(format!("certificate for {host}: {e}"));
+            let invalid =
+                |e: rcgen::Error| TlsError::Invalid(format!("certificate for {host}: {e}"));
             let mut names = vec![host.to_string(), "localhost".into(), "127.0.0.1".into()];
             names.dedup();
             let mut params = rcgen::CertificateParams::new(names).map_err(invalid)?;
@@ -305,7 +306,10 @@ mod tests {
     #[test]
     fn a_certificate_is_loaded_again_with_the_same_fingerprint() {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("tls/cert.pem"), dir.path().join("tls/key.pem"));
+        let (cert, key) = (
+            dir.path().join("tls/cert.pem"),
+            dir.path().join("tls/key.pem"),
+        );
         let first = GatewayCert::load_or_create(&cert, &key, "provider.example.com").unwrap();
         let again = GatewayCert::load_or_create(&cert, &key, "provider.example.com").unwrap();
         assert_eq!(first.fingerprint(), again.fingerprint());
@@ -336,7 +340,11 @@ mod tests {
     fn fingerprints_parse_with_or_without_colons() {
         let fp = [0xab; 32];
         assert_eq!(parse_fingerprint(&hex::encode(fp)).unwrap(), fp);
-        let colons = fp.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
+        let colons = fp
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
         assert_eq!(parse_fingerprint(&colons).unwrap(), fp);
         assert!(parse_fingerprint("abcd").is_err());
     }
