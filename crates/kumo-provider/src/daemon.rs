@@ -108,7 +108,7 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
     let inventory =
         Inventory::discover(docker.docker(), &config.data_dir, &config.capacity).await?;
     info!(provider = %address, total = ?inventory.total, "starting");
-    let gateway_tls = serve::gateway_tls(&config)?;
+    let gateway_cert = serve::gateway_cert(&config)?;
     let p = Arc::new(Provider {
         config,
         address,
@@ -151,7 +151,7 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
             async move { p.withdraw_all().await }
         }
     }));
-    serve::spawn_servers(&mut tasks, p.clone(), gateway_tls, stop_rx.clone()).await?;
+    serve::spawn_servers(&mut tasks, p.clone(), gateway_cert, stop_rx.clone()).await?;
     info!("provider running");
 
     shutdown_signal().await;
