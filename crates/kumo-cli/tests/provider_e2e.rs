@@ -454,7 +454,7 @@ fn provider_end_to_end() {
     assert_eq!(registered["action"], "create_provider");
     let mut provider = ProviderProcess::start(&config);
 
-    let result = rt.block_on(async {
+    rt.block_on(async {
         let node_client = node.client();
         let fingerprint: [u8; 32] = {
             let hexfp = registered["tls_cert_sha256"].as_str().unwrap();
@@ -512,8 +512,6 @@ fn provider_end_to_end() {
         })
         .await;
     });
-    drop(result);
-    let _ = provider.log();
 }
 
 async fn lifecycle(w: &World) {
