@@ -59,10 +59,7 @@ impl ProviderCommand {
                 let dir = a.home.dir()?;
                 let path = dir.join("provider.toml");
                 if path.exists() && !a.force {
-                    bail!(
-                        "{} exists: pass --force to overwrite it",
-                        path.display()
-                    );
+                    bail!("{} exists: pass --force to overwrite it", path.display());
                 }
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
@@ -156,6 +153,9 @@ mod tests {
             Command::Provider(ProviderCommand::Run(ConfigArgs { ref config })) if config == &PathBuf::from("p.toml")
         ));
         let cli = Cli::try_parse_from(["kumo", "provider", "init", "--home", "/tmp/x"]).unwrap();
-        assert!(matches!(cli.command, Command::Provider(ProviderCommand::Init(_))));
+        assert!(matches!(
+            cli.command,
+            Command::Provider(ProviderCommand::Init(_))
+        ));
     }
 }

@@ -32,9 +32,7 @@ use kumo_gateway::{
 };
 use kumo_keystore::{Backend as KeyBackend, Keystore};
 use kumo_testnet::{NodeProcess, Testnet};
-use kumo_types::{
-    Address, Coin, DeploymentId, LeaseCloseReason, LeaseId, Msg, OrderId, SecretKey,
-};
+use kumo_types::{Address, Coin, DeploymentId, LeaseCloseReason, LeaseId, Msg, OrderId, SecretKey};
 use kumo_workload::LogOptions;
 
 const IMAGE: &str = "kumo-test/busybox:1";
@@ -57,7 +55,9 @@ fn docker_ready() -> bool {
         .is_ok_and(|s| s.success());
     if !ok {
         if std::env::var("KUMO_REQUIRE_DOCKER").as_deref() == Ok("1") {
-            panic!("KUMO_REQUIRE_DOCKER=1 but Docker or {IMAGE} is missing: run scripts/test-images.sh");
+            panic!(
+                "KUMO_REQUIRE_DOCKER=1 but Docker or {IMAGE} is missing: run scripts/test-images.sh"
+            );
         }
         let _ = writeln!(
             std::io::stderr(),
@@ -418,15 +418,34 @@ fn provider_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let mut args = vec![
-        "testnet", "init", "--validators", "1", "--base-port", "0", "--block-time", "250ms",
-        "-o", "json", "--fund", "tenant=100000000000ukumo", "--fund",
-        "tenantb=100000000000ukumo", "--fund", "provider=100000000000ukumo", "--fund",
-        "auditor=100000000ukumo", "--dir",
+        "testnet",
+        "init",
+        "--validators",
+        "1",
+        "--base-port",
+        "0",
+        "--block-time",
+        "250ms",
+        "-o",
+        "json",
+        "--fund",
+        "tenant=100000000000ukumo",
+        "--fund",
+        "tenantb=100000000000ukumo",
+        "--fund",
+        "provider=100000000000ukumo",
+        "--fund",
+        "auditor=100000000ukumo",
+        "--dir",
     ];
     let dir_s = dir.join("net").display().to_string();
     args.push(&dir_s);
     let out = kumo(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let net_dir = dir.join("net");
     let testnet = Testnet::load(&net_dir).unwrap();
     let mut node = NodeProcess::start(
@@ -448,8 +467,19 @@ fn provider_end_to_end() {
         instance: format!("e2e-{}", std::process::id()),
     };
     let config = write_config(&net_dir, &testnet, &ports, None);
-    let out = kumo(&["provider", "register", "--config", config.to_str().unwrap(), "-o", "json"]);
-    assert!(out.status.success(), "register: {}", String::from_utf8_lossy(&out.stderr));
+    let out = kumo(&[
+        "provider",
+        "register",
+        "--config",
+        config.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "register: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let registered: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(registered["action"], "create_provider");
     let mut provider = ProviderProcess::start(&config);
@@ -470,7 +500,8 @@ fn provider_end_to_end() {
         let (tenant, tenant_key) = signer("tenant").await;
         let (tenant_b, tenant_b_key) = signer("tenantb").await;
         let (auditor, _) = signer("auditor").await;
-        let provider_addr = Address::from_public_key(&key(&net_dir, &testnet, "provider").public_key());
+        let provider_addr =
+            Address::from_public_key(&key(&net_dir, &testnet, "provider").public_key());
         let w = World {
             node: node_client.clone(),
             tenant,
@@ -503,7 +534,10 @@ fn provider_end_to_end() {
         price_script(&w, &provider).await;
         for l in &survivors {
             w.tenant
-                .submit(vec![Msg::CloseLease { id: *l, reason: LeaseCloseReason::Owner }])
+                .submit(vec![Msg::CloseLease {
+                    id: *l,
+                    reason: LeaseCloseReason::Owner,
+                }])
                 .await
                 .unwrap();
         }
@@ -516,29 +550,53 @@ fn provider_end_to_end() {
 
 async fn lifecycle(w: &World) {
     let lease = w
-        .lease_running(&w.tenant, &w.tenant_key, &web_sdl("dc", "32Mi", 100_000, "test"), 50_000_000)
+        .lease_running(
+            &w.tenant,
+            &w.tenant_key,
+            &web_sdl("dc", "32Mi", 100_000, "test"),
+            50_000_000,
+        )
         .await;
     let gw = w.gateway(&w.tenant_key);
     let host = w.host_of(&w.tenant_key, &lease).await;
     assert!(host.ends_with(".ingress.test"), "{host}");
     wait_for("HTTP through the ingress", 20, || async {
-        w.http(&host).await.is_some_and(|b| b.contains("kumo test page"))
+        w.http(&host)
+            .await
+            .is_some_and(|b| b.contains("kumo test page"))
     })
     .await;
     // Logs hold the service's output.
     let lines: Vec<_> = gw
-        .logs(lease.dseq, 1, 1, &LogOptions { service: None, tail: None, follow: false })
+        .logs(
+            lease.dseq,
+            1,
+            1,
+            &LogOptions {
+                service: None,
+                tail: None,
+                follow: false,
+            },
+        )
         .await
         .unwrap()
         .collect()
         .await;
     assert!(
-        lines.iter().flatten().any(|l| l.line.contains("hello-from-web")),
+        lines
+            .iter()
+            .flatten()
+            .any(|l| l.line.contains("hello-from-web")),
         "{lines:?}"
     );
     // A shell round trip with an exit code.
     let out = gw
-        .shell(lease.dseq, 1, 1, &ShellRequest::new("web", ["sh", "-c", "echo round-trip; exit 7"]))
+        .shell(
+            lease.dseq,
+            1,
+            1,
+            &ShellRequest::new("web", ["sh", "-c", "echo round-trip; exit 7"]),
+        )
         .await
         .unwrap()
         .collect()
@@ -548,16 +606,26 @@ async fn lifecycle(w: &World) {
     assert_eq!(out.code, 7);
     // The tenant closes: every container, network and volume of the lease goes.
     let lease_label = format!("kumo.lease={}", lease_label(&lease));
-    assert_ne!(docker_objects(&w.instance, &lease_label).0, 0, "label filter finds the lease");
+    assert_ne!(
+        docker_objects(&w.instance, &lease_label).0,
+        0,
+        "label filter finds the lease"
+    );
     w.tenant
-        .submit(vec![Msg::CloseLease { id: lease, reason: LeaseCloseReason::Owner }])
+        .submit(vec![Msg::CloseLease {
+            id: lease,
+            reason: LeaseCloseReason::Owner,
+        }])
         .await
         .unwrap();
     wait_for("the lease's objects to go", 10, || async {
         docker_objects(&w.instance, &lease_label) == (0, 0, 0)
     })
     .await;
-    assert!(w.http(&host).await.is_none(), "the host is no longer routed");
+    assert!(
+        w.http(&host).await.is_none(),
+        "the host is no longer routed"
+    );
 }
 
 /// The `kumo.lease` label value of a lease (as kumo-workload writes it).
@@ -567,41 +635,89 @@ fn lease_label(l: &LeaseId) -> String {
 
 async fn isolation(w: &World) {
     let a = w
-        .lease_running(&w.tenant, &w.tenant_key, &web_sdl("dc", "32Mi", 100_000, "test"), 50_000_000)
+        .lease_running(
+            &w.tenant,
+            &w.tenant_key,
+            &web_sdl("dc", "32Mi", 100_000, "test"),
+            50_000_000,
+        )
         .await;
     let b = w
-        .lease_running(&w.tenant_b, &w.tenant_b_key, &web_sdl("dc", "32Mi", 100_000, "test"), 50_000_000)
+        .lease_running(
+            &w.tenant_b,
+            &w.tenant_b_key,
+            &web_sdl("dc", "32Mi", 100_000, "test"),
+            50_000_000,
+        )
         .await;
     // Tenant B's token on A's lease: 403 for status, logs, shell and manifest.
     let gb = w.gateway(&w.tenant_b_key);
     let (da, _) = (a.dseq, b.dseq);
-    assert_eq!(gb.lease_status(da, 1, 1).await.unwrap_err().status(), Some(403));
     assert_eq!(
-        gb.logs(da, 1, 1, &LogOptions::default()).await.err().and_then(|e| e.status()),
+        gb.lease_status(da, 1, 1).await.unwrap_err().status(),
         Some(403)
     );
     assert_eq!(
-        gb.shell(da, 1, 1, &ShellRequest::new("web", ["true"])).await.err().and_then(|e| e.status()),
+        gb.logs(da, 1, 1, &LogOptions::default())
+            .await
+            .err()
+            .and_then(|e| e.status()),
         Some(403)
     );
-    let manifest = kumo_sdl::parse(&web_sdl("dc", "32Mi", 100_000, "test")).unwrap().manifest().clone();
-    assert_eq!(gb.put_manifest(da, &manifest).await.unwrap_err().status(), Some(403));
+    assert_eq!(
+        gb.shell(da, 1, 1, &ShellRequest::new("web", ["true"]))
+            .await
+            .err()
+            .and_then(|e| e.status()),
+        Some(403)
+    );
+    let manifest = kumo_sdl::parse(&web_sdl("dc", "32Mi", 100_000, "test"))
+        .unwrap()
+        .manifest()
+        .clone();
+    assert_eq!(
+        gb.put_manifest(da, &manifest).await.unwrap_err().status(),
+        Some(403)
+    );
     // Expired and forged tokens: 401.
     let status_url = format!("{}/lease/{da}/1/1/status", w.host_uri);
     let http = reqwest::Client::builder()
         .use_preconfigured_tls((*kumo_gateway::tls::pinned_client_config(w.fingerprint)).clone())
         .build()
         .unwrap();
-    let expired = auth::mint(&w.tenant_key, w.provider, &[Scope::Status], auth::now_secs() - 3600, 60);
+    let expired = auth::mint(
+        &w.tenant_key,
+        w.provider,
+        &[Scope::Status],
+        auth::now_secs() - 3600,
+        60,
+    );
     // The tenant's claims with the signature of another key.
-    let forged = auth::mint(&SecretKey::generate(), w.provider, &[Scope::Status], auth::now_secs(), 60);
-    let mut forged_parts: Vec<String> = auth::mint(&w.tenant_key, w.provider, &[Scope::Status], auth::now_secs(), 60)
-        .split('.')
-        .map(String::from)
-        .collect();
+    let forged = auth::mint(
+        &SecretKey::generate(),
+        w.provider,
+        &[Scope::Status],
+        auth::now_secs(),
+        60,
+    );
+    let mut forged_parts: Vec<String> = auth::mint(
+        &w.tenant_key,
+        w.provider,
+        &[Scope::Status],
+        auth::now_secs(),
+        60,
+    )
+    .split('.')
+    .map(String::from)
+    .collect();
     forged_parts[2] = forged.split('.').nth(2).unwrap().to_string();
     for token in [expired, forged_parts.join(".")] {
-        let r = http.get(&status_url).bearer_auth(token).send().await.unwrap();
+        let r = http
+            .get(&status_url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 401);
     }
     // A's container cannot reach B's service by address or by name.
@@ -631,21 +747,47 @@ async fn isolation(w: &World) {
             // "web" inside A is A's own service, never B's: both serve the same page, so check
             // it resolves to A's own address, not B's.
             let own = ga
-                .shell(da, 1, 1, &ShellRequest::new("web", ["sh", "-c", "nslookup web 2>/dev/null | tail -n +3"]))
+                .shell(
+                    da,
+                    1,
+                    1,
+                    &ShellRequest::new(
+                        "web",
+                        ["sh", "-c", "nslookup web 2>/dev/null | tail -n +3"],
+                    ),
+                )
                 .await
                 .unwrap()
                 .collect()
                 .await
                 .unwrap();
-            assert!(!String::from_utf8_lossy(&own.stdout).contains(&b_ip), "name resolves into B");
+            assert!(
+                !String::from_utf8_lossy(&own.stdout).contains(&b_ip),
+                "name resolves into B"
+            );
         } else {
-            assert!(!text.contains("kumo test page"), "A reached B at {target}: {text}");
+            assert!(
+                !text.contains("kumo test page"),
+                "A reached B at {target}: {text}"
+            );
         }
     }
     // A tampered manifest is refused and nothing starts.
-    let (dep, mut manifest) = w.deploy(&w.tenant, &web_sdl("dc", "32Mi", 100_000, "test"), 50_000_000).await;
-    let bid = w.bid(dep.group(1).order(1), Duration::from_secs(30)).await.unwrap();
-    w.tenant.submit(vec![Msg::CreateLease { bid: bid.id }]).await.unwrap();
+    let (dep, mut manifest) = w
+        .deploy(
+            &w.tenant,
+            &web_sdl("dc", "32Mi", 100_000, "test"),
+            50_000_000,
+        )
+        .await;
+    let bid = w
+        .bid(dep.group(1).order(1), Duration::from_secs(30))
+        .await
+        .unwrap();
+    w.tenant
+        .submit(vec![Msg::CreateLease { bid: bid.id }])
+        .await
+        .unwrap();
     wait_for("the lease at the provider", 20, || async {
         ga.lease_status(dep.dseq, 1, 1).await.is_ok()
     })
@@ -655,22 +797,34 @@ async fn isolation(w: &World) {
     assert_eq!(e.status(), Some(400), "{e}");
     assert!(e.to_string().contains("hash"), "{e}");
     let label = format!("kumo.lease={}", lease_label(&bid.id));
-    assert_eq!(docker_objects(&w.instance, &label), (0, 0, 0), "nothing started");
+    assert_eq!(
+        docker_objects(&w.instance, &label),
+        (0, 0, 0),
+        "nothing started"
+    );
     assert_eq!(
         ga.lease_status(dep.dseq, 1, 1).await.unwrap().state,
         LeaseState::AwaitingManifest
     );
     for (t, l) in [(&w.tenant, a), (&w.tenant_b, b), (&w.tenant, bid.id)] {
-        t.submit(vec![Msg::CloseLease { id: l, reason: LeaseCloseReason::Owner }])
-            .await
-            .unwrap();
+        t.submit(vec![Msg::CloseLease {
+            id: l,
+            reason: LeaseCloseReason::Owner,
+        }])
+        .await
+        .unwrap();
     }
 }
 
 async fn escrow_runs_dry(w: &World) {
     // 128 MiB at 200000/GiB = 25000 per block; the minimum deposit lasts 20 blocks.
     let lease = w
-        .lease_running(&w.tenant, &w.tenant_key, &web_sdl("dc", "128Mi", 100_000, "test"), 500_000)
+        .lease_running(
+            &w.tenant,
+            &w.tenant_key,
+            &web_sdl("dc", "128Mi", 100_000, "test"),
+            500_000,
+        )
         .await;
     let label = format!("kumo.lease={}", lease_label(&lease));
     let closed_at = loop {
@@ -698,22 +852,40 @@ async fn escrow_runs_dry(w: &World) {
         let gone = docker_objects(&w.instance, &label).0 == 0;
         let h = w.height().await;
         if gone {
-            assert!(h <= closed_at + 2, "workload gone only at height {h}, lease closed at {closed_at}");
+            assert!(
+                h <= closed_at + 2,
+                "workload gone only at height {h}, lease closed at {closed_at}"
+            );
             break;
         }
-        assert!(h <= closed_at + 2, "workload still there at height {h}, lease closed at {closed_at}");
+        assert!(
+            h <= closed_at + 2,
+            "workload still there at height {h}, lease closed at {closed_at}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 async fn no_bid_when_unfit(w: &World, provider: &ProviderProcess) {
     // Attributes: a region the provider does not have.
-    let (d1, _) = w.deploy(&w.tenant, &web_sdl("dc", "32Mi", 100_000, "elsewhere"), 50_000_000).await;
+    let (d1, _) = w
+        .deploy(
+            &w.tenant,
+            &web_sdl("dc", "32Mi", 100_000, "elsewhere"),
+            50_000_000,
+        )
+        .await;
     // Storage class: one the provider does not offer.
     let sdl = web_sdl("dc", "32Mi", 100_000, "test").replace("class: beta2", "class: beta3");
     let (d2, _) = w.deploy(&w.tenant, &sdl, 50_000_000).await;
     // Capacity: more memory than the provider offers (1 GiB).
-    let (d3, _) = w.deploy(&w.tenant, &web_sdl("dc", "2Gi", 10_000_000, "test"), 50_000_000).await;
+    let (d3, _) = w
+        .deploy(
+            &w.tenant,
+            &web_sdl("dc", "2Gi", 10_000_000, "test"),
+            50_000_000,
+        )
+        .await;
     // signedBy: an auditor who has not signed.
     let signed = web_sdl("dc", "32Mi", 100_000, "test").replace(
         "      attributes:\n        region: test\n",
@@ -721,7 +893,12 @@ async fn no_bid_when_unfit(w: &World, provider: &ProviderProcess) {
     );
     let (d4, _) = w.deploy(&w.tenant, &signed, 50_000_000).await;
     for d in [d1, d2, d3, d4] {
-        assert!(w.bid(d.group(1).order(1), Duration::from_secs(3)).await.is_none(), "bid on {d:?}");
+        assert!(
+            w.bid(d.group(1).order(1), Duration::from_secs(3))
+                .await
+                .is_none(),
+            "bid on {d:?}"
+        );
     }
     let log = provider.log();
     for reason in ["region", "beta3", "capacity", "auditor"] {
@@ -736,7 +913,11 @@ async fn no_bid_when_unfit(w: &World, provider: &ProviderProcess) {
         .await
         .unwrap();
     let (d5, _) = w.deploy(&w.tenant, &signed, 50_000_000).await;
-    assert!(w.bid(d5.group(1).order(1), Duration::from_secs(20)).await.is_some());
+    assert!(
+        w.bid(d5.group(1).order(1), Duration::from_secs(20))
+            .await
+            .is_some()
+    );
 }
 
 /// A persistent volume keeps its data across a container restart; leaves 3 leases running.
@@ -744,8 +925,13 @@ async fn volume_survives_restart_and_three_leases(w: &World) -> Vec<LeaseId> {
     let mut leases = Vec::new();
     for _ in 0..3 {
         leases.push(
-            w.lease_running(&w.tenant, &w.tenant_key, &web_sdl("dc", "32Mi", 100_000, "test"), 50_000_000)
-                .await,
+            w.lease_running(
+                &w.tenant,
+                &w.tenant_key,
+                &web_sdl("dc", "32Mi", 100_000, "test"),
+                50_000_000,
+            )
+            .await,
         );
     }
     let l = leases[0];
@@ -768,10 +954,15 @@ async fn volume_survives_restart_and_three_leases(w: &World) -> Vec<LeaseId> {
         .output()
         .unwrap();
     let id = String::from_utf8_lossy(&ids.stdout).trim().to_string();
-    let out = Command::new("docker").args(["restart", "-t", "1", &id]).output().unwrap();
+    let out = Command::new("docker")
+        .args(["restart", "-t", "1", &id])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     wait_for("the restarted container", 20, || async {
-        gw.lease_status(l.dseq, 1, 1).await.is_ok_and(|s| s.state == LeaseState::Running)
+        gw.lease_status(l.dseq, 1, 1)
+            .await
+            .is_ok_and(|s| s.state == LeaseState::Running)
     })
     .await;
     let out = sh("cat /data/file; cat /tmp/file 2>/dev/null || echo tmp-gone").await;
@@ -789,7 +980,11 @@ async fn after_restart(w: &World, leases: &[LeaseId]) {
     // The 3 leases plus the signedBy one that was bid on (open bid or not) are accounted.
     assert_eq!(status.leases, 3, "{status:?}");
     for l in leases {
-        let s = w.gateway(&w.tenant_key).lease_status(l.dseq, 1, 1).await.unwrap();
+        let s = w
+            .gateway(&w.tenant_key)
+            .lease_status(l.dseq, 1, 1)
+            .await
+            .unwrap();
         assert_eq!(s.state, LeaseState::Running, "{s:?}");
         let host = w.host_of(&w.tenant_key, l).await;
         wait_for("the service to answer after the restart", 20, || async {
@@ -797,7 +992,11 @@ async fn after_restart(w: &World, leases: &[LeaseId]) {
         })
         .await;
         let label = format!("kumo.lease={}", lease_label(l));
-        assert_eq!(docker_objects(&w.instance, &label), (1, 1, 1), "one of each, no duplicate");
+        assert_eq!(
+            docker_objects(&w.instance, &label),
+            (1, 1, 1),
+            "one of each, no duplicate"
+        );
     }
     assert_eq!(docker_objects(&w.instance, "").0, 3, "nothing orphaned");
 }
@@ -816,16 +1015,44 @@ fn write_price_script(dir: &Path) -> PathBuf {
 }
 
 async fn price_script(w: &World, provider: &ProviderProcess) {
-    let (slow, _) = w.deploy(&w.tenant, &web_sdl("slow", "32Mi", 100_000, "test"), 50_000_000).await;
-    let (crash, _) = w.deploy(&w.tenant, &web_sdl("crash", "32Mi", 100_000, "test"), 50_000_000).await;
-    let (ok, _) = w.deploy(&w.tenant, &web_sdl("dc", "32Mi", 100_000, "test"), 50_000_000).await;
+    let (slow, _) = w
+        .deploy(
+            &w.tenant,
+            &web_sdl("slow", "32Mi", 100_000, "test"),
+            50_000_000,
+        )
+        .await;
+    let (crash, _) = w
+        .deploy(
+            &w.tenant,
+            &web_sdl("crash", "32Mi", 100_000, "test"),
+            50_000_000,
+        )
+        .await;
+    let (ok, _) = w
+        .deploy(
+            &w.tenant,
+            &web_sdl("dc", "32Mi", 100_000, "test"),
+            50_000_000,
+        )
+        .await;
     // The slow script for the first order does not hold up the third.
-    let bid = w.bid(ok.group(1).order(1), Duration::from_secs(10)).await.expect("bid");
+    let bid = w
+        .bid(ok.group(1).order(1), Duration::from_secs(10))
+        .await
+        .expect("bid");
     assert_eq!(bid.price.amount, "4321".parse().unwrap());
     for d in [slow, crash] {
-        assert!(w.bid(d.group(1).order(1), Duration::from_secs(4)).await.is_none());
+        assert!(
+            w.bid(d.group(1).order(1), Duration::from_secs(4))
+                .await
+                .is_none()
+        );
     }
     let log = provider.log();
-    assert!(log.contains("price script ran longer"), "timeout not logged");
+    assert!(
+        log.contains("price script ran longer"),
+        "timeout not logged"
+    );
     assert!(log.contains("price script failed"), "crash not logged");
 }

@@ -95,9 +95,7 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
         .await
         .map_err(|e| e.to_string())?;
     if price.amount > max.amount {
-        return Err(format!(
-            "price {price} is above the order's maximum {max}"
-        ));
+        return Err(format!("price {price} is above the order's maximum {max}"));
     }
     p.signer
         .submit(vec![Msg::CreateBid {

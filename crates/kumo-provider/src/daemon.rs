@@ -25,9 +25,7 @@ use kumo_workload::{Backend, DockerBackend, DockerConfig};
 use tokio::sync::{Mutex, watch};
 use tracing::{info, warn};
 
-use crate::{
-    ProviderConfig, ProviderError, bidengine, inventory::Inventory, serve, state::State,
-};
+use crate::{ProviderConfig, ProviderError, bidengine, inventory::Inventory, serve, state::State};
 
 /// What every part of the daemon shares.
 pub struct Provider {
@@ -64,9 +62,12 @@ impl Provider {
     pub fn inventory_view(&self) -> Result<InventoryView, ProviderError> {
         let leases = self.state.leases()?;
         let bids = self.state.reservations()?;
-        Ok(self
-            .inventory
-            .view(leases.iter().map(|l| &l.held).chain(bids.iter().map(|b| &b.held))))
+        Ok(self.inventory.view(
+            leases
+                .iter()
+                .map(|l| &l.held)
+                .chain(bids.iter().map(|b| &b.held)),
+        ))
     }
 }
 
@@ -158,7 +159,10 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
     info!("stopping");
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
         warn!("some tasks did not stop within 10 s");
     }
     Ok(())
@@ -168,9 +172,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -53,11 +53,7 @@ impl GatewayBackend for ProviderGateway {
         Ok(self.0.backend.logs(lease, opts).await?)
     }
 
-    async fn exec(
-        &self,
-        lease: &LeaseId,
-        req: &ExecRequest,
-    ) -> Result<ExecSession, GatewayError> {
+    async fn exec(&self, lease: &LeaseId, req: &ExecRequest) -> Result<ExecSession, GatewayError> {
         Ok(self.0.backend.exec(lease, req).await?)
     }
 

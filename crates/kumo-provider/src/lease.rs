@@ -66,7 +66,11 @@ pub fn generated_host(lease: &LeaseId, service: &str, domain: &str) -> String {
     h.update([0]);
     h.update(service.as_bytes());
     let digest = h.finalize();
-    format!("{}.{}", &hex::encode(digest)[..20], domain.to_ascii_lowercase())
+    format!(
+        "{}.{}",
+        &hex::encode(digest)[..20],
+        domain.to_ascii_lowercase()
+    )
 }
 
 /// What a manifest group would hold, counted like a group spec.
@@ -125,7 +129,9 @@ impl Provider {
                 replicas = r.replicas, networks = r.networks, volumes = r.volumes,
                 "lease closed ({why}): workload removed"
             ),
-            Err(e) => warn!(lease = %lease_key(id), "teardown failed: {e} (reconciliation retries at start)"),
+            Err(e) => {
+                warn!(lease = %lease_key(id), "teardown failed: {e} (reconciliation retries at start)")
+            }
         }
         if let Err(e) = self.state.remove_lease(id) {
             warn!(lease = %lease_key(id), "dropping its record: {e}");
@@ -259,9 +265,12 @@ impl Provider {
         }
         // An accept host another lease already serves is refused rather than hijacked.
         for h in &hosts {
-            let taken = self.state.leases().map_err(unavailable)?.into_iter().any(|r| {
-                r.id != *id && r.hosts.iter().any(|o| o.host == h.host)
-            });
+            let taken = self
+                .state
+                .leases()
+                .map_err(unavailable)?
+                .into_iter()
+                .any(|r| r.id != *id && r.hosts.iter().any(|o| o.host == h.host));
             if taken {
                 return Err(GatewayError::Invalid(format!(
                     "host {} is already served for another lease: pick another accept host",
@@ -277,7 +286,10 @@ impl Provider {
             .state
             .accept_manifest(id, group.clone(), hosts, &wanted, range, now_ms())
             .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
-        let status = self.backend.deploy(id, &group, &self.deploy_options()).await?;
+        let status = self
+            .backend
+            .deploy(id, &group, &self.deploy_options())
+            .await?;
         self.set_routes(&rec, &status);
         info!(lease = %lease_key(id), "manifest accepted and deployed");
         Ok(())

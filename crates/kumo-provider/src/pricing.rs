@@ -105,7 +105,12 @@ pub fn linear(cfg: &PricingConfig, group: &GroupSpec) -> Result<Dec, PricingErro
         one += mul(cfg.endpoint, r.endpoints.len() as u128, 1)?;
         if r.gpu.units > 0 {
             // The cheapest model the provider prices; GPU discovery (issue 8) will pick the model.
-            let per = cfg.gpu_per_model.values().min().copied().unwrap_or(Dec::ZERO);
+            let per = cfg
+                .gpu_per_model
+                .values()
+                .min()
+                .copied()
+                .unwrap_or(Dec::ZERO);
             one += mul(per, r.gpu.units.into(), 1)?;
         }
         total = one

@@ -113,9 +113,8 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 impl State {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<State, ProviderError> {
-        let db = Database::create(path).map_err(|e| {
-            ProviderError::State(format!("cannot open {}: {e}", path.display()))
-        })?;
+        let db = Database::create(path)
+            .map_err(|e| ProviderError::State(format!("cannot open {}: {e}", path.display())))?;
         let w = db.begin_write().map_err(db_err)?;
         {
             w.open_table(LEASES).map_err(db_err)?;
