@@ -142,7 +142,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty() && !(keep_upgrade && s == "upgrade"))
+        .filter(|s| !(s.is_empty() || (keep_upgrade && s == "upgrade")))
         .collect();
     for name in named.iter().map(String::as_str).chain(HOP_BY_HOP) {
         headers.remove(name);

@@ -91,13 +91,20 @@ struct PinnedCert {
 }
 
 /// The server showed another certificate than the one pinned.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[error(
     "the gateway's certificate has fingerprint {got}, but the provider's chain record pins {expected}: wrong address, or the provider changed its certificate without updating its record"
 )]
 struct PinMismatch {
     expected: String,
     got: String,
+}
+
+// rustls shows the cause of a certificate error with `Debug`: make that the sentence.
+impl std::fmt::Debug for PinMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl ServerCertVerifier for PinnedCert {
