@@ -360,11 +360,13 @@ deployment:
 }
 
 fn write_config(dir: &Path, testnet: &Testnet, w: &WorldPorts, script: Option<&Path>) -> PathBuf {
-    let mut c = kumo_provider::ProviderConfig::default();
-    c.node = testnet.nodes[0].api.clone();
-    c.data_dir = dir.join("provider-data");
-    c.manifest_timeout = Duration::from_secs(120);
-    c.withdraw_period = Duration::from_secs(5);
+    let mut c = kumo_provider::ProviderConfig {
+        node: testnet.nodes[0].api.clone(),
+        data_dir: dir.join("provider-data"),
+        manifest_timeout: Duration::from_secs(120),
+        withdraw_period: Duration::from_secs(5),
+        ..Default::default()
+    };
     c.key.name = "provider".into();
     c.key.keyring_dir = dir.join(&testnet.keyring_dir);
     c.key.backend = "test".into();
