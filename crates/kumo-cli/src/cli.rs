@@ -54,6 +54,9 @@ pub(crate) enum Command {
     /// Sign and submit transactions.
     #[command(subcommand)]
     Tx(crate::tx::TxCommand),
+    /// Run a provider: config, on-chain registration, the daemon, its status.
+    #[command(subcommand)]
+    Provider(crate::provider::ProviderCommand),
 }
 
 impl Cli {
@@ -67,6 +70,7 @@ impl Cli {
             Command::Testnet(cmd) => cmd.run(self.global.output),
             Command::Query(cmd) => cmd.run(self.global.output),
             Command::Tx(cmd) => cmd.run(self.global.output),
+            Command::Provider(cmd) => cmd.run(self.global.output),
         }
     }
 
@@ -74,6 +78,7 @@ impl Cli {
     pub(crate) fn default_log_level(&self) -> &'static str {
         match self.command {
             Command::Node(crate::node::NodeCommand::Run(_)) => "info",
+            Command::Provider(crate::provider::ProviderCommand::Run(_)) => "info",
             _ => "warn",
         }
     }

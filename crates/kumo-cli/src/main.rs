@@ -8,6 +8,7 @@ mod home;
 mod keys;
 mod node;
 mod output;
+mod provider;
 mod query;
 mod sdl;
 mod testnet;

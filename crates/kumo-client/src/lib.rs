@@ -17,6 +17,7 @@
 //! ```
 
 mod events;
+pub mod signer;
 
 use std::time::Duration;
 

@@ -1,0 +1,261 @@
+//! [`run`]: the daemon. One [`Provider`] value holds what every part shares (config, signer,
+//! node client, state, workload backend, route table, inventory); tasks around it:
+//!
+//! - the event follower: the node's event stream from the last processed height (stored in
+//!   redb): `OrderCreated` → the bid engine (a task per order), `BidLost`/`BidClosed`/
+//!   `OrderClosed` → reservation released, `LeaseCreated` → lease recorded, `LeaseClosed` →
+//!   teardown at once;
+//! - every second: leases whose manifest is overdue are closed; every 2 s: routes refreshed
+//!   from the engine; every `withdraw_period`: earnings withdrawn;
+//! - the HTTPS gateway and the ingress (HTTP by host name, forwarded TCP ports).
+//!
+//! At start, before any of that, [`Provider::reconcile`] makes chain, records and engine agree.
+//! SIGTERM/SIGINT stop the servers and tasks; nothing needs flushing (redb commits each change,
+//! the workloads keep running and are found again at the next start).
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use kumo_chain::events::Event;
+use kumo_client::{NodeClient, signer::Signer};
+use kumo_gateway::{routes::RouteTable, types::InventoryView};
+use kumo_keystore::{Backend as KeyBackend, Keystore};
+use kumo_types::{Address, SecretKey};
+use kumo_workload::{Backend, DockerBackend, DockerConfig};
+use tokio::sync::{Mutex, watch};
+use tracing::{info, warn};
+
+use crate::{ProviderConfig, ProviderError, bidengine, inventory::Inventory, serve, state::State};
+
+/// What every part of the daemon shares.
+pub struct Provider {
+    /// The configuration.
+    pub config: ProviderConfig,
+    /// The provider's account.
+    pub address: Address,
+    /// Signs and submits its transactions.
+    pub signer: Signer,
+    /// The node.
+    pub client: NodeClient,
+    /// Its records.
+    pub state: State,
+    /// Where workloads run.
+    pub backend: Arc<dyn Backend>,
+    /// Where the ingress sends traffic.
+    pub routes: RouteTable,
+    /// Total capacity.
+    pub inventory: Inventory,
+    /// Held while checking capacity and reserving, so two bids cannot take the same room.
+    pub reserve_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Provider {
+    /// Total, held (leases and open bids) and free capacity.
+    pub fn inventory_view(&self) -> Result<InventoryView, ProviderError> {
+        let leases = self.state.leases()?;
+        let bids = self.state.reservations()?;
+        Ok(self.inventory.view(
+            leases
+                .iter()
+                .map(|l| &l.held)
+                .chain(bids.iter().map(|b| &b.held)),
+        ))
+    }
+}
+
+/// Loads the provider's key from its keyring.
+pub fn load_key(config: &ProviderConfig) -> Result<SecretKey, ProviderError> {
+    let err = |reason: String| ProviderError::Key {
+        name: config.key.name.clone(),
+        dir: config.key.keyring_dir.clone(),
+        reason,
+    };
+    let backend = if config.key.backend == "test" {
+        KeyBackend::Test
+    } else {
+        let pass = std::env::var("KUMO_KEYRING_PASSPHRASE").map_err(|_| {
+            err("the file backend needs its passphrase in KUMO_KEYRING_PASSPHRASE".into())
+        })?;
+        KeyBackend::file(pass)
+    };
+    Keystore::open(&config.key.keyring_dir, backend)
+        .and_then(|k| k.secret_key(&config.key.name))
+        .map_err(|e| err(e.to_string()))
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        ProviderError::Other(format!("cannot create {}: {e}", config.data_dir.display()))
+    })?;
+    let key = load_key(&config)?;
+    let client = NodeClient::new(&config.node)?;
+    let signer = Signer::connect(client.clone(), key).await?;
+    let address = signer.address();
+    let state = State::open(&config.data_dir.join("provider.redb"))?;
+    let mut docker_cfg = DockerConfig::new(config.backend.instance.clone());
+    if !config.backend.docker_endpoint.is_empty() {
+        docker_cfg.endpoint = Some(config.backend.docker_endpoint.clone());
+    }
+    let docker = DockerBackend::connect(docker_cfg).await?;
+    let inventory =
+        Inventory::discover(docker.docker(), &config.data_dir, &config.capacity).await?;
+    info!(provider = %address, total = ?inventory.total, "starting");
+    let gateway_cert = serve::gateway_cert(&config)?;
+    let p = Arc::new(Provider {
+        config,
+        address,
+        signer,
+        client,
+        state,
+        backend: Arc::new(docker),
+        routes: RouteTable::new(),
+        inventory,
+        reserve_lock: Mutex::new(()),
+    });
+    let from = match p.state.last_height()? {
+        Some(h) => h,
+        None => p.client.status().await?.height + 1,
+    };
+    p.reconcile().await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(follow_events(p.clone(), from, stop_rx.clone()));
+    tasks.spawn(every(Duration::from_secs(1), stop_rx.clone(), {
+        let p = p.clone();
+        move || {
+            let p = p.clone();
+            async move { p.close_overdue().await }
+        }
+    }));
+    tasks.spawn(every(Duration::from_secs(2), stop_rx.clone(), {
+        let p = p.clone();
+        move || {
+            let p = p.clone();
+            async move { p.refresh().await }
+        }
+    }));
+    let period = p.config.withdraw_period;
+    tasks.spawn(every(period, stop_rx.clone(), {
+        let p = p.clone();
+        move || {
+            let p = p.clone();
+            async move { p.withdraw_all().await }
+        }
+    }));
+    serve::spawn_servers(&mut tasks, p.clone(), gateway_cert, stop_rx.clone()).await?;
+    info!("provider running");
+
+    shutdown_signal().await;
+    info!("stopping");
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        warn!("some tasks did not stop within 10 s");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Waits until `stop` turns true.
+pub async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn every<F, Fut>(period: Duration, stop: watch::Receiver<bool>, mut f: F)
+where
+    F: FnMut() -> Fut + Send,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let stopped = stopped(stop);
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tick.tick() => f().await,
+        }
+    }
+}
+
+async fn follow_events(p: Arc<Provider>, from: u64, stop: watch::Receiver<bool>) {
+    info!(from_height = from, "following chain events");
+    let mut stream = p.client.event_stream(from);
+    let stopped = stopped(stop);
+    tokio::pin!(stopped);
+    loop {
+        let next = tokio::select! {
+            _ = &mut stopped => return,
+            n = stream.next() => n,
+        };
+        let ev = match next {
+            Some(Ok(ev)) => ev,
+            Some(Err(e)) => {
+                warn!("event stream: {e} (reconnecting)");
+                continue;
+            }
+            None => return,
+        };
+        handle_event(&p, ev.event).await;
+        if let Err(e) = p.state.set_last_height(ev.height) {
+            warn!("recording the processed height: {e}");
+        }
+    }
+}
+
+async fn handle_event(p: &Arc<Provider>, event: Event) {
+    let me = p.address;
+    match event {
+        Event::OrderCreated { id, price, .. } => {
+            tokio::spawn(bidengine::on_order_created(p.clone(), id, price));
+        }
+        Event::BidLost { id } if id.provider == me => {
+            bidengine::release(p, &id.order(), "bid lost");
+        }
+        Event::BidClosed { id } if id.provider == me => {
+            bidengine::release(p, &id.order(), "bid closed");
+        }
+        Event::OrderClosed { id, .. } => bidengine::release(p, &id, "order closed"),
+        Event::LeaseCreated { id, .. } if id.provider == me => {
+            if let Err(e) = p.lease_created(id).await {
+                warn!("recording a new lease: {e}");
+            }
+        }
+        Event::LeaseClosed { id, reason } if id.provider == me => {
+            p.lease_closed(&id, &format!("{reason:?}")).await;
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,74 @@
+//! [`ProviderGateway`]: the daemon behind the gateway. Ownership comes from the daemon's lease
+//! records (a lease here with these numbers but another owner is `Forbidden`, none is
+//! `NotFound`); manifests go through [`Provider::accept_manifest`]; logs, shell and events go
+//! straight to the workload backend.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kumo_gateway::{
+    GatewayBackend, GatewayError,
+    types::{LeaseStatusView, ProviderStatusView},
+};
+use kumo_sdl::manifest::Manifest;
+use kumo_types::{Address, LeaseId};
+use kumo_workload::{EventStream, ExecRequest, ExecSession, LogOptions, LogStream};
+
+use crate::daemon::Provider;
+
+/// The [`GatewayBackend`] of a running daemon.
+#[derive(Debug, Clone)]
+pub struct ProviderGateway(pub Arc<Provider>);
+
+#[async_trait]
+impl GatewayBackend for ProviderGateway {
+    fn provider(&self) -> Address {
+        self.0.address
+    }
+
+    async fn lease(
+        &self,
+        tenant: &Address,
+        dseq: u64,
+        gseq: u32,
+        oseq: u32,
+    ) -> Result<LeaseId, GatewayError> {
+        Ok(self.0.find_lease(tenant, dseq, gseq, oseq)?.id)
+    }
+
+    async fn put_manifest(
+        &self,
+        tenant: &Address,
+        dseq: u64,
+        manifest: Manifest,
+    ) -> Result<(), GatewayError> {
+        self.0.accept_manifest(tenant, dseq, manifest).await
+    }
+
+    async fn lease_status(&self, lease: &LeaseId) -> Result<LeaseStatusView, GatewayError> {
+        self.0.status_view(lease).await
+    }
+
+    async fn logs(&self, lease: &LeaseId, opts: &LogOptions) -> Result<LogStream, GatewayError> {
+        Ok(self.0.backend.logs(lease, opts).await?)
+    }
+
+    async fn exec(&self, lease: &LeaseId, req: &ExecRequest) -> Result<ExecSession, GatewayError> {
+        Ok(self.0.backend.exec(lease, req).await?)
+    }
+
+    async fn events(&self, lease: &LeaseId) -> Result<EventStream, GatewayError> {
+        Ok(self.0.backend.events(lease).await?)
+    }
+
+    async fn provider_status(&self) -> Result<ProviderStatusView, GatewayError> {
+        let p = &self.0;
+        let err = |e: crate::ProviderError| GatewayError::Unavailable(e.to_string());
+        Ok(ProviderStatusView {
+            provider: p.address,
+            leases: p.state.leases().map_err(err)?.len() as u32,
+            bids: p.state.reservations().map_err(err)?.len() as u32,
+            inventory: p.inventory_view().map_err(err)?,
+        })
+    }
+}

@@ -1,0 +1,197 @@
+//! What the provider can offer: discovered from the Docker engine (CPUs, memory) and the disk
+//! (free space of the data directory), capped by the config's limits, multiplied by the
+//! overcommit factors; minus what active leases and open bids hold.
+//!
+//! Storage is one disk pool (key `disk`) shared by every class except `ram`, which is memory
+//! (tmpfs). GPUs: [`Inventory::gpus`] is the hook for issue 8; today there are none and GPU
+//! orders get no bid.
+
+use std::{collections::BTreeMap, path::Path};
+
+use kumo_gateway::types::{InventoryView, ResourceAmounts};
+use kumo_types::GroupSpec;
+
+use crate::{ProviderError, config::CapacityConfig};
+
+/// The storage pool every disk-backed class draws from.
+pub const DISK: &str = "disk";
+/// The storage class backed by memory.
+pub const RAM: &str = "ram";
+
+/// The provider's total capacity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    /// After limits and overcommit.
+    pub total: ResourceAmounts,
+}
+
+impl Inventory {
+    /// Discovers the engine's CPUs and memory and the disk's free space under `data_dir`.
+    pub async fn discover(
+        docker: &bollard::Docker,
+        data_dir: &Path,
+        cap: &CapacityConfig,
+    ) -> Result<Inventory, ProviderError> {
+        let info = docker
+            .info()
+            .await
+            .map_err(|e| ProviderError::Other(format!("docker info failed: {e}")))?;
+        let cpus = info.ncpu.unwrap_or(1).max(1) as u64 * 1000;
+        let memory = info.mem_total.unwrap_or(0).max(0) as u64;
+        let disk = rustix::fs::statvfs(data_dir)
+            .map(|s| s.f_bavail * s.f_frsize)
+            .map_err(|e| {
+                ProviderError::Other(format!(
+                    "cannot read the free space of {}: {e}",
+                    data_dir.display()
+                ))
+            })?;
+        Ok(Inventory::from_discovered(cpus, memory, disk, cap))
+    }
+
+    /// Capacity from discovered amounts, limits and overcommit.
+    pub fn from_discovered(cpu_millis: u64, memory: u64, disk: u64, cap: &CapacityConfig) -> Self {
+        let limit = |found: u64, limit: u64, factor: f64| {
+            let base = if limit == 0 { found } else { limit.min(found) };
+            (base as f64 * factor) as u64
+        };
+        let mut storage = BTreeMap::new();
+        storage.insert(
+            DISK.to_string(),
+            limit(disk, cap.storage_bytes, cap.storage_overcommit),
+        );
+        Inventory {
+            total: ResourceAmounts {
+                cpu_millis: limit(cpu_millis, cap.cpu_millis, cap.cpu_overcommit),
+                memory_bytes: limit(memory, cap.memory_bytes, cap.memory_overcommit),
+                storage_bytes: storage,
+                gpus: Self::gpus(),
+            },
+        }
+    }
+
+    /// GPUs by model: none until GPU support (issue 8) discovers them.
+    pub fn gpus() -> BTreeMap<String, u32> {
+        BTreeMap::new()
+    }
+
+    /// Total, held and free, given what leases and bids hold.
+    pub fn view<'a>(&self, held: impl IntoIterator<Item = &'a ResourceAmounts>) -> InventoryView {
+        let mut sum = ResourceAmounts::default();
+        for h in held {
+            add(&mut sum, h);
+        }
+        let free = ResourceAmounts {
+            cpu_millis: self.total.cpu_millis.saturating_sub(sum.cpu_millis),
+            memory_bytes: self.total.memory_bytes.saturating_sub(sum.memory_bytes),
+            storage_bytes: self
+                .total
+                .storage_bytes
+                .iter()
+                .map(|(k, v)| {
+                    let used = sum.storage_bytes.get(k).copied().unwrap_or(0);
+                    (k.clone(), v.saturating_sub(used))
+                })
+                .collect(),
+            gpus: BTreeMap::new(),
+        };
+        InventoryView {
+            total: self.total.clone(),
+            held: sum,
+            free,
+        }
+    }
+}
+
+/// Adds `b` to `a`.
+pub fn add(a: &mut ResourceAmounts, b: &ResourceAmounts) {
+    a.cpu_millis += b.cpu_millis;
+    a.memory_bytes += b.memory_bytes;
+    for (k, v) in &b.storage_bytes {
+        *a.storage_bytes.entry(k.clone()).or_default() += v;
+    }
+    for (k, v) in &b.gpus {
+        *a.gpus.entry(k.clone()).or_default() += v;
+    }
+}
+
+/// What a group needs in total: every unit × its count. `ram` volumes count as memory; other
+/// volumes draw on the disk pool.
+pub fn group_needs(spec: &GroupSpec) -> ResourceAmounts {
+    let mut out = ResourceAmounts::default();
+    for unit in &spec.resources {
+        let n = u64::from(unit.count);
+        let r = &unit.resources;
+        out.cpu_millis += r.cpu.millis * n;
+        out.memory_bytes += r.memory.bytes * n;
+        for s in &r.storage {
+            if s.attribute("class") == Some(RAM) {
+                out.memory_bytes += s.bytes * n;
+            } else {
+                *out.storage_bytes.entry(DISK.to_string()).or_default() += s.bytes * n;
+            }
+        }
+        if r.gpu.units > 0 {
+            *out.gpus.entry("any".to_string()).or_default() += (r.gpu.units * n) as u32;
+        }
+    }
+    out
+}
+
+/// Whether `need` fits in `free`; the first resource that does not, as a reason.
+pub fn fits(need: &ResourceAmounts, free: &ResourceAmounts) -> Result<(), String> {
+    if need.cpu_millis > free.cpu_millis {
+        return Err(format!(
+            "needs {} mCPU, {} free",
+            need.cpu_millis, free.cpu_millis
+        ));
+    }
+    if need.memory_bytes > free.memory_bytes {
+        return Err(format!(
+            "needs {} bytes of memory, {} free",
+            need.memory_bytes, free.memory_bytes
+        ));
+    }
+    for (k, v) in &need.storage_bytes {
+        let have = free.storage_bytes.get(k).copied().unwrap_or(0);
+        if *v > have {
+            return Err(format!("needs {v} bytes of {k} storage, {have} free"));
+        }
+    }
+    if need.gpus.values().any(|n| *n > 0) {
+        return Err("needs GPUs, which this provider does not offer yet".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_and_overcommit_shape_what_is_offered_and_holds_reduce_it() {
+        let cap = CapacityConfig {
+            cpu_millis: 2000,
+            memory_bytes: 0,
+            storage_bytes: 0,
+            cpu_overcommit: 2.0,
+            memory_overcommit: 1.0,
+            storage_overcommit: 0.5,
+        };
+        let inv = Inventory::from_discovered(8000, 1 << 30, 1000, &cap);
+        assert_eq!(inv.total.cpu_millis, 4000);
+        assert_eq!(inv.total.memory_bytes, 1 << 30);
+        assert_eq!(inv.total.storage_bytes[DISK], 500);
+        let lease = ResourceAmounts {
+            cpu_millis: 3000,
+            ..Default::default()
+        };
+        let v = inv.view([&lease]);
+        assert_eq!(v.free.cpu_millis, 1000);
+        let need = ResourceAmounts {
+            cpu_millis: 1500,
+            ..Default::default()
+        };
+        assert!(fits(&need, &v.free).unwrap_err().contains("mCPU"));
+    }
+}

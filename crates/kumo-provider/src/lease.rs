@@ -1,0 +1,566 @@
+//! A lease's life on this provider.
+//!
+//! ```text
+//! LeaseCreated ──▶ record (awaiting manifest) ──put_manifest (hash = chain's, fits the group)──▶
+//!     host names + host ports (redb) ──▶ Backend::deploy ──▶ routes from the replicas' addresses
+//! no manifest within manifest_timeout ──▶ CloseLease(manifest_timeout)
+//! LeaseClosed (any reason) ──▶ routes removed, Backend::teardown, record removed
+//! every few seconds: routes refreshed from the engine (replica addresses change on restarts);
+//!     a lease missing replicas is deployed again (converges, never duplicates)
+//! every withdraw_period: WithdrawLease for each lease
+//! at start: reconcile(chain's active leases, redb, Backend::leases())
+//! ```
+
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use kumo_gateway::{
+    GatewayError,
+    routes::{HttpRoute, LeaseRoutes, PortRoute},
+    types::{ForwardedPort, LeaseState, LeaseStatusView, ResourceAmounts, ServiceView},
+};
+use kumo_sdl::manifest::{Manifest, ManifestGroup};
+use kumo_types::{Address, DeploymentId, LeaseCloseReason, LeaseId, Msg};
+use kumo_workload::{DeployOptions, DeploymentStatus};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::{
+    ProviderError,
+    daemon::Provider,
+    inventory::{self, DISK, RAM, fits},
+    state::{HostName, LeaseRecord, lease_key},
+};
+
+/// Now, Unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What [`Provider::reconcile`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    /// Active leases on chain for this provider.
+    pub chain_leases: usize,
+    /// Workloads removed because no active lease owns them.
+    pub orphans_removed: usize,
+    /// Records dropped because their lease closed while the daemon was away.
+    pub records_dropped: usize,
+    /// Leases found on chain that the daemon had no record of.
+    pub records_added: usize,
+    /// Leases with a manifest deployed again (converged; nothing duplicated).
+    pub redeployed: usize,
+}
+
+/// The generated host name of a lease's service: a hash, so it says nothing about the tenant.
+pub fn generated_host(lease: &LeaseId, service: &str, domain: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(lease_key(lease).as_bytes());
+    h.update([0]);
+    h.update(service.as_bytes());
+    let digest = h.finalize();
+    format!(
+        "{}.{}",
+        &hex::encode(digest)[..20],
+        domain.to_ascii_lowercase()
+    )
+}
+
+/// What a manifest group would hold, counted like a group spec.
+fn manifest_needs(group: &ManifestGroup) -> ResourceAmounts {
+    let mut out = ResourceAmounts::default();
+    for s in &group.services {
+        let n = u64::from(s.count);
+        out.cpu_millis += s.resources.cpu.millis * n;
+        out.memory_bytes += s.resources.memory.bytes * n;
+        for v in &s.resources.storage {
+            if v.attribute("class") == Some(RAM) {
+                out.memory_bytes += v.bytes * n;
+            } else {
+                *out.storage_bytes.entry(DISK.to_string()).or_default() += v.bytes * n;
+            }
+        }
+    }
+    out
+}
+
+impl Provider {
+    /// `LeaseCreated` for one of our bids: record it; the manifest timeout starts now.
+    pub async fn lease_created(&self, id: LeaseId) -> Result<(), ProviderError> {
+        if self.state.lease(&id)?.is_some() {
+            return Ok(());
+        }
+        let dep = self.client.deployment(&id.deployment()).await?.value;
+        let spec = dep
+            .groups
+            .iter()
+            .find(|g| g.id.gseq == id.gseq)
+            .ok_or_else(|| ProviderError::Other(format!("lease {} has no group", lease_key(&id))))?
+            .spec
+            .clone();
+        let rec = LeaseRecord {
+            id,
+            held: inventory::group_needs(&spec),
+            spec,
+            created_ms: now_ms(),
+            manifest: None,
+            manifest_ms: None,
+            hosts: Vec::new(),
+            ports: Vec::new(),
+        };
+        self.state.lease_started(&rec)?;
+        info!(lease = %lease_key(&id), "lease created: waiting for the manifest");
+        Ok(())
+    }
+
+    /// The lease closed on chain (or must go): routes, workload and record removed at once.
+    pub async fn lease_closed(&self, id: &LeaseId, why: &str) {
+        self.routes.remove_lease(id);
+        match self.backend.teardown(id).await {
+            Ok(r) => info!(
+                lease = %lease_key(id),
+                replicas = r.replicas, networks = r.networks, volumes = r.volumes,
+                "lease closed ({why}): workload removed"
+            ),
+            Err(e) => {
+                warn!(lease = %lease_key(id), "teardown failed: {e} (reconciliation retries at start)")
+            }
+        }
+        if let Err(e) = self.state.remove_lease(id) {
+            warn!(lease = %lease_key(id), "dropping its record: {e}");
+        }
+    }
+
+    /// The tenant's lease `dseq/gseq/oseq`, with ownership answered as the gateway expects.
+    pub fn find_lease(
+        &self,
+        tenant: &Address,
+        dseq: u64,
+        gseq: u32,
+        oseq: u32,
+    ) -> Result<LeaseRecord, GatewayError> {
+        let all = self.state.leases().map_err(unavailable)?;
+        let same: Vec<_> = all
+            .into_iter()
+            .filter(|r| r.id.dseq == dseq && r.id.gseq == gseq && r.id.oseq == oseq)
+            .collect();
+        if let Some(r) = same.iter().find(|r| r.id.owner == *tenant) {
+            return Ok(r.clone());
+        }
+        if same.is_empty() {
+            Err(GatewayError::NotFound(format!(
+                "no lease {dseq}/{gseq}/{oseq} with this provider"
+            )))
+        } else {
+            Err(GatewayError::Forbidden(format!(
+                "lease {dseq}/{gseq}/{oseq} belongs to another tenant"
+            )))
+        }
+    }
+
+    /// A tenant's manifest: checked against the chain, then deployed for each of its leases here.
+    pub async fn accept_manifest(
+        &self,
+        tenant: &Address,
+        dseq: u64,
+        manifest: Manifest,
+    ) -> Result<(), GatewayError> {
+        let all = self.state.leases().map_err(unavailable)?;
+        let mine: Vec<LeaseRecord> = all
+            .iter()
+            .filter(|r| r.id.dseq == dseq && r.id.owner == *tenant)
+            .cloned()
+            .collect();
+        if mine.is_empty() {
+            return Err(if all.iter().any(|r| r.id.dseq == dseq) {
+                GatewayError::Forbidden(format!("deployment {dseq} belongs to another tenant"))
+            } else {
+                GatewayError::NotFound(format!(
+                    "no lease of deployment {dseq} with this provider (was the bid accepted?)"
+                ))
+            });
+        }
+        let dep = self
+            .client
+            .deployment(&DeploymentId {
+                owner: *tenant,
+                dseq,
+            })
+            .await
+            .map_err(|e| GatewayError::Unavailable(format!("reading the deployment: {e}")))?
+            .value;
+        let got = manifest.hash();
+        if got != dep.deployment.hash {
+            return Err(GatewayError::Invalid(format!(
+                "manifest hash {} differs from the deployment's on-chain hash {}: nothing was started (send the manifest of the SDL you deployed, or update the deployment first)",
+                hex::encode(got),
+                hex::encode(dep.deployment.hash)
+            )));
+        }
+        // Check every group before anything starts.
+        let mut plan = Vec::new();
+        for rec in mine {
+            let group = manifest
+                .groups
+                .iter()
+                .find(|g| g.name == rec.spec.name)
+                .ok_or_else(|| {
+                    GatewayError::Invalid(format!(
+                        "the manifest has no group {:?}, which the lease is for",
+                        rec.spec.name
+                    ))
+                })?
+                .clone();
+            fits(&manifest_needs(&group), &rec.held).map_err(|e| {
+                GatewayError::Invalid(format!(
+                    "group {:?} asks for more than its lease: {e}",
+                    group.name
+                ))
+            })?;
+            plan.push((rec, group));
+        }
+        for (rec, group) in plan {
+            self.deploy_manifest(&rec.id, group).await?;
+        }
+        Ok(())
+    }
+
+    async fn deploy_manifest(
+        &self,
+        id: &LeaseId,
+        group: ManifestGroup,
+    ) -> Result<(), GatewayError> {
+        let domain = &self.config.ingress.domain;
+        let mut hosts = Vec::new();
+        let mut wanted = Vec::new();
+        for s in &group.services {
+            for e in s.expose.iter().filter(|e| e.global) {
+                if e.is_ingress() {
+                    hosts.push(HostName {
+                        service: s.name.clone(),
+                        port: e.port as u16,
+                        host: generated_host(id, &s.name, domain),
+                    });
+                    for h in e.hosts.iter().flatten() {
+                        hosts.push(HostName {
+                            service: s.name.clone(),
+                            port: e.port as u16,
+                            host: h.to_ascii_lowercase(),
+                        });
+                    }
+                } else {
+                    let w = (s.name.clone(), e.port as u16, e.proto);
+                    if !wanted.contains(&w) {
+                        wanted.push(w);
+                    }
+                }
+            }
+        }
+        // An accept host another lease already serves is refused rather than hijacked.
+        for h in &hosts {
+            let taken = self
+                .state
+                .leases()
+                .map_err(unavailable)?
+                .into_iter()
+                .any(|r| r.id != *id && r.hosts.iter().any(|o| o.host == h.host));
+            if taken {
+                return Err(GatewayError::Invalid(format!(
+                    "host {} is already served for another lease: pick another accept host",
+                    h.host
+                )));
+            }
+        }
+        let range = (
+            self.config.ingress.port_range_start,
+            self.config.ingress.port_range_end,
+        );
+        let rec = self
+            .state
+            .accept_manifest(id, group.clone(), hosts, &wanted, range, now_ms())
+            .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+        let status = self
+            .backend
+            .deploy(id, &group, &self.deploy_options())
+            .await?;
+        self.set_routes(&rec, &status);
+        info!(lease = %lease_key(id), "manifest accepted and deployed");
+        Ok(())
+    }
+
+    fn deploy_options(&self) -> DeployOptions {
+        DeployOptions {
+            env: vec![format!("AKASH_INGRESS_HOST={}", self.config.ingress.domain)],
+        }
+    }
+
+    /// Points the lease's routes at its replicas' current addresses.
+    pub fn set_routes(&self, rec: &LeaseRecord, status: &DeploymentStatus) {
+        let targets = |service: &str, port: u16| -> Vec<SocketAddr> {
+            status
+                .service(service)
+                .map(|s| {
+                    s.instances
+                        .iter()
+                        .filter(|i| i.state == kumo_workload::ReplicaState::Running)
+                        .filter_map(|i| i.ip.map(|ip| SocketAddr::new(ip, port)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let routes = LeaseRoutes {
+            http: rec
+                .hosts
+                .iter()
+                .map(|h| HttpRoute {
+                    host: h.host.clone(),
+                    service: h.service.clone(),
+                    targets: targets(&h.service, h.port),
+                })
+                .collect(),
+            ports: rec
+                .ports
+                .iter()
+                .map(|p| PortRoute {
+                    external_port: p.external_port,
+                    proto: p.proto,
+                    service: p.service.clone(),
+                    targets: targets(&p.service, p.port),
+                })
+                .collect(),
+        };
+        self.routes.set_lease(rec.id, routes);
+    }
+
+    /// Refreshes every lease's routes from the engine; deploys again a lease whose replicas
+    /// are missing (removed behind the daemon's back), which converges without duplicates.
+    pub async fn refresh(&self) {
+        let Ok(records) = self.state.leases() else {
+            return;
+        };
+        for rec in records {
+            let Some(group) = &rec.manifest else {
+                continue;
+            };
+            let status = match self.backend.status(&rec.id).await {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(lease = %lease_key(&rec.id), "status: {e}");
+                    continue;
+                }
+            };
+            let missing = group.services.iter().any(|s| {
+                status
+                    .service(&s.name)
+                    .is_none_or(|st| (st.instances.len() as u32) < s.count)
+            });
+            let status = if missing {
+                warn!(lease = %lease_key(&rec.id), "replicas missing: deploying again");
+                match self
+                    .backend
+                    .deploy(&rec.id, group, &self.deploy_options())
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(lease = %lease_key(&rec.id), "deploy: {e}");
+                        continue;
+                    }
+                }
+            } else {
+                status
+            };
+            self.set_routes(&rec, &status);
+        }
+    }
+
+    /// Closes leases whose manifest did not come within `manifest_timeout`.
+    pub async fn close_overdue(&self) {
+        let Ok(records) = self.state.leases() else {
+            return;
+        };
+        let timeout = self.config.manifest_timeout.as_millis() as u64;
+        for rec in records {
+            if rec.manifest.is_some() || now_ms().saturating_sub(rec.created_ms) < timeout {
+                continue;
+            }
+            let msg = Msg::CloseLease {
+                id: rec.id,
+                reason: LeaseCloseReason::ManifestTimeout,
+            };
+            match self.signer.submit(vec![msg]).await {
+                Ok(_) => {
+                    info!(lease = %lease_key(&rec.id), "no manifest in time: lease closed");
+                    self.lease_closed(&rec.id, "manifest timeout").await;
+                }
+                Err(e) => warn!(lease = %lease_key(&rec.id), "closing for manifest timeout: {e}"),
+            }
+        }
+    }
+
+    /// Withdraws the earnings of every lease.
+    pub async fn withdraw_all(&self) {
+        let Ok(records) = self.state.leases() else {
+            return;
+        };
+        for rec in records {
+            if let Err(e) = self
+                .signer
+                .submit(vec![Msg::WithdrawLease { id: rec.id }])
+                .await
+            {
+                warn!(lease = %lease_key(&rec.id), "withdraw: {e}");
+            }
+        }
+    }
+
+    /// Makes the chain, the records and the engine agree: nothing runs without an active
+    /// lease, every active lease has its record, and every lease with a manifest runs it.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, ProviderError> {
+        let mut report = ReconcileReport::default();
+        let chain: BTreeSet<LeaseId> = self
+            .client
+            .leases(&kumo_client::types::LeasesQuery {
+                owner: None,
+                provider: Some(self.address),
+                state: Some(kumo_client::types::LeaseState::Active),
+            })
+            .await?
+            .value
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        report.chain_leases = chain.len();
+        for id in self.backend.leases().await? {
+            if !chain.contains(&id) {
+                self.routes.remove_lease(&id);
+                self.backend.teardown(&id).await?;
+                report.orphans_removed += 1;
+            }
+        }
+        for rec in self.state.leases()? {
+            if !chain.contains(&rec.id) {
+                self.lease_closed(&rec.id, "closed while the provider was away")
+                    .await;
+                report.records_dropped += 1;
+            }
+        }
+        let known: BTreeSet<LeaseId> = self.state.leases()?.iter().map(|r| r.id).collect();
+        for id in chain.difference(&known) {
+            self.lease_created(*id).await?;
+            report.records_added += 1;
+        }
+        for rec in self.state.leases()? {
+            if let Some(group) = &rec.manifest {
+                let status = self
+                    .backend
+                    .deploy(&rec.id, group, &self.deploy_options())
+                    .await?;
+                self.set_routes(&rec, &status);
+                report.redeployed += 1;
+            }
+        }
+        let open: BTreeSet<_> = self
+            .client
+            .bids(&kumo_client::types::BidsQuery {
+                order: None,
+                provider: Some(self.address),
+                state: Some(kumo_client::types::BidState::Open),
+            })
+            .await?
+            .value
+            .into_iter()
+            .map(|b| b.id.order())
+            .collect();
+        for r in self.state.reservations()? {
+            if !open.contains(&r.order) {
+                self.state.remove_reservation(&r.order)?;
+            }
+        }
+        info!(?report, "reconciled chain, records and engine");
+        Ok(report)
+    }
+
+    /// The tenant-facing status of a lease.
+    pub async fn status_view(&self, id: &LeaseId) -> Result<LeaseStatusView, GatewayError> {
+        let rec = self
+            .state
+            .lease(id)
+            .map_err(unavailable)?
+            .ok_or_else(|| GatewayError::NotFound("no such lease with this provider".into()))?;
+        let mut view = LeaseStatusView {
+            dseq: id.dseq,
+            gseq: id.gseq,
+            oseq: id.oseq,
+            owner: id.owner,
+            provider: id.provider,
+            state: LeaseState::AwaitingManifest,
+            services: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let Some(group) = &rec.manifest else {
+            return Ok(view);
+        };
+        let status = self.backend.status(id).await?;
+        let http_port = self.config.ingress.http_listen.port();
+        let mut all_ready = true;
+        let mut any = false;
+        for s in &group.services {
+            let available = status.service(&s.name).map_or(0, |st| st.running);
+            all_ready &= available >= s.count;
+            any |= available > 0;
+            let uris = rec
+                .hosts
+                .iter()
+                .filter(|h| h.service == s.name)
+                .map(|h| {
+                    if http_port == 80 {
+                        format!("http://{}/", h.host)
+                    } else {
+                        format!("http://{}:{http_port}/", h.host)
+                    }
+                })
+                .collect();
+            let forwarded_ports = rec
+                .ports
+                .iter()
+                .filter(|p| p.service == s.name)
+                .map(|p| ForwardedPort {
+                    port: p.port,
+                    host: self.config.ingress.public_host.clone(),
+                    external_port: p.external_port,
+                    proto: p.proto,
+                })
+                .collect();
+            view.services.push(ServiceView {
+                name: s.name.clone(),
+                replicas: s.count,
+                available,
+                uris,
+                forwarded_ports,
+            });
+        }
+        let young = rec
+            .manifest_ms
+            .is_some_and(|t| now_ms().saturating_sub(t) < 60_000);
+        view.state = if all_ready {
+            LeaseState::Running
+        } else if young || !any {
+            LeaseState::Starting
+        } else {
+            LeaseState::Degraded
+        };
+        Ok(view)
+    }
+}
+
+fn unavailable(e: ProviderError) -> GatewayError {
+    GatewayError::Unavailable(e.to_string())
+}

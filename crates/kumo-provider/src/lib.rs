@@ -1,0 +1,31 @@
+//! The provider daemon (BRIEF §4): bids on orders, runs leases on a Docker engine, serves the
+//! tenant gateway and routes traffic in.
+//!
+//! - [`config`]: the TOML file with its documented defaults (`kumo provider init` writes it).
+//! - [`state`]: the daemon's own records in one redb file: leases and their manifests, host
+//!   names and host ports, bid reservations, the last processed height.
+//! - [`inventory`]: what the engine and the disk offer, capped and overcommitted, minus what
+//!   leases and open bids hold.
+//! - [`pricing`]: linear prices per resource, or an external command.
+//! - [`bidengine`]: on `OrderCreated`, match, reserve, price and bid.
+//! - [`lease`]: a lease's life: manifest accepted (hash checked), deployed, routed; closed on
+//!   chain → torn down; no manifest in time → closed; earnings withdrawn; reconciliation at
+//!   start.
+//! - [`gateway`]: the [`kumo_gateway::GatewayBackend`] the gateway serves tenants through.
+//! - [`daemon`]: [`daemon::run`], everything above together until SIGTERM/SIGINT.
+//! - [`register`]: `CreateProvider`/`UpdateProvider` from the config.
+
+pub mod bidengine;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod gateway;
+pub mod inventory;
+pub mod lease;
+pub mod pricing;
+pub mod register;
+pub mod serve;
+pub mod state;
+
+pub use config::ProviderConfig;
+pub use error::ProviderError;

@@ -1,0 +1,61 @@
+//! `kumo provider register`: puts the provider's record on chain from its config
+//! (`CreateProvider`, or `UpdateProvider` when it exists): host URI, attributes, contact details
+//! and the gateway certificate's SHA-256 fingerprint, which tenants pin.
+
+use kumo_client::signer::Signer;
+use kumo_types::{Msg, ProviderFields, ProviderInfo};
+use serde::Serialize;
+
+use crate::{ProviderConfig, ProviderError};
+
+/// What `register` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Registered {
+    /// The provider's address.
+    pub provider: String,
+    /// `create_provider` or `update_provider`.
+    pub action: &'static str,
+    /// The committed transaction's height.
+    pub height: u64,
+    /// The certificate fingerprint published (hex).
+    pub tls_cert_sha256: String,
+}
+
+/// The fields the chain record gets.
+pub fn fields(config: &ProviderConfig, fingerprint: [u8; 32]) -> ProviderFields {
+    ProviderFields {
+        host_uri: config.gateway.host_uri.clone(),
+        attributes: config.attributes.clone(),
+        info: ProviderInfo {
+            email: config.info.email.clone(),
+            website: config.info.website.clone(),
+        },
+        tls_cert_sha256: fingerprint,
+    }
+}
+
+/// Creates or updates the provider's record.
+pub async fn register(
+    config: &ProviderConfig,
+    signer: &Signer,
+    fingerprint: [u8; 32],
+) -> Result<Registered, ProviderError> {
+    let f = fields(config, fingerprint);
+    let exists = match signer.client().provider(&signer.address()).await {
+        Ok(_) => true,
+        Err(e) if e.is_not_found() => false,
+        Err(e) => return Err(e.into()),
+    };
+    let (msg, action) = if exists {
+        (Msg::UpdateProvider(f), "update_provider")
+    } else {
+        (Msg::CreateProvider(f), "create_provider")
+    };
+    let done = signer.submit(vec![msg]).await?;
+    Ok(Registered {
+        provider: signer.address().to_string(),
+        action,
+        height: done.height,
+        tls_cert_sha256: hex::encode(fingerprint),
+    })
+}

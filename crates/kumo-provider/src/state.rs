@@ -1,0 +1,383 @@
+//! The daemon's own records, in one redb file (`<data_dir>/provider.redb`).
+//!
+//! Tables (values are JSON, so a record can grow a field without a migration):
+//! - `leases`: key `owner/dseq/gseq/oseq` → [`LeaseRecord`] (the group spec, the manifest once
+//!   accepted, allocated host names and host ports).
+//! - `reservations`: key `owner/dseq/gseq/oseq` of the order → [`Reservation`] (what an open
+//!   bid holds).
+//! - `meta`: `last_height` → the height of the last processed chain event.
+//!
+//! Every change is one redb transaction, so a `kill -9` leaves either the old or the new record.
+//! Host-port allocation reads every lease's ports and writes the new lease in the same
+//! transaction, so two leases never get one port.
+
+use std::path::Path;
+
+use kumo_gateway::types::ResourceAmounts;
+use kumo_sdl::manifest::{ManifestGroup, Proto};
+use kumo_types::{GroupSpec, LeaseId, OrderId};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::ProviderError;
+
+const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+const RESERVATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("reservations");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const LAST_HEIGHT: &str = "last_height";
+
+/// A lease this provider runs (or waits for the manifest of).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// The lease.
+    pub id: LeaseId,
+    /// Its group as on chain.
+    pub spec: GroupSpec,
+    /// What it holds of the inventory.
+    pub held: ResourceAmounts,
+    /// When the daemon learned of it (Unix ms): the manifest timeout counts from here.
+    pub created_ms: u64,
+    /// The manifest's group, once accepted.
+    pub manifest: Option<ManifestGroup>,
+    /// When the manifest was accepted (Unix ms).
+    pub manifest_ms: Option<u64>,
+    /// HTTP host names of its global port-80 services.
+    pub hosts: Vec<HostName>,
+    /// Host ports of its other global ports.
+    pub ports: Vec<PortAllocation>,
+}
+
+/// A host name routed to a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostName {
+    /// The service.
+    pub service: String,
+    /// Its container port.
+    pub port: u16,
+    /// The host name (lower case).
+    pub host: String,
+}
+
+/// A host port forwarded to a service port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortAllocation {
+    /// The service.
+    pub service: String,
+    /// Its container port.
+    pub port: u16,
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// The host port.
+    pub external_port: u16,
+}
+
+/// What an open bid holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// The order bid on.
+    pub order: OrderId,
+    /// The resources held.
+    pub held: ResourceAmounts,
+    /// Whether the bid was sent (false while pricing/bidding is in progress).
+    pub bid_sent: bool,
+}
+
+/// The key of a lease or order: `owner/dseq/gseq/oseq`.
+pub fn order_key(o: &OrderId) -> String {
+    format!("{}/{}/{}/{}", o.owner, o.dseq, o.gseq, o.oseq)
+}
+
+/// The key of a lease.
+pub fn lease_key(l: &LeaseId) -> String {
+    order_key(&l.order())
+}
+
+/// The redb store.
+#[derive(Debug)]
+pub struct State {
+    db: Database,
+}
+
+fn db_err(e: impl std::fmt::Display) -> ProviderError {
+    ProviderError::State(e.to_string())
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, ProviderError> {
+    serde_json::from_slice(b).map_err(db_err)
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records serialize")
+}
+
+impl State {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<State, ProviderError> {
+        let db = Database::create(path)
+            .map_err(|e| ProviderError::State(format!("cannot open {}: {e}", path.display())))?;
+        let w = db.begin_write().map_err(db_err)?;
+        {
+            w.open_table(LEASES).map_err(db_err)?;
+            w.open_table(RESERVATIONS).map_err(db_err)?;
+            w.open_table(META).map_err(db_err)?;
+        }
+        w.commit().map_err(db_err)?;
+        Ok(State { db })
+    }
+
+    /// The height of the last processed event.
+    pub fn last_height(&self) -> Result<Option<u64>, ProviderError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(META).map_err(db_err)?;
+        Ok(t.get(LAST_HEIGHT).map_err(db_err)?.map(|v| v.value()))
+    }
+
+    /// Records the height of the last processed event.
+    pub fn set_last_height(&self, h: u64) -> Result<(), ProviderError> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        w.open_table(META)
+            .map_err(db_err)?
+            .insert(LAST_HEIGHT, h)
+            .map_err(db_err)?;
+        w.commit().map_err(db_err)
+    }
+
+    /// Every lease record.
+    pub fn leases(&self) -> Result<Vec<LeaseRecord>, ProviderError> {
+        self.all(LEASES)
+    }
+
+    /// One lease record.
+    pub fn lease(&self, id: &LeaseId) -> Result<Option<LeaseRecord>, ProviderError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(LEASES).map_err(db_err)?;
+        t.get(lease_key(id).as_str())
+            .map_err(db_err)?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// Writes a lease record.
+    pub fn put_lease(&self, rec: &LeaseRecord) -> Result<(), ProviderError> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        w.open_table(LEASES)
+            .map_err(db_err)?
+            .insert(lease_key(&rec.id).as_str(), encode(rec).as_slice())
+            .map_err(db_err)?;
+        w.commit().map_err(db_err)
+    }
+
+    /// A new lease: its record written and its bid's reservation dropped, together.
+    pub fn lease_started(&self, rec: &LeaseRecord) -> Result<(), ProviderError> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        {
+            w.open_table(LEASES)
+                .map_err(db_err)?
+                .insert(lease_key(&rec.id).as_str(), encode(rec).as_slice())
+                .map_err(db_err)?;
+            w.open_table(RESERVATIONS)
+                .map_err(db_err)?
+                .remove(lease_key(&rec.id).as_str())
+                .map_err(db_err)?;
+        }
+        w.commit().map_err(db_err)
+    }
+
+    /// Removes a lease record (its host names and ports are free again).
+    pub fn remove_lease(&self, id: &LeaseId) -> Result<Option<LeaseRecord>, ProviderError> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        let old = {
+            let mut t = w.open_table(LEASES).map_err(db_err)?;
+            let v = t.remove(lease_key(id).as_str()).map_err(db_err)?;
+            v.map(|v| decode(v.value())).transpose()?
+        };
+        w.commit().map_err(db_err)?;
+        Ok(old)
+    }
+
+    /// Stores an accepted manifest with its host names, allocating host ports for `wanted`
+    /// (service, container port, proto) from `range`, skipping ports other leases hold. Ports
+    /// the lease already has for the same service port are kept.
+    pub fn accept_manifest(
+        &self,
+        id: &LeaseId,
+        manifest: ManifestGroup,
+        hosts: Vec<HostName>,
+        wanted: &[(String, u16, Proto)],
+        range: (u16, u16),
+        now_ms: u64,
+    ) -> Result<LeaseRecord, ProviderError> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        let rec = {
+            let mut t = w.open_table(LEASES).map_err(db_err)?;
+            let key = lease_key(id);
+            let mut rec: LeaseRecord = match t.get(key.as_str()).map_err(db_err)? {
+                Some(v) => decode(v.value())?,
+                None => return Err(ProviderError::Other(format!("lease {key} is not here"))),
+            };
+            let mut used = std::collections::BTreeSet::new();
+            for entry in t.iter().map_err(db_err)? {
+                let (k, v) = entry.map_err(db_err)?;
+                if k.value() == key {
+                    continue;
+                }
+                let other: LeaseRecord = decode(v.value())?;
+                used.extend(other.ports.iter().map(|p| p.external_port));
+            }
+            let mut ports = Vec::new();
+            for (service, port, proto) in wanted {
+                let kept = rec
+                    .ports
+                    .iter()
+                    .find(|p| &p.service == service && p.port == *port && p.proto == *proto);
+                let external_port = match kept {
+                    Some(p) => p.external_port,
+                    None => (range.0..=range.1)
+                        .find(|p| !used.contains(p))
+                        .ok_or_else(|| {
+                            ProviderError::Other(format!(
+                                "no free host port in {}-{}: widen ingress.port_range_*",
+                                range.0, range.1
+                            ))
+                        })?,
+                };
+                used.insert(external_port);
+                ports.push(PortAllocation {
+                    service: service.clone(),
+                    port: *port,
+                    proto: *proto,
+                    external_port,
+                });
+            }
+            rec.manifest = Some(manifest);
+            rec.manifest_ms = Some(now_ms);
+            rec.hosts = hosts;
+            rec.ports = ports;
+            t.insert(key.as_str(), encode(&rec).as_slice())
+                .map_err(db_err)?;
+            rec
+        };
+        w.commit().map_err(db_err)?;
+        Ok(rec)
+    }
+
+    /// Every reservation.
+    pub fn reservations(&self) -> Result<Vec<Reservation>, ProviderError> {
+        self.all(RESERVATIONS)
+    }
+
+    /// Writes a reservation.
+    pub fn put_reservation(&self, r: &Reservation) -> Result<(), ProviderError> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        w.open_table(RESERVATIONS)
+            .map_err(db_err)?
+            .insert(order_key(&r.order).as_str(), encode(r).as_slice())
+            .map_err(db_err)?;
+        w.commit().map_err(db_err)
+    }
+
+    /// Whether the order has a reservation.
+    pub fn has_reservation(&self, order: &OrderId) -> Result<bool, ProviderError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(RESERVATIONS).map_err(db_err)?;
+        Ok(t.get(order_key(order).as_str()).map_err(db_err)?.is_some())
+    }
+
+    /// Drops an order's reservation; whether there was one.
+    pub fn remove_reservation(&self, order: &OrderId) -> Result<bool, ProviderError> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        let had = w
+            .open_table(RESERVATIONS)
+            .map_err(db_err)?
+            .remove(order_key(order).as_str())
+            .map_err(db_err)?
+            .is_some();
+        w.commit().map_err(db_err)?;
+        Ok(had)
+    }
+
+    fn all<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<T>, ProviderError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(table).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(db_err)? {
+            let (_, v) = entry.map_err(db_err)?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kumo_types::{Address, PlacementRequirements};
+
+    use super::*;
+
+    fn lease(n: u8) -> LeaseId {
+        LeaseId {
+            owner: Address([n; 20]),
+            dseq: n as u64,
+            gseq: 1,
+            oseq: 1,
+            provider: Address([9; 20]),
+        }
+    }
+
+    fn record(id: LeaseId) -> LeaseRecord {
+        LeaseRecord {
+            id,
+            spec: GroupSpec {
+                name: "g".into(),
+                requirements: PlacementRequirements::default(),
+                resources: vec![],
+            },
+            held: ResourceAmounts::default(),
+            created_ms: 1,
+            manifest: None,
+            manifest_ms: None,
+            hosts: vec![],
+            ports: vec![],
+        }
+    }
+
+    #[test]
+    fn host_ports_are_unique_across_leases_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.redb");
+        let group = ManifestGroup {
+            name: "g".into(),
+            services: vec![],
+        };
+        let want = vec![("db".to_string(), 5432, Proto::Tcp)];
+        {
+            let s = State::open(&path).unwrap();
+            s.put_lease(&record(lease(1))).unwrap();
+            s.put_lease(&record(lease(2))).unwrap();
+            let a = s
+                .accept_manifest(&lease(1), group.clone(), vec![], &want, (30000, 30001), 5)
+                .unwrap();
+            let b = s
+                .accept_manifest(&lease(2), group.clone(), vec![], &want, (30000, 30001), 5)
+                .unwrap();
+            assert_eq!(a.ports[0].external_port, 30000);
+            assert_eq!(b.ports[0].external_port, 30001);
+            s.set_last_height(42).unwrap();
+        }
+        let s = State::open(&path).unwrap();
+        assert_eq!(s.last_height().unwrap(), Some(42));
+        // The same manifest again keeps the port; a third lease finds the range full.
+        let again = s
+            .accept_manifest(&lease(1), group.clone(), vec![], &want, (30000, 30001), 6)
+            .unwrap();
+        assert_eq!(again.ports[0].external_port, 30000);
+        s.put_lease(&record(lease(3))).unwrap();
+        let full = s.accept_manifest(&lease(3), group, vec![], &want, (30000, 30001), 6);
+        assert!(full.unwrap_err().to_string().contains("no free host port"));
+        s.remove_lease(&lease(1)).unwrap();
+        assert_eq!(s.leases().unwrap().len(), 2);
+    }
+}
