@@ -298,6 +298,9 @@ impl Provider {
     fn deploy_options(&self) -> DeployOptions {
         DeployOptions {
             env: vec![format!("AKASH_INGRESS_HOST={}", self.config.ingress.domain)],
+            // VM services (issue 7) take their forwarded ports from here; containers use the
+            // ingress's port forwarder instead.
+            host_ports: Vec::new(),
         }
     }
 

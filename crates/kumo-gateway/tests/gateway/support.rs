@@ -336,6 +336,7 @@ pub(crate) fn service(name: &str, args: &[&str]) -> ManifestService {
         expose: vec![],
         params: None,
         credentials: None,
+        vm: None,
     }
 }
 
