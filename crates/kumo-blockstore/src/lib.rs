@@ -375,6 +375,29 @@ impl BlockStore {
         Ok(Some((h, decode(raw.value(), || format!("tx ({h}, {i})"))?)))
     }
 
+    /// [`BlockStore::tx`] for each of `hashes`, in one read transaction.
+    pub fn txs(&self, hashes: &[Hash32]) -> Result<Vec<Option<(u64, TxRecord)>>, BlockStoreError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let at = r.open_table(TX_HASHES).map_err(db_err)?;
+        let txs = r.open_table(TXS).map_err(db_err)?;
+        hashes
+            .iter()
+            .map(|hash| {
+                let Some((h, i)) = at.get(hash).map_err(db_err)?.map(|v| v.value()) else {
+                    return Ok(None);
+                };
+                let raw =
+                    txs.get((h, i))
+                        .map_err(db_err)?
+                        .ok_or_else(|| BlockStoreError::Corrupt {
+                            what: format!("tx {}", hex::encode(hash)),
+                            error: format!("indexed at ({h}, {i}) but not stored there"),
+                        })?;
+                Ok(Some((h, decode(raw.value(), || format!("tx ({h}, {i})"))?)))
+            })
+            .collect()
+    }
+
     /// Up to `limit` events from `from` on, in chain order.
     pub fn events(
         &self,

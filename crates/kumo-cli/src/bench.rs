@@ -54,6 +54,13 @@ pub(crate) struct NodeArgs {
     /// Transactions in flight per account (at most 9: the mempool's nonce gap + 1).
     #[arg(long, default_value_t = kumo_testnet::bench::NodeBenchConfig::default().window)]
     window: usize,
+    /// One HTTP request per transaction (`POST /v1/txs`) instead of each node's clients sending
+    /// batches (`POST /v1/txs/batch`).
+    #[arg(long)]
+    one_per_request: bool,
+    /// Most transactions in a block.
+    #[arg(long, default_value_t = kumo_testnet::bench::NodeBenchConfig::default().max_block_txs)]
+    max_block_txs: usize,
     /// Validators.
     #[arg(long, default_value_t = 4, hide = true)]
     validators: usize,
@@ -178,6 +185,8 @@ impl BenchCommand {
                     block_time: a.block_time,
                     accounts: a.accounts,
                     window: a.window,
+                    batch: !a.one_per_request,
+                    max_block_txs: a.max_block_txs,
                     chain: (!a.no_chain).then(|| ChainConfig {
                         tenants: a.chain_tenants.max(1),
                         ..ChainConfig::default()

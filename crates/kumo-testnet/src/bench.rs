@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::{
     init::{TestnetSpec, init},
-    load::{LoadConfig, Sender, run},
+    load::{LoadConfig, Sender, run, run_batched},
     process::NodeProcess,
 };
 
@@ -46,6 +46,11 @@ pub struct NodeBenchConfig {
     pub accounts: usize,
     /// Transactions in flight per account.
     pub window: usize,
+    /// Send each node's transactions in batches (`POST /v1/txs/batch`, [`crate::load::run_batched`])
+    /// rather than one request per transaction ([`crate::load::run`]).
+    pub batch: bool,
+    /// Most transactions in a block.
+    pub max_block_txs: usize,
     /// `kumo bench chain`'s sizes for the ratio (none: skip it).
     pub chain: Option<kumo_chain::bench::ChainConfig>,
 }
@@ -57,8 +62,10 @@ impl Default for NodeBenchConfig {
             warmup: Duration::from_secs(3),
             validators: 4,
             block_time: Duration::from_millis(250),
-            accounts: 400,
+            accounts: 2000,
             window: 4,
+            batch: true,
+            max_block_txs: 10_000,
             chain: Some(Default::default()),
         }
     }
@@ -162,6 +169,9 @@ pub fn node(
     let mut spec = TestnetSpec::new(config.validators, dir.path());
     spec.base_port = 0;
     spec.block_time = config.block_time;
+    spec.max_block_txs = config.max_block_txs;
+    // Transfers are ~200 bytes: room for max_block_txs of them.
+    spec.max_block_bytes = spec.max_block_bytes.max(config.max_block_txs * 512);
     spec.chain_id = "kumo-bench-1".into();
     spec.balances = addresses
         .iter()
@@ -235,7 +245,11 @@ pub fn node(
             give_up_after: Duration::from_secs(60),
         };
         let clients = procs.iter().map(NodeProcess::client).collect();
-        let report = run(senders, clients, load).await;
+        let report = if config.batch {
+            run_batched(senders, clients, load).await
+        } else {
+            run(senders, clients, load).await
+        };
         let from = start + config.warmup;
         let to = start + config.duration;
         let from_ms = unix_ms(start_wall + config.warmup);
