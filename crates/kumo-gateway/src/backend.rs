@@ -49,7 +49,8 @@ pub trait GatewayBackend: Send + Sync + 'static {
     async fn logs(&self, lease: &LeaseId, opts: &LogOptions) -> Result<LogStream, GatewayError>;
 
     /// Starts a command in a replica of the lease.
-    async fn exec(&self, lease: &LeaseId, req: &ExecRequest) -> Result<ExecSession, GatewayError>;
+    async fn exec(&self, lease: &LeaseId, req: &ExecRequest)
+    -> Result<ExecSession, GatewayError>;
 
     /// What happens to the lease's replicas from now on.
     async fn events(&self, lease: &LeaseId) -> Result<EventStream, GatewayError>;
