@@ -35,7 +35,9 @@ pub(crate) enum BenchCommand {
     ///
     /// Starts 4 validator processes (`kumo node run`) on loopback in a temporary directory,
     /// 250 ms blocks, then sends signed transfers from many accounts to all of them (several in
-    /// flight per account, each waiting for its commit) for --duration. Reports committed txs/s,
+    /// flight per account; each node's clients send them in batches, `POST /v1/txs/batch`, each
+    /// batch waiting for its commit; --one-per-request sends one request per transaction) for
+    /// --duration. Reports committed txs/s,
     /// the latency from submission to the node's commit answer (p50, p99) and the mean block
     /// interval, measured after a warm-up. Runs `kumo bench chain` first for the ratio. Goals:
     /// finality p50 ≤ 2 × block time; committed txs/s ≥ 25% of the chain's txs/s.

@@ -6,8 +6,11 @@
 //!    loopback, free ports, `block_time` blocks, `accounts` funded accounts.
 //! 3. Starts one `kumo node run` process per validator ([`crate::process`]).
 //! 4. Runs the load ([`crate::load`]): every account sends 1 ukumo at a time, signed in
-//!    advance, `window` transactions in flight per account, each with `?wait=commit`, spread
-//!    over the nodes, for `duration`.
+//!    advance, `window` transactions in flight per account, spread over the nodes, for
+//!    `duration`: by default each node's clients send batches (`POST /v1/txs/batch?wait=commit`,
+//!    [`crate::load::run_batched`]), else one request per transaction ([`crate::load::run`]).
+//!    The testnet's blocks may hold `max_block_txs` transactions (10,000 by default: at 2,000,
+//!    the node default, 250 ms blocks cap a chain at 8,000 txs/s).
 //! 5. Measures over the load after `warmup`: transactions reported committed per second,
 //!    finality latency (first submission → the node's commit answer; p50, p99) of those
 //!    submitted in that window, and the mean interval between the blocks of that window (read
