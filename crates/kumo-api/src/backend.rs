@@ -46,6 +46,13 @@ pub trait NodeBackend: Send + Sync + 'static {
     /// Admits a signed transaction to the mempool; returns its hash.
     fn submit(&self, tx: Vec<u8>) -> Result<Hash32, SubmitError>;
 
+    /// Admits several signed transactions, each on its own (one refused does not stop the
+    /// others); one result per transaction, in order. The default submits them one by one; a
+    /// node verifies their signatures in one batch.
+    fn submit_batch(&self, txs: Vec<Vec<u8>>) -> Vec<Result<Hash32, SubmitError>> {
+        txs.into_iter().map(|tx| self.submit(tx)).collect()
+    }
+
     /// Finalized blocks, transactions and events.
     fn blocks(&self) -> &BlockStore;
 

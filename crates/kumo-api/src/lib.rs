@@ -42,5 +42,6 @@ pub use backend::{NodeBackend, SubmitError, Waited};
 pub use error::ApiError;
 #[cfg(feature = "server")]
 pub use routes::{
-    DEFAULT_WAIT, EVENTS_DEFAULT_LIMIT, EVENTS_MAX_LIMIT, MAX_WAIT, body_limit, route_table, router,
+    BATCH_BODY_LIMIT, DEFAULT_WAIT, EVENTS_DEFAULT_LIMIT, EVENTS_MAX_LIMIT, MAX_WAIT, body_limit,
+    route_table, router,
 };

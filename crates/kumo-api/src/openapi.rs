@@ -120,6 +120,21 @@ pub fn document() -> Value {
                     "responses": submit_responses
                 }
             },
+            "/v1/txs/batch": {
+                "post": {
+                    "summary": "Submit several signed transactions: each admitted or refused on its own, one item per transaction in the answer",
+                    "parameters": [
+                        query_param("wait", "`commit`: answer when every admitted transaction is in a block (or dropped, or the timeout passed)", string_enum(&["commit"])),
+                        query_param("timeout_ms", "how long `wait=commit` waits (default 10000, at most 60000)", json!({"type": "integer", "minimum": 0}))
+                    ],
+                    "requestBody": {
+                        "required": true,
+                        "description": "1 to 1000 signed transactions, hex. At most 8 MiB.",
+                        "content": { "application/json": { "schema": schema("SubmitBatch") } }
+                    },
+                    "responses": responses(200, ok("one item per transaction, in order; an item's error does not fail the request", schema("SubmitBatchResponse")), &[400, 413, 415, 500, 503])
+                }
+            },
             "/v1/txs/{hash}": get("A committed transaction and its outcome",
                 vec![path_param("hash", "sha256 of the transaction bytes, 64 hex characters")],
                 responses(200, ok("the transaction", schema("TxView")), &common)),
@@ -219,6 +234,26 @@ fn schemas() -> Value {
         "SubmitTx": {
             "type": "object", "required": ["tx"], "additionalProperties": false,
             "properties": { "tx": { "type": "string", "pattern": "^([0-9a-fA-F]{2})+$", "description": "the signed transaction bytes in hex" } }
+        },
+        "SubmitBatch": {
+            "type": "object", "required": ["txs"], "additionalProperties": false,
+            "properties": { "txs": { "type": "array", "minItems": 1, "maxItems": 1000,
+                                     "items": { "type": "string", "pattern": "^([0-9a-fA-F]{2})+$" } } }
+        },
+        "SubmitBatchResponse": {
+            "type": "object", "required": ["results"],
+            "properties": { "results": list(schema("BatchItem")) }
+        },
+        "BatchItem": {
+            "type": "object", "required": ["hash", "status"],
+            "properties": {
+                "hash": hex32,
+                "status": string_enum(&["pending", "committed", "error"]),
+                "height": { "type": "integer", "description": "when committed" },
+                "tx": schema("TxRecord"),
+                "error": { "type": "object", "required": ["code", "message"], "description": "when error: what POST /v1/txs would have answered",
+                           "properties": { "code": { "type": "string" }, "message": { "type": "string" }, "reason": { "type": "string" } } }
+            }
         },
         "SubmitResponse": {
             "type": "object", "required": ["hash", "status"],

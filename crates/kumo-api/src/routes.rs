@@ -33,8 +33,9 @@ use crate::{
     metrics::{self, Metrics},
     openapi, stream,
     types::{
-        BidsQuery, DeploymentsQuery, ErrorCode, EventsPage, EventsQuery, LeasesQuery, NodeStatus,
-        OrdersQuery, SubmitQuery, SubmitResponse, SubmitTx, TxStatus, TxView, WaitFor,
+        BatchItem, BatchItemStatus, BidsQuery, DeploymentsQuery, ErrorCode, EventsPage,
+        EventsQuery, LeasesQuery, MAX_BATCH_TXS, NodeStatus, OrdersQuery, SubmitBatch,
+        SubmitBatchResponse, SubmitQuery, SubmitResponse, SubmitTx, TxStatus, TxView, WaitFor,
     },
 };
 
@@ -75,6 +76,11 @@ fn routes<B: NodeBackend>() -> Routes<B> {
         table: Vec::new(),
     }
     .add(Method::POST, "/v1/txs", post(submit::<B>))
+    .add(
+        Method::POST,
+        "/v1/txs/batch",
+        post(submit_batch::<B>).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
+    )
     .add(Method::GET, "/v1/txs/{hash}", get(tx::<B>))
     .add(Method::GET, "/v1/blocks/{height}", get(block::<B>))
     .add(Method::GET, "/v1/status", get(status::<B>))
@@ -106,6 +112,10 @@ fn routes<B: NodeBackend>() -> Routes<B> {
 pub fn route_table<B: NodeBackend>() -> Vec<(Method, &'static str)> {
     routes::<B>().table
 }
+
+/// The largest body `POST /v1/txs/batch` accepts (8 MiB: [`MAX_BATCH_TXS`] transactions of a
+/// few kilobytes, hex).
+pub const BATCH_BODY_LIMIT: usize = 8 << 20;
 
 /// The largest body accepted: a transaction of the chain's `max_tx_bytes`, hex-encoded in its
 /// JSON envelope.
@@ -291,15 +301,160 @@ async fn submit<B: NodeBackend>(
             tx: Some(*tx),
         })
         .into_response()),
-        Waited::Dropped => Err(ApiError::new(
-            ErrorCode::Dropped,
-            format!(
-                "transaction {} left the mempool without being committed: a block made it invalid (another transaction used its nonce, or it can no longer pay its fee); query the account and re-sign",
-                hex::encode(hash)
-            ),
-        )),
+        Waited::Dropped => Err(ApiError::new(ErrorCode::Dropped, dropped_message(&hash))),
         Waited::TimedOut => Ok(pending()),
     }
+}
+
+/// `POST /v1/txs/batch`: each transaction admitted or refused on its own (one batch signature
+/// check for all), then with `wait=commit` one wait for all of them; errors per item.
+async fn submit_batch<B: NodeBackend>(
+    State(api): ApiState<B>,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<SubmitBatchResponse>, ApiError> {
+    let Query(q) = query?;
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "the batch is larger than {BATCH_BODY_LIMIT} bytes: send fewer transactions per request"
+                ),
+            )
+        } else {
+            ApiError::from(r)
+        }
+    })?;
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send Content-Type application/json: {\"txs\": [\"<hex>\", …]}",
+        ));
+    }
+    let batch: SubmitBatch = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body is not {{\"txs\": [\"<hex of a signed transaction>\", …]}}: {e}"),
+        )
+    })?;
+    if batch.txs.is_empty() || batch.txs.len() > MAX_BATCH_TXS {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {MAX_BATCH_TXS} transactions, not {}",
+            batch.txs.len()
+        )));
+    }
+    let txs: Vec<Vec<u8>> = batch.txs.into_iter().map(|t| t.0).collect();
+    let hashes: Vec<Hash32> = txs.iter().map(|t| kumo_types::tx::tx_hash(t)).collect();
+    let backend = api.backend.clone();
+    let admitted = tokio::task::spawn_blocking(move || backend.submit_batch(txs)).await?;
+    let mut items: Vec<BatchItem> = hashes
+        .into_iter()
+        .zip(admitted)
+        .map(|(hash, r)| match r {
+            Ok(_) => BatchItem {
+                hash,
+                status: BatchItemStatus::Pending,
+                height: None,
+                tx: None,
+                error: None,
+            },
+            Err(e) => BatchItem {
+                hash,
+                status: BatchItemStatus::Error,
+                height: None,
+                tx: None,
+                error: Some(ApiError::from(e).body().error),
+            },
+        })
+        .collect();
+    if q.wait == Some(WaitFor::Commit) {
+        let timeout = q
+            .timeout_ms
+            .map_or(DEFAULT_WAIT, Duration::from_millis)
+            .min(MAX_WAIT);
+        wait_all_committed(&api, &mut items, timeout).await?;
+    }
+    Ok(Json(SubmitBatchResponse { results: items }))
+}
+
+/// Waits until every pending item is committed or dropped, or `timeout` passes: one block
+/// store read for all of them after each committed block.
+async fn wait_all_committed<B: NodeBackend>(
+    api: &Api<B>,
+    items: &mut [BatchItem],
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let mut heights = api.backend.committed();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        heights.borrow_and_update();
+        let pending: Vec<usize> = (0..items.len())
+            .filter(|i| items[*i].status == BatchItemStatus::Pending)
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let hashes: Vec<Hash32> = pending.iter().map(|i| items[*i].hash).collect();
+        let found = blocks(api, move |b| b.txs(&hashes)).await?;
+        let mut left = Vec::new();
+        for (i, found) in pending.into_iter().zip(found) {
+            match found {
+                Some((height, tx)) => {
+                    items[i].status = BatchItemStatus::Committed;
+                    items[i].height = Some(height);
+                    items[i].tx = Some(tx);
+                }
+                None => left.push(i),
+            }
+        }
+        // Those neither committed nor pending any more were dropped (looked up once more: a
+        // block may have taken them between the two looks).
+        let gone: Vec<usize> = left
+            .into_iter()
+            .filter(|i| !api.backend.mempool_contains(&items[*i].hash))
+            .collect();
+        if !gone.is_empty() {
+            let hashes: Vec<Hash32> = gone.iter().map(|i| items[*i].hash).collect();
+            let found = blocks(api, move |b| b.txs(&hashes)).await?;
+            for (i, found) in gone.into_iter().zip(found) {
+                let item = &mut items[i];
+                match found {
+                    Some((height, tx)) => {
+                        item.status = BatchItemStatus::Committed;
+                        item.height = Some(height);
+                        item.tx = Some(tx);
+                    }
+                    None => {
+                        item.status = BatchItemStatus::Error;
+                        item.error = Some(
+                            ApiError::new(ErrorCode::Dropped, dropped_message(&item.hash))
+                                .body()
+                                .error,
+                        );
+                    }
+                }
+            }
+        }
+        match tokio::time::timeout_at(deadline, heights.changed()).await {
+            Ok(Ok(())) => {}
+            // Timed out, or the node is shutting down: the rest stay pending.
+            Ok(Err(_)) | Err(_) => return Ok(()),
+        }
+    }
+}
+
+fn dropped_message(hash: &Hash32) -> String {
+    format!(
+        "transaction {} left the mempool without being committed: a block made it invalid (another transaction used its nonce, or it can no longer pay its fee); query the account and re-sign",
+        hex::encode(hash)
+    )
 }
 
 async fn tx<B: NodeBackend>(

@@ -203,6 +203,62 @@ pub struct SubmitResponse {
     pub tx: Option<TxRecord>,
 }
 
+/// `POST /v1/txs/batch` body: several signed transactions, each admitted (or refused) on its
+/// own, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBatch {
+    /// The signed transactions, hex (at most [`MAX_BATCH_TXS`]).
+    pub txs: Vec<HexTx>,
+}
+
+/// The most transactions one `POST /v1/txs/batch` may carry.
+pub const MAX_BATCH_TXS: usize = 1000;
+
+/// A signed transaction as hex in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HexTx(#[serde(with = "kumo_blockstore::record::hex_bytes")] pub Vec<u8>);
+
+/// `POST /v1/txs/batch` answer: one item per submitted transaction, in the same order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitBatchResponse {
+    /// The items.
+    pub results: Vec<BatchItem>,
+}
+
+/// What became of one transaction of a batch: as `POST /v1/txs` would answer it, the error
+/// inline instead of as the HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchItem {
+    /// sha256 of the transaction bytes.
+    #[serde(with = "kumo_blockstore::record::hex32")]
+    pub hash: [u8; 32],
+    /// Pending, committed, or error.
+    pub status: BatchItemStatus,
+    /// When committed: the block height.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u64>,
+    /// When committed: the transaction and its outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx: Option<TxRecord>,
+    /// When an error: why (the code and message `POST /v1/txs` would answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// The state of one transaction of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchItemStatus {
+    /// Admitted to the mempool, not yet in a block.
+    Pending,
+    /// In a committed block: see `tx.result`.
+    Committed,
+    /// Not admitted, or dropped while waited for: see `error`.
+    Error,
+}
+
 /// `GET /v1/txs/{hash}`: a committed transaction and its block height.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxView {

@@ -581,3 +581,105 @@ async fn metrics_count_blocks_transactions_and_requests() {
         3.0
     );
 }
+
+/// `POST /v1/txs/batch`: each transaction admitted or refused on its own, with `wait=commit`
+/// one answer once the admitted ones are committed; a malformed request as a whole gets the
+/// usual error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_submit_answers_per_transaction() {
+    let mut alice = Actor::from_seed(1);
+    let mut carol = Actor::from_seed(3);
+    let bob = Actor::from_seed(2);
+    let n = Node::start(
+        &[alice.addr, bob.addr, carol.addr],
+        Duration::from_millis(20),
+    )
+    .await;
+    let batch = |txs: &[&Vec<u8>]| {
+        serde_json::to_vec(&serde_json::json!({
+            "txs": txs.iter().map(hex::encode).collect::<Vec<_>>()
+        }))
+        .unwrap()
+    };
+
+    let a0 = send(&mut alice, &bob, "1ukumo");
+    let a1 = send(&mut alice, &bob, "2ukumo");
+    let c0 = send(&mut carol, &bob, "3ukumo");
+    let mut forged = send(&mut carol, &bob, "4ukumo");
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let (s, v) = n
+        .post(
+            "/v1/txs/batch?wait=commit",
+            "application/json",
+            batch(&[&a0, &a1, &forged, &a0, &c0]),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let items = v["results"].as_array().unwrap();
+    assert_eq!(items.len(), 5);
+    for (i, tx) in [(0, &a0), (1, &a1), (4, &c0)] {
+        assert_eq!(items[i]["status"], "committed", "{v}");
+        assert_eq!(items[i]["hash"], hex::encode(kumo_types::tx::tx_hash(tx)));
+        assert_eq!(items[i]["tx"]["result"]["code"], "ok");
+        let h = items[i]["height"].as_u64().unwrap();
+        assert_eq!(
+            n.ok(&format!("/v1/txs/{}", items[i]["hash"].as_str().unwrap()))
+                .await["height"],
+            h
+        );
+    }
+    assert_eq!(items[2]["status"], "error");
+    assert_error(
+        &serde_json::json!({"error": items[2]["error"]}),
+        "tx_rejected",
+    );
+    assert_eq!(items[2]["error"]["reason"], "bad_signature", "{v}");
+    assert_eq!(items[3]["status"], "error");
+    assert_error(
+        &serde_json::json!({"error": items[3]["error"]}),
+        "already_in_mempool",
+    );
+
+    // Without a wait: pending; the nonce already used is refused in its item.
+    let a2 = send(&mut alice, &bob, "5ukumo");
+    let (s, v) = n
+        .post("/v1/txs/batch", "application/json", batch(&[&a2, &a1]))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["results"][0]["status"], "pending", "{v}");
+    assert_eq!(v["results"][1]["error"]["code"], "tx_rejected", "{v}");
+    assert_eq!(v["results"][1]["error"]["reason"], "nonce", "{v}");
+
+    // Malformed requests.
+    let (s, v) = n
+        .post("/v1/txs/batch", "application/json", batch(&[]))
+        .await;
+    assert_eq!(s, 400);
+    assert_error(&v, "bad_request");
+    let (s, v) = n
+        .post(
+            "/v1/txs/batch",
+            "application/json",
+            b"{\"txs\": [1]}".to_vec(),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert_error(&v, "invalid_json");
+    let (s, v) = n
+        .post("/v1/txs/batch", "application/octet-stream", a2.clone())
+        .await;
+    assert_eq!(s, 415);
+    assert_error(&v, "unsupported_media_type");
+    let too_many: Vec<&Vec<u8>> = std::iter::repeat_n(&a2, 1001).collect();
+    let (s, v) = n
+        .post("/v1/txs/batch", "application/json", batch(&too_many))
+        .await;
+    assert_eq!(s, 400);
+    assert_error(&v, "bad_request");
+    let (s, v) = n
+        .post("/v1/txs/batch", "application/json", vec![b' '; 9 << 20])
+        .await;
+    assert_eq!(s, 413);
+    assert_error(&v, "payload_too_large");
+}

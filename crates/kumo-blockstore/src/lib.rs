@@ -10,14 +10,15 @@
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
-//! | `headers` | height | JSON of the block without its transactions |
-//! | `txs` | (height, index) | JSON [`TxRecord`] |
+//! | `headers` | height | the block without its transactions and events |
+//! | `txs` | (height, index) | a transaction, its outcome, where its events are |
 //! | `block_hashes` | block hash | height |
 //! | `tx_hashes` | tx hash | (height, index) |
-//! | `events` | (height, index) | JSON [`StoredEvent`] |
+//! | `events` | (height, index) | an event and its transaction's hash |
 //!
-//! Values are JSON so that a store written by one version reads in the next even as event
-//! types grow; the cost is about twice the size of a binary encoding.
+//! Values are a version byte and Borsh (`encoding.rs`), each event stored once; the JSON shapes
+//! the API serves are built when read. (Before version 1 values were JSON, each event stored
+//! twice: about three times the bytes, and the node's costliest write.)
 //!
 //! ```
 //! use kumo_blockstore::{BlockRecord, BlockStore, Put};
@@ -32,13 +33,15 @@
 //! assert_eq!(store.latest_height().unwrap(), Some(1));
 //! ```
 
+mod encoding;
 pub mod record;
 
 use std::path::Path;
 
+use encoding::{StoredError, StoredEventValue, StoredHeader, StoredTx};
 use kumo_chain::EventRecord;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
 
 pub use record::{
     BlockMeta, BlockRecord, EventCursor, Hash32, StoredEvent, TxCode, TxErrorRecord, TxOutcome,
@@ -109,22 +112,6 @@ pub enum Put {
     AlreadyStored,
 }
 
-/// A block without its transactions: the `headers` table's value.
-#[derive(Serialize, Deserialize, PartialEq)]
-struct Header {
-    #[serde(with = "record::hex32")]
-    hash: Hash32,
-    #[serde(with = "record::hex32")]
-    parent: Hash32,
-    time_ms: u64,
-    #[serde(with = "record::hex32")]
-    proposer: Hash32,
-    #[serde(with = "record::hex32")]
-    state_root: Hash32,
-    tx_count: u32,
-    end_events: Vec<EventRecord>,
-}
-
 /// A block's header: what [`BlockStore::header`] reads without its transactions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockHeader {
@@ -160,17 +147,76 @@ impl std::fmt::Debug for BlockStore {
     }
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("records serialize")
-}
-
-fn decode<T: DeserializeOwned>(
+fn decode<T: borsh::BorshDeserialize>(
     bytes: &[u8],
     what: impl FnOnce() -> String,
 ) -> Result<T, BlockStoreError> {
-    serde_json::from_slice(bytes).map_err(|e| BlockStoreError::Corrupt {
+    encoding::decode(bytes).map_err(|error| BlockStoreError::Corrupt {
         what: what(),
-        error: e.to_string(),
+        error,
+    })
+}
+
+/// The `txs` and `events` tables of a read transaction.
+type Tables = (
+    ReadOnlyTable<(u64, u32), &'static [u8]>,
+    ReadOnlyTable<(u64, u32), &'static [u8]>,
+);
+
+/// The events `(height, from..from + count)` (`count` none: to the block's end).
+fn read_events(
+    events: &ReadOnlyTable<(u64, u32), &'static [u8]>,
+    height: u64,
+    from: u32,
+    count: Option<u32>,
+) -> Result<Vec<EventRecord>, BlockStoreError> {
+    if count == Some(0) {
+        return Ok(Vec::new());
+    }
+    let to = count.map_or(u32::MAX, |c| from.saturating_add(c - 1));
+    let mut out = Vec::new();
+    for entry in events
+        .range((height, from)..=(height, to))
+        .map_err(db_err)?
+    {
+        let (k, v) = entry.map_err(db_err)?;
+        let e: StoredEventValue = decode(v.value(), || format!("event {:?}", k.value()))?;
+        out.push(EventRecord {
+            height,
+            tx_hash: e.tx_hash,
+            event: e.event,
+        });
+    }
+    if let Some(c) = count
+        && out.len() != c as usize
+    {
+        return Err(BlockStoreError::Corrupt {
+            what: format!("events of block {height} from {from}"),
+            error: format!("{} of {c} are stored", out.len()),
+        });
+    }
+    Ok(out)
+}
+
+/// A stored transaction with its events joined back.
+fn tx_record(
+    (_, events): &Tables,
+    height: u64,
+    index: u32,
+    raw: &[u8],
+) -> Result<TxRecord, BlockStoreError> {
+    let t: StoredTx = decode(raw, || format!("tx ({height}, {index})"))?;
+    Ok(TxRecord {
+        hash: t.hash,
+        index,
+        bytes: t.bytes,
+        result: TxOutcome {
+            code: t.code.into(),
+            error: t.error.map(Into::into),
+            sender: t.sender,
+            fee: t.fee,
+            events: read_events(events, height, t.first_event, Some(t.event_count))?,
+        },
     })
 }
 
@@ -229,17 +275,19 @@ impl BlockStore {
             Some(last) if h != last + 1 => return Err(BlockStoreError::Gap { last, got: h }),
             _ => {}
         }
-        let header = Header {
+        let too_many = |what: &str| BlockStoreError::Invalid {
+            height: h,
+            problem: format!("more than 2^32 {what}"),
+        };
+        let tx_events: usize = block.txs.iter().map(|t| t.result.events.len()).sum();
+        let header = StoredHeader {
             hash: block.hash,
             parent: block.parent,
             time_ms: block.time_ms,
             proposer: block.proposer,
             state_root: block.state_root,
-            tx_count: u32::try_from(block.txs.len()).map_err(|_| BlockStoreError::Invalid {
-                height: h,
-                problem: "more than 2^32 transactions".into(),
-            })?,
-            end_events: block.end_events.clone(),
+            tx_count: u32::try_from(block.txs.len()).map_err(|_| too_many("transactions"))?,
+            end_events_from: u32::try_from(tx_events).map_err(|_| too_many("events"))?,
         };
         let w = self.db.begin_write().map_err(db_err)?;
         {
@@ -254,7 +302,7 @@ impl BlockStore {
                 });
             }
             headers
-                .insert(h, encode(&header).as_slice())
+                .insert(h, encoding::encode(&header).as_slice())
                 .map_err(db_err)?;
             w.open_table(BLOCK_HASHES)
                 .map_err(db_err)?
@@ -262,8 +310,22 @@ impl BlockStore {
                 .map_err(db_err)?;
             let mut txs = w.open_table(TXS).map_err(db_err)?;
             let mut tx_hashes = w.open_table(TX_HASHES).map_err(db_err)?;
+            let mut first_event = 0u32;
             for tx in &block.txs {
-                txs.insert((h, tx.index), encode(tx).as_slice())
+                // Fits: the events of all transactions fit a u32 (checked above).
+                let event_count = tx.result.events.len() as u32;
+                let stored = StoredTx {
+                    hash: tx.hash,
+                    bytes: tx.bytes.clone(),
+                    code: tx.result.code.into(),
+                    error: tx.result.error.as_ref().map(StoredError::from),
+                    sender: tx.result.sender,
+                    fee: tx.result.fee.clone(),
+                    first_event,
+                    event_count,
+                };
+                first_event += event_count;
+                txs.insert((h, tx.index), encoding::encode(&stored).as_slice())
                     .map_err(db_err)?;
                 // A hash may appear more than once on chain (a replay included and rejected).
                 // Its lookup keeps the first inclusion that took effect, else the first one.
@@ -272,11 +334,11 @@ impl BlockStore {
                     Some(at) => {
                         let at = at.value();
                         let old = txs.get(at).map_err(db_err)?.map(|v| v.value().to_vec());
-                        let old: Option<TxRecord> = match old {
+                        let old: Option<StoredTx> = match old {
                             Some(bytes) => Some(decode(&bytes, || format!("tx {at:?}"))?),
                             None => None,
                         };
-                        old.is_some_and(|o| o.result.code != TxCode::Rejected)
+                        old.is_some_and(|o| TxCode::from(o.code) != TxCode::Rejected)
                             || tx.result.code == TxCode::Rejected
                     }
                 };
@@ -286,8 +348,12 @@ impl BlockStore {
             }
             let mut events = w.open_table(EVENTS).map_err(db_err)?;
             for e in block.events() {
+                let value = StoredEventValue {
+                    tx_hash: e.tx_hash,
+                    event: e.event,
+                };
                 events
-                    .insert((h, e.index), encode(&e).as_slice())
+                    .insert((h, e.index), encoding::encode(&value).as_slice())
                     .map_err(db_err)?;
             }
         }
@@ -302,12 +368,19 @@ impl BlockStore {
         let Some(raw) = headers.get(height).map_err(db_err)? else {
             return Ok(None);
         };
-        let header: Header = decode(raw.value(), || format!("block {height}"))?;
-        let t = r.open_table(TXS).map_err(db_err)?;
+        let header: StoredHeader = decode(raw.value(), || format!("block {height}"))?;
+        let tables = (
+            r.open_table(TXS).map_err(db_err)?,
+            r.open_table(EVENTS).map_err(db_err)?,
+        );
         let mut txs = Vec::with_capacity(header.tx_count as usize);
-        for entry in t.range((height, 0)..=(height, u32::MAX)).map_err(db_err)? {
+        for entry in tables
+            .0
+            .range((height, 0)..=(height, u32::MAX))
+            .map_err(db_err)?
+        {
             let (k, v) = entry.map_err(db_err)?;
-            txs.push(decode(v.value(), || format!("tx {:?}", k.value()))?);
+            txs.push(tx_record(&tables, height, k.value().1, v.value())?);
         }
         if txs.len() != header.tx_count as usize {
             return Err(BlockStoreError::Corrupt {
@@ -327,7 +400,7 @@ impl BlockStore {
             proposer: header.proposer,
             state_root: header.state_root,
             txs,
-            end_events: header.end_events,
+            end_events: read_events(&tables.1, height, header.end_events_from, None)?,
         }))
     }
 
@@ -338,9 +411,16 @@ impl BlockStore {
         let Some(raw) = headers.get(height).map_err(db_err)? else {
             return Ok(None);
         };
-        let mut h: BlockHeader = decode(raw.value(), || format!("block {height}"))?;
-        h.height = height;
-        Ok(Some(h))
+        let h: StoredHeader = decode(raw.value(), || format!("block {height}"))?;
+        Ok(Some(BlockHeader {
+            height,
+            hash: h.hash,
+            parent: h.parent,
+            time_ms: h.time_ms,
+            proposer: h.proposer,
+            state_root: h.state_root,
+            tx_count: h.tx_count,
+        }))
     }
 
     /// The block with this hash.
@@ -359,20 +439,32 @@ impl BlockStore {
     /// The transaction with this hash and the height of its block. If the same bytes were
     /// included more than once, the inclusion that took effect (ok or failed) is the answer.
     pub fn tx(&self, hash: &Hash32) -> Result<Option<(u64, TxRecord)>, BlockStoreError> {
+        Ok(self.txs(std::slice::from_ref(hash))?.pop().flatten())
+    }
+
+    /// [`BlockStore::tx`] for each of `hashes`, in one read transaction.
+    pub fn txs(&self, hashes: &[Hash32]) -> Result<Vec<Option<(u64, TxRecord)>>, BlockStoreError> {
         let r = self.db.begin_read().map_err(db_err)?;
         let at = r.open_table(TX_HASHES).map_err(db_err)?;
-        let Some((h, i)) = at.get(hash).map_err(db_err)?.map(|v| v.value()) else {
-            return Ok(None);
-        };
-        let txs = r.open_table(TXS).map_err(db_err)?;
-        let raw = txs
-            .get((h, i))
-            .map_err(db_err)?
-            .ok_or_else(|| BlockStoreError::Corrupt {
-                what: format!("tx {}", hex::encode(hash)),
-                error: format!("indexed at ({h}, {i}) but not stored there"),
-            })?;
-        Ok(Some((h, decode(raw.value(), || format!("tx ({h}, {i})"))?)))
+        let tables = (
+            r.open_table(TXS).map_err(db_err)?,
+            r.open_table(EVENTS).map_err(db_err)?,
+        );
+        hashes
+            .iter()
+            .map(|hash| {
+                let Some((h, i)) = at.get(hash).map_err(db_err)?.map(|v| v.value()) else {
+                    return Ok(None);
+                };
+                let raw = tables.0.get((h, i)).map_err(db_err)?.ok_or_else(|| {
+                    BlockStoreError::Corrupt {
+                        what: format!("tx {}", hex::encode(hash)),
+                        error: format!("indexed at ({h}, {i}) but not stored there"),
+                    }
+                })?;
+                Ok(Some((h, tx_record(&tables, h, i, raw.value())?)))
+            })
+            .collect()
     }
 
     /// Up to `limit` events from `from` on, in chain order.
@@ -390,7 +482,14 @@ impl BlockStore {
             .take(limit)
         {
             let (k, v) = entry.map_err(db_err)?;
-            out.push(decode(v.value(), || format!("event {:?}", k.value()))?);
+            let (height, index) = k.value();
+            let e: StoredEventValue = decode(v.value(), || format!("event {:?}", (height, index)))?;
+            out.push(StoredEvent {
+                height,
+                index,
+                tx_hash: e.tx_hash,
+                event: e.event,
+            });
         }
         Ok(out)
     }

@@ -4,13 +4,16 @@
 //! Events are outputs, not state: the node keeps them with its blocks and serves them at
 //! `/v1/events`. Those from `begin_block`/`end_block` have no transaction hash.
 
+use borsh::{BorshDeserialize, BorshSerialize};
 use kumo_types::{
     Address, BidId, Coin, DecCoin, DeploymentId, GroupId, LeaseCloseReason, LeaseId, OrderId,
 };
 use serde::{Deserialize, Serialize};
 
 /// Why an order closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderCloseReason {
     /// No lease within `order_ttl` blocks.
@@ -21,8 +24,8 @@ pub enum OrderCloseReason {
     LeaseClosed,
 }
 
-/// One state change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One state change. (Borsh: the block store's encoding; append new variants at the end.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 #[serde(tag = "type")]
 pub enum Event {
     /// Coins moved between accounts (module accounts included).

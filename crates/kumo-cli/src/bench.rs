@@ -35,7 +35,9 @@ pub(crate) enum BenchCommand {
     ///
     /// Starts 4 validator processes (`kumo node run`) on loopback in a temporary directory,
     /// 250 ms blocks, then sends signed transfers from many accounts to all of them (several in
-    /// flight per account, each waiting for its commit) for --duration. Reports committed txs/s,
+    /// flight per account; each node's clients send them in batches, `POST /v1/txs/batch`, each
+    /// batch waiting for its commit; --one-per-request sends one request per transaction) for
+    /// --duration. Reports committed txs/s,
     /// the latency from submission to the node's commit answer (p50, p99) and the mean block
     /// interval, measured after a warm-up. Runs `kumo bench chain` first for the ratio. Goals:
     /// finality p50 ≤ 2 × block time; committed txs/s ≥ 25% of the chain's txs/s.
@@ -73,6 +75,13 @@ pub(crate) struct NodeArgs {
     /// Transactions in flight per account (at most 9: the mempool's nonce gap + 1).
     #[arg(long, default_value_t = kumo_testnet::bench::NodeBenchConfig::default().window)]
     window: usize,
+    /// One HTTP request per transaction (`POST /v1/txs`) instead of each node's clients sending
+    /// batches (`POST /v1/txs/batch`).
+    #[arg(long)]
+    one_per_request: bool,
+    /// Most transactions in a block.
+    #[arg(long, default_value_t = kumo_testnet::bench::NodeBenchConfig::default().max_block_txs)]
+    max_block_txs: usize,
     /// Validators.
     #[arg(long, default_value_t = 4, hide = true)]
     validators: usize,
@@ -211,6 +220,8 @@ impl BenchCommand {
                     block_time: a.block_time,
                     accounts: a.accounts,
                     window: a.window,
+                    batch: !a.one_per_request,
+                    max_block_txs: a.max_block_txs,
                     chain: (!a.no_chain).then(|| ChainConfig {
                         tenants: a.chain_tenants.max(1),
                         ..ChainConfig::default()

@@ -13,8 +13,9 @@ use crate::output::{OutputFormat, print_json};
 /// Testnet commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum TestnetCommand {
-    /// Create DIR/node0..N-1 (one `kumo node run` home per validator, one genesis), funded
-    /// accounts in a `test` keyring (DIR/keys) and DIR/testnet.json.
+    /// Create DIR/node0..N-1 (one `kumo node run` home per validator, one genesis),
+    /// DIR/follower0..M-1 (full nodes that follow without voting), funded accounts in a `test`
+    /// keyring (DIR/keys) and DIR/testnet.json.
     Init(InitArgs),
 }
 
@@ -24,6 +25,10 @@ pub(crate) struct InitArgs {
     /// Number of validators.
     #[arg(long, default_value_t = 4)]
     pub(crate) validators: usize,
+    /// Number of followers: full nodes that follow the chain without voting (every
+    /// validator's config lets them connect).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) followers: usize,
     /// The testnet directory.
     #[arg(long, value_name = "DIR")]
     pub(crate) dir: PathBuf,
@@ -59,6 +64,7 @@ impl TestnetCommand {
     pub(crate) fn run(&self, format: OutputFormat) -> anyhow::Result<ExitCode> {
         let TestnetCommand::Init(a) = self;
         let mut spec = TestnetSpec::new(a.validators, a.dir.clone());
+        spec.followers = a.followers;
         spec.block_time = a.block_time;
         spec.base_port = a.base_port;
         spec.chain_id = a.chain_id.clone();
@@ -72,20 +78,24 @@ impl TestnetCommand {
             OutputFormat::Json => print_json(&t)?,
             OutputFormat::Text => {
                 println!(
-                    "testnet {} in {}: {} validators, {} blocks",
+                    "testnet {} in {}: {} validators, {} followers, {} blocks",
                     t.chain_id,
                     a.dir.display(),
-                    t.nodes.len(),
+                    a.validators,
+                    a.followers,
                     t.block_time
                 );
                 for n in &t.nodes {
-                    println!("  {:<8} api {:<24} p2p {}", n.moniker, n.api, n.p2p);
+                    println!(
+                        "  {:<10} {:<9} api {:<24} p2p {}",
+                        n.moniker, n.role, n.api, n.p2p
+                    );
                 }
                 for acc in &t.accounts {
                     println!("  account {:<10} {} ({})", acc.name, acc.address, acc.coins);
                 }
                 println!(
-                    "start each node:   kumo node run --home {}/nodeI",
+                    "start each node:   kumo node run --home {}/HOME (node0, …, follower0, …)",
                     a.dir.display()
                 );
                 println!(

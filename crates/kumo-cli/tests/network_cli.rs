@@ -1,8 +1,10 @@
-//! A real network: `kumo testnet init --validators 4`, four `kumo node run` processes on
-//! loopback, signed transfers from several accounts sent to every node, one node killed with
-//! `kill -9` in the middle of the load and restarted. The others keep committing; the
-//! restarted one catches up; all four agree on every block (hash and state root); every
-//! transaction a node reported committed is on every node afterwards. Bad requests to a real
+//! A real network: `kumo testnet init --validators 4 --followers 1`, five `kumo node run`
+//! processes on loopback (four validators and a follower that does not vote), signed transfers
+//! from several accounts sent to every node, the follower included. A validator and the
+//! follower are killed with `kill -9` in the middle of the load and restarted. The others keep
+//! committing; the restarted ones catch up; all five agree on every block (hash and state
+//! root); every transaction a node reported committed is on every node afterwards; a
+//! transaction sent to the follower with `kumo tx send` is committed. Bad requests to a real
 //! node's API get 4xx JSON errors and the node keeps serving.
 //!
 //! The node processes are killed when the test ends, passing or failing ([`NodeProcess`]'s
@@ -44,6 +46,8 @@ fn init_testnet(dir: &Path) -> Testnet {
         "init".into(),
         "--validators".into(),
         "4".into(),
+        "--followers".into(),
+        "1".into(),
         "--dir".into(),
         dir.display().to_string(),
         "--base-port".into(),
@@ -169,8 +173,13 @@ async fn bad_input_is_refused(api: &str, chain_id: &str, key: &SecretKey) {
     assert_eq!(status.status().as_u16(), 200, "the node stopped serving");
 }
 
+/// The killed validator.
+const KILLED: usize = 2;
+/// The follower (after the 4 validators in testnet.json).
+const FOLLOWER: usize = 4;
+
 #[test]
-fn four_nodes_keep_committing_through_a_kill_9_and_agree_after() {
+fn four_validators_and_a_follower_keep_committing_through_kill_9_and_agree_after() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let testnet = init_testnet(dir.path());
@@ -200,7 +209,12 @@ fn four_nodes_keep_committing_through_a_kill_9_and_agree_after() {
         })
         .await;
 
-        // The load: every account sends from nonce 0, to every node (account i to node i % 4).
+        assert_eq!(
+            testnet.nodes[FOLLOWER].role,
+            kumo_node::home::NodeRole::Follower
+        );
+        // The load: every account sends from nonce 0, to every node (account i to node i % 5,
+        // so account 4 sends to the follower).
         let senders: Vec<Sender> = keys
             .iter()
             .enumerate()
@@ -221,18 +235,27 @@ fn four_nodes_keep_committing_through_a_kill_9_and_agree_after() {
             },
         ));
 
-        // Mid-load: kill -9 node 2.
+        // Mid-load: kill -9 a validator and the follower.
         wait_until(
-            "30 committed transactions",
+            "30 committed transactions, some through the follower",
             Duration::from_secs(30),
-            || async { committed_total(&clients[0]).await >= 30 },
+            || async {
+                committed_total(&clients[0]).await >= 30
+                    && clients[FOLLOWER]
+                        .account(&kumo_types::Address::from_public_key(
+                            &keys[FOLLOWER].public_key(),
+                        ))
+                        .await
+                        .is_ok_and(|a| a.value.nonce > 0)
+            },
         )
         .await;
-        nodes[2].kill();
+        nodes[KILLED].kill();
+        nodes[FOLLOWER].kill();
         let at_kill = height(&clients[0]).await;
         let committed_at_kill = committed_total(&clients[0]).await;
 
-        // The other three keep finalizing blocks and committing transactions.
+        // The other three validators keep finalizing blocks and committing transactions.
         wait_until("blocks without node 2", Duration::from_secs(20), || async {
             height(&clients[0]).await >= at_kill + 8
                 && height(&clients[3]).await >= at_kill + 8
@@ -244,33 +267,81 @@ fn four_nodes_keep_committing_through_a_kill_9_and_agree_after() {
             "no transaction committed while node 2 was down"
         );
 
-        // Restart it: it loads its state, catches up and serves.
+        // Restart them: they load their state, catch up and serve.
         let before_restart = (
             height(&clients[0]).await,
             committed_total(&clients[0]).await,
         );
-        nodes[2].restart().unwrap();
-        nodes[2]
-            .wait_serving(Duration::from_secs(60))
-            .await
-            .unwrap();
+        for n in [KILLED, FOLLOWER] {
+            nodes[n].restart().unwrap();
+        }
+        for n in [KILLED, FOLLOWER] {
+            nodes[n]
+                .wait_serving(Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
         eprintln!(
-            "killed node 2 at height {at_kill} ({committed_at_kill} txs committed); restarted it \
-             at height {} ({} txs committed); it serves from height {}",
+            "killed node 2 and the follower at height {at_kill} ({committed_at_kill} txs \
+             committed); restarted them at height {} ({} txs committed); they serve from \
+             heights {} and {}",
             before_restart.0,
             before_restart.1,
-            height(&clients[2]).await
+            height(&clients[KILLED]).await,
+            height(&clients[FOLLOWER]).await
         );
 
         let report = load.await.unwrap();
         assert!(report.failed.is_empty(), "failed: {:?}", report.failed);
         assert_eq!(report.committed.len(), ACCOUNTS * TXS_PER_ACCOUNT);
 
+        // A transfer sent to the follower with the CLI is committed (the follower forwards it
+        // to the validators), and the validators have it.
+        let sent = kumo(&[
+            "tx",
+            "send",
+            "--home",
+            &dir.path().display().to_string(),
+            "--keyring-backend",
+            "test",
+            "--from",
+            "sender0",
+            "--node",
+            &testnet.nodes[FOLLOWER].api,
+            "sender1",
+            "7ukumo",
+            "--wait",
+            "-o",
+            "json",
+        ]);
+        assert!(
+            sent.status.success(),
+            "tx send to the follower: {}",
+            String::from_utf8_lossy(&sent.stderr)
+        );
+        let sent: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap();
+        assert_eq!(sent["status"], "committed", "{sent}");
+        let sent_hash: [u8; 32] = hex::decode(sent["hash"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let sent_height = sent["height"].as_u64().unwrap();
+
         let target = height(&clients[0]).await;
-        wait_until("node 2 catching up", Duration::from_secs(30), || async {
-            height(&clients[2]).await >= target
-        })
+        wait_until(
+            "node 2 and the follower catching up",
+            Duration::from_secs(30),
+            || async {
+                height(&clients[KILLED]).await >= target
+                    && height(&clients[FOLLOWER]).await >= target
+            },
+        )
         .await;
+
+        for (i, node) in clients.iter().enumerate() {
+            let view = node.tx(&sent_hash).await.unwrap();
+            assert_eq!(view.height, sent_height, "node {i}");
+        }
 
         // Every node has every block up to the common tip, identical, state roots included.
         let mut tip = u64::MAX;
@@ -300,18 +371,22 @@ fn four_nodes_keep_committing_through_a_kill_9_and_agree_after() {
                 assert_eq!(view.height, c.height, "node {i} puts the tx elsewhere");
             }
         }
-        // The killed node's state agrees with the others: the senders' nonces.
-        for k in &keys {
+        // The restarted nodes' state agrees with the others: the senders' nonces.
+        for (i, k) in keys.iter().enumerate() {
             let addr = kumo_types::Address::from_public_key(&k.public_key());
             let a0 = clients[0].account(&addr).await.unwrap();
-            let a2 = clients[2].account(&addr).await.unwrap();
-            assert_eq!(a0.value.nonce, TXS_PER_ACCOUNT as u64);
-            if a2.height == a0.height {
-                assert_eq!(a2.value, a0.value);
+            let extra = u64::from(i == 0); // the CLI's transfer
+            assert_eq!(a0.value.nonce, TXS_PER_ACCOUNT as u64 + extra);
+            for n in [KILLED, FOLLOWER] {
+                let a = clients[n].account(&addr).await.unwrap();
+                if a.height == a0.height {
+                    assert_eq!(a.value, a0.value, "node {n}");
+                }
             }
         }
 
         bad_input_is_refused(&testnet.nodes[2].api, &testnet.chain_id, &keys[0]).await;
+        bad_input_is_refused(&testnet.nodes[FOLLOWER].api, &testnet.chain_id, &keys[2]).await;
         bad_input_is_refused(&testnet.nodes[0].api, &testnet.chain_id, &keys[1]).await;
     });
 

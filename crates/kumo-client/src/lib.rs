@@ -31,8 +31,8 @@ pub use events::EventStream;
 pub use kumo_api::types;
 use kumo_api::types::{
     AccountView, AtHeight, Bid, BidsQuery, BlockRecord, DeploymentView, DeploymentsQuery,
-    ErrorBody, ErrorCode, EscrowView, EventsPage, Lease, LeasesQuery, NodeStatus, Order,
-    OrdersQuery, Provider, ProviderView, SubmitResponse, TxView,
+    ErrorBody, ErrorCode, EscrowView, EventsPage, HexTx, Lease, LeasesQuery, NodeStatus, Order,
+    OrdersQuery, Provider, ProviderView, SubmitBatch, SubmitBatchResponse, SubmitResponse, TxView,
 };
 
 /// Why a call failed.
@@ -229,6 +229,32 @@ impl NodeClient {
                     .query(&[("wait", "commit")])
                     .query(&[("timeout_ms", t.as_millis().to_string())])
                     // The HTTP request itself must outlive the wait.
+                    .timeout(t + Duration::from_secs(30));
+            }
+        }
+        self.send(req, url).await
+    }
+
+    /// `POST /v1/txs/batch`: submits up to [`types::MAX_BATCH_TXS`] signed transactions in one
+    /// request, each admitted or refused on its own; one item per transaction, in order (an
+    /// item's error is in the item, not the result). With a wait, one wait for all of them.
+    pub async fn submit_batch(
+        &self,
+        txs: &[&[u8]],
+        wait: Wait,
+    ) -> Result<SubmitBatchResponse, ClientError> {
+        let url = self.url_of("/v1/txs/batch");
+        let body = SubmitBatch {
+            txs: txs.iter().map(|t| HexTx(t.to_vec())).collect(),
+        };
+        let mut req = self.http.post(&url).json(&body);
+        match wait {
+            Wait::No => {}
+            Wait::Commit => req = req.query(&[("wait", "commit")]),
+            Wait::CommitWithin(t) => {
+                req = req
+                    .query(&[("wait", "commit")])
+                    .query(&[("timeout_ms", t.as_millis().to_string())])
                     .timeout(t + Duration::from_secs(30));
             }
         }

@@ -6,7 +6,9 @@
 //!   nothing), write the diff into the QMDB batch and put its root in the block.
 //! - **process** (verify a peer's block, or replay one): execute the block's transactions on the
 //!   parent's state; a candidate block with a rejected transaction, a timestamp not above its
-//!   parent's, or a state root that differs from ours is invalid (stateful compares the root).
+//!   parent's or more than [`MAX_CLOCK_AHEAD_MS`] ahead of this node's clock, or a state root
+//!   that differs from ours is invalid (stateful compares the root). Finalized blocks replayed
+//!   later are not held to the clock.
 //! - **capture** (a finalized block, before its state is applied): hand the block and its
 //!   results to [`crate::BlockSink::persist`], so the block store is never behind the state.
 //! - **finalized**: fold the block's diff into the finalized state, hand the block to
@@ -60,6 +62,11 @@ use crate::{
     state::{ChainState, Execution, Layer},
 };
 
+/// How far ahead of a validator's clock a candidate block's timestamp may be (a validity rule:
+/// such a block gets no vote). Honest proposers stamp their own clock, so this only bounds
+/// clock skew between validators plus a proposer pushing time ahead.
+pub const MAX_CLOCK_AHEAD_MS: u64 = 5_000;
+
 /// The validators' signing scheme: ed25519 signatures, certificates list each signer.
 pub type Scheme = commonware_consensus::simplex::scheme::ed25519::Scheme;
 
@@ -112,6 +119,7 @@ impl<E: Runtime> KumoApp<E> {
         }
     }
 
+    /// Milliseconds since the Unix epoch on `runtime`'s clock.
     fn now_ms(runtime: &E) -> u64 {
         runtime
             .current()
@@ -244,7 +252,7 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
 
     async fn process(
         &mut self,
-        _context: (E, BlockContext),
+        (runtime, _): (E, BlockContext),
         ancestry: impl Ancestry<Block>,
         batches: <Databases<E> as DatabaseSet<E>>::Unmerkleized,
         finality: Finality,
@@ -257,6 +265,14 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
         let candidate = finality == Finality::Candidate;
         if candidate && block.timestamp_ms <= parent.inner().timestamp_ms {
             warn!(height, "invalid block: timestamp not above its parent's");
+            return None;
+        }
+        if candidate && block.timestamp_ms > Self::now_ms(&runtime) + MAX_CLOCK_AHEAD_MS {
+            warn!(
+                height,
+                timestamp_ms = block.timestamp_ms,
+                "invalid block: timestamp more than {MAX_CLOCK_AHEAD_MS} ms ahead of this node's clock"
+            );
             return None;
         }
         let executed =

@@ -65,7 +65,7 @@ use tracing::{debug, info};
 use crate::{
     app::{KumoApp, Marshal, Runtime, Scheme, StateLoader, initial_target},
     block::{Block, BlockLimits, Digest},
-    follow,
+    follow, gossip,
     node::Node,
 };
 
@@ -550,8 +550,10 @@ fn mempool<E: Runtime, S, R>(
                     if !pending.is_empty() {
                         debug!(txs = pending.len(), "sending pending transactions again");
                     }
-                    for tx in pending {
-                        sender.send(Recipients::Some(validators.clone()), tx, false);
+                    let mut pending = pending.into_iter();
+                    while let Some(first) = pending.next() {
+                        let message = gossip_batch(first, || pending.next());
+                        sender.send(Recipients::Some(validators.clone()), message, false);
                     }
                 }
             }
@@ -562,8 +564,11 @@ fn mempool<E: Runtime, S, R>(
         let mut rx = gossip_rx;
         move |_| async move {
             while let Some(tx) = rx.recv().await {
-                let sent = sender.send(Recipients::Some(validators.clone()), tx, false);
-                debug!(peers = sent.len(), "gossiped a transaction");
+                // With whatever else is queued: one message per batch, not per transaction.
+                let message =
+                    gossip_batch(tx, || futures::FutureExt::now_or_never(rx.recv()).flatten());
+                let sent = sender.send(Recipients::Some(validators.clone()), message, false);
+                debug!(peers = sent.len(), "gossiped transactions");
             }
         }
     });
@@ -575,25 +580,37 @@ fn mempool<E: Runtime, S, R>(
         move |_| async move {
             while let Ok((_, msg)) = receiver.recv().await {
                 // With what else has arrived, so that the signatures verify in one batch.
-                let mut batch = vec![msg];
-                while batch.len() < 1024 {
+                let mut messages = vec![msg];
+                while messages.len() < 64 {
                     match futures::FutureExt::now_or_never(receiver.recv()) {
-                        Some(Ok((_, msg))) => batch.push(msg),
+                        Some(Ok((_, msg))) => messages.push(msg),
                         _ => break,
                     }
                 }
                 if admit {
-                    node.admit_from_peers(
-                        batch
-                            .iter()
-                            .filter(|m| m.len() <= max)
-                            .map(|m| m.as_ref().to_vec())
-                            .collect(),
-                    );
+                    let txs: Vec<&[u8]> = messages
+                        .iter()
+                        .filter_map(|m| gossip::decode(m.as_ref(), max))
+                        .flatten()
+                        .collect();
+                    node.admit_from_peers(&txs);
                 }
             }
         }
     });
+}
+
+/// One mempool message: `first`, then what `next` yields until the message is full.
+fn gossip_batch(first: Vec<u8>, mut next: impl FnMut() -> Option<Vec<u8>>) -> Vec<u8> {
+    let mut message = Vec::with_capacity(first.len() + 4);
+    gossip::push(&mut message, &first);
+    let mut count = 1;
+    while !gossip::is_full(message.len(), count) {
+        let Some(tx) = next() else { break };
+        gossip::push(&mut message, &tx);
+        count += 1;
+    }
+    message
 }
 
 /// Reads and drops everything a channel receives (one a follower has no use for).

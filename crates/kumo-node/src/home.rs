@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! DIR/config.toml     settings, every default written out with a comment (NodeFileConfig)
-//! DIR/node_key.json   the validator's ed25519 key, readable by its owner only (0600)
+//! DIR/node_key.json   the node's ed25519 key (a validator's consensus key; a follower's p2p
+//!                     identity), readable by its owner only (0600)
 //! DIR/genesis.json    the chain's genesis and its validator set (NodeGenesis)
 //! DIR/data/           consensus storage (consensus/) and the block store (blocks.redb)
 //! ```
@@ -26,8 +27,10 @@
 //! ```
 //!
 //! The genesis block commits to `chain` (its hash); the validator set is checked at startup:
-//! this node's key must be in it, and `[p2p] peers` in `config.toml` must give an address to
-//! every other validator.
+//! a validator's key must be in it, a follower's must not (`role = "follower"` in
+//! `config.toml`: a full node that follows the chain without voting), and `[p2p] peers` must
+//! give an address to every other validator. Followers a node lets connect are peers with
+//! `role = "follower"`: with `lookup` p2p every validator lists every follower.
 //!
 //! **`node_key.json`**: `{"type": "ed25519", "public_key": "<64 hex>", "secret_key": "<64 hex>"}`,
 //! the secret being the 32-byte ed25519 seed. Anyone holding it can vote as this validator.
@@ -357,6 +360,34 @@ impl Default for ApiSection {
     }
 }
 
+/// Whether a node votes: `role` in `config.toml` and in `[[p2p.peers]]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// A member of the genesis validator set: proposes and votes.
+    #[default]
+    Validator,
+    /// A full node that follows the finalized chain without voting (serves the API, forwards
+    /// transactions to the validators); its key is not a validator's.
+    Follower,
+}
+
+impl NodeRole {
+    /// `"validator"` or `"follower"`, as in the files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Validator => "validator",
+            NodeRole::Follower => "follower",
+        }
+    }
+}
+
+impl std::fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A peer in `[[p2p.peers]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -364,11 +395,14 @@ pub struct PeerEntry {
     /// A name for people.
     #[serde(default)]
     pub moniker: String,
-    /// Its key (a validator's consensus key).
+    /// Its key (a validator's consensus key, a follower's p2p identity).
     #[serde(with = "hex_key")]
     pub public_key: ed25519::PublicKey,
     /// Where it listens for peers.
     pub address: SocketAddr,
+    /// A validator of genesis.json (the default) or a follower allowed to connect.
+    #[serde(default)]
+    pub role: NodeRole,
 }
 
 /// `[p2p]` in `config.toml`.
@@ -380,7 +414,8 @@ pub struct P2pSection {
     /// Accept peers on private and loopback addresses (devnets; false on public networks).
     #[serde(default = "yes")]
     pub allow_private_ips: bool,
-    /// The other validators and where they listen. This node is implied.
+    /// The other nodes and where they listen: every validator, and the followers allowed to
+    /// connect. This node is implied.
     #[serde(default)]
     pub peers: Vec<PeerEntry>,
 }
@@ -467,6 +502,9 @@ impl Default for MempoolSection {
 pub struct NodeFileConfig {
     /// A name for people (logs).
     pub moniker: String,
+    /// Validator (votes) or follower (follows without voting).
+    #[serde(default)]
+    pub role: NodeRole,
     /// The JSON API.
     #[serde(default)]
     pub api: ApiSection,
@@ -486,6 +524,7 @@ impl NodeFileConfig {
     pub fn new(moniker: impl Into<String>) -> NodeFileConfig {
         NodeFileConfig {
             moniker: moniker.into(),
+            role: NodeRole::Validator,
             api: ApiSection::default(),
             p2p: P2pSection::default(),
             consensus: ConsensusSection::default(),
@@ -503,34 +542,40 @@ impl NodeFileConfig {
         let q = |s: &str| toml::Value::String(s.to_string()).to_string();
         let mut out = format!(
             "# Kumo node configuration (read by `kumo node run --home DIR`).\n\
-             # Files beside it: node_key.json (this validator's key), genesis.json (the chain and\n\
-             # its validators), data/ (consensus storage and the block store).\n\
+             # Files beside it: node_key.json (this node's key), genesis.json (the chain and its\n\
+             # validators), data/ (consensus storage and the block store).\n\
              \n\
              # A name for people: logs and testnet.json.\n\
              moniker = {moniker}\n\
+             # \"validator\": this node's key is in genesis.json and it votes. \"follower\": a full node\n\
+             # that follows the finalized chain without voting (its key is not a validator's).\n\
+             role = {role}\n\
              \n\
              [api]\n\
              # Where the JSON API (docs/node-api.md) listens. Use 0.0.0.0:PORT to serve other hosts.\n\
              listen = {api}\n\
              \n\
              [p2p]\n\
-             # Where this node listens for the other validators (authenticated, encrypted TCP).\n\
+             # Where this node listens for its peers (authenticated, encrypted TCP).\n\
              listen = {p2p}\n\
              # Accept peers on private and loopback addresses: true for devnets, false on public networks.\n\
              allow_private_ips = {private}\n\
-             # The other validators: their key (as in genesis.json) and where they listen. Every\n\
-             # validator of genesis.json but this one needs an entry.\n",
+             # The other nodes: their key and where they listen. Every validator of genesis.json but\n\
+             # this one needs an entry; followers allowed to connect have role = \"follower\" (a node\n\
+             # accepts connections only from the peers listed here).\n",
             moniker = q(&self.moniker),
+            role = q(self.role.as_str()),
             api = q(&self.api.listen.to_string()),
             p2p = q(&self.p2p.listen.to_string()),
             private = self.p2p.allow_private_ips,
         );
         for p in &self.p2p.peers {
             out.push_str(&format!(
-                "\n[[p2p.peers]]\nmoniker = {}\npublic_key = {}\naddress = {}\n",
+                "\n[[p2p.peers]]\nmoniker = {}\npublic_key = {}\naddress = {}\nrole = {}\n",
                 q(&p.moniker),
                 q(&key_to_hex(&p.public_key)),
-                q(&p.address.to_string())
+                q(&p.address.to_string()),
+                q(p.role.as_str())
             ));
         }
         out.push_str(&format!(
@@ -609,6 +654,10 @@ pub struct InitOptions {
     pub block_time: Duration,
     /// An existing genesis to join; none: a new chain with this node as its only validator.
     pub genesis: Option<NodeGenesis>,
+    /// Validator or follower (a follower needs `genesis`).
+    pub role: NodeRole,
+    /// `[[p2p.peers]]`: the other validators (and followers to let in).
+    pub peers: Vec<PeerEntry>,
     /// Overwrite an existing home (deleting its data).
     pub force: bool,
 }
@@ -622,6 +671,8 @@ impl Default for InitOptions {
             api: ApiSection::default().listen,
             block_time: default_block_time(),
             genesis: None,
+            role: NodeRole::Validator,
+            peers: Vec::new(),
             force: false,
         }
     }
@@ -638,6 +689,14 @@ impl Home {
         let key = generate_key();
         let genesis = match options.genesis {
             Some(g) => g,
+            None if options.role == NodeRole::Follower => {
+                return Err(HomeError::Genesis {
+                    path: dir.join(GENESIS_FILE),
+                    problem: "a follower follows an existing chain: give its genesis.json \
+                              (--genesis FILE) and its validators' addresses (--peer KEY@ADDR)"
+                        .into(),
+                });
+            }
             None => NodeGenesis {
                 validators: vec![GenesisValidator {
                     moniker: options.moniker.clone(),
@@ -656,6 +715,8 @@ impl Home {
             problem,
         })?;
         let mut config = NodeFileConfig::new(options.moniker);
+        config.role = options.role;
+        config.p2p.peers = options.peers;
         config.api.listen = options.api;
         config.p2p.listen = options.p2p;
         config.consensus.block_time = options.block_time;
@@ -714,38 +775,66 @@ impl Home {
         Ok(home)
     }
 
-    /// Every validator with its p2p address (this node's is `[p2p] listen`), checked against
-    /// the genesis validator set.
+    /// Every node this one talks to, with its p2p address: every validator (this node's address
+    /// is `[p2p] listen`) and the followers of `[[p2p.peers]]` (and this node, if it is one),
+    /// checked against the genesis validator set and this node's role.
     pub fn peers(&self) -> Result<Vec<Peer>, HomeError> {
         let me = self.key.public_key();
         let config_err = |problem: String| HomeError::Config {
             path: self.path(CONFIG_FILE),
             problem,
         };
-        if !self.genesis.validators.iter().any(|v| v.public_key == me) {
-            return Err(HomeError::Genesis {
-                path: self.path(GENESIS_FILE),
-                problem: format!(
-                    "this node's key {} (node_key.json) is not among the validators: add it, or use a validator's key",
-                    key_to_hex(&me)
-                ),
-            });
+        let is_validator =
+            |key: &ed25519::PublicKey| self.genesis.validators.iter().any(|v| &v.public_key == key);
+        match self.config.role {
+            NodeRole::Validator if !is_validator(&me) => {
+                return Err(HomeError::Genesis {
+                    path: self.path(GENESIS_FILE),
+                    problem: format!(
+                        "this node's key {} (node_key.json) is not among the validators: add it, use a validator's key, or set role = \"follower\" in config.toml",
+                        key_to_hex(&me)
+                    ),
+                });
+            }
+            NodeRole::Follower if is_validator(&me) => {
+                return Err(HomeError::Key {
+                    path: self.path(KEY_FILE),
+                    problem: format!(
+                        "this follower's key {} is a validator's in genesis.json: a follower needs a key of its own (`kumo node init --follower` makes one)",
+                        key_to_hex(&me)
+                    ),
+                });
+            }
+            _ => {}
         }
         for p in &self.config.p2p.peers {
-            if !self
-                .genesis
-                .validators
-                .iter()
-                .any(|v| v.public_key == p.public_key)
-            {
+            match p.role {
+                NodeRole::Validator if !is_validator(&p.public_key) => {
+                    return Err(config_err(format!(
+                        "peer {} ({}) is not a validator in genesis.json: if it is a follower, set role = \"follower\" in its [[p2p.peers]] entry",
+                        p.moniker,
+                        key_to_hex(&p.public_key)
+                    )));
+                }
+                NodeRole::Follower if is_validator(&p.public_key) => {
+                    return Err(config_err(format!(
+                        "peer {} ({}) is a validator in genesis.json but has role = \"follower\": remove the role line",
+                        p.moniker,
+                        key_to_hex(&p.public_key)
+                    )));
+                }
+                _ => {}
+            }
+            if p.public_key == me {
                 return Err(config_err(format!(
-                    "peer {} ({}) is not a validator in genesis.json: only validators take part for now",
+                    "peer {} ({}) is this node itself: remove the entry ([p2p] listen is this node's address)",
                     p.moniker,
                     key_to_hex(&p.public_key)
                 )));
             }
         }
-        self.genesis
+        let mut peers = self
+            .genesis
             .validators
             .iter()
             .map(|v| {
@@ -774,7 +863,31 @@ impl Home {
                         ))
                     })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.config.role == NodeRole::Follower {
+            peers.push(Peer {
+                key: me.clone(),
+                address: self.config.p2p.listen,
+                validator: false,
+            });
+        }
+        for p in &self.config.p2p.peers {
+            if p.role == NodeRole::Follower {
+                if peers.iter().any(|q| q.key == p.public_key) {
+                    return Err(config_err(format!(
+                        "peer {} ({}) is listed twice",
+                        p.moniker,
+                        key_to_hex(&p.public_key)
+                    )));
+                }
+                peers.push(Peer {
+                    key: p.public_key.clone(),
+                    address: p.address,
+                    validator: false,
+                });
+            }
+        }
+        Ok(peers)
     }
 
     /// What [`crate::service::run`] needs to run this home's node.
@@ -797,7 +910,10 @@ impl Home {
         let m = &self.config.mempool;
         Ok(ServiceConfig {
             process: ProcessConfig {
-                role: Role::Validator(self.key.clone()),
+                role: match self.config.role {
+                    NodeRole::Validator => Role::Validator(self.key.clone()),
+                    NodeRole::Follower => Role::Follower(self.key.clone()),
+                },
                 listen: self.config.p2p.listen,
                 peers: self.peers()?,
                 allow_private_ips: self.config.p2p.allow_private_ips,
@@ -840,6 +956,13 @@ mod tests {
             moniker: "node1".into(),
             public_key: generate_key().public_key(),
             address: "127.0.0.1:30001".parse().unwrap(),
+            role: NodeRole::Validator,
+        });
+        c.p2p.peers.push(PeerEntry {
+            moniker: "watcher".into(),
+            public_key: generate_key().public_key(),
+            address: "127.0.0.1:30003".parse().unwrap(),
+            role: NodeRole::Follower,
         });
         let text = c.to_toml();
         assert_eq!(NodeFileConfig::from_toml(&text).unwrap(), c);
@@ -914,6 +1037,82 @@ max_nonce_gap = 8
         .unwrap();
         assert_ne!(forced.key.public_key(), home.key.public_key());
         assert!(!home_dir.join(DATA_DIR).exists());
+    }
+
+    /// `kumo node init --follower --genesis FILE --peer …` beside a validator's home: the
+    /// follower's home loads as a non-voting node with every validator as a peer; the validator
+    /// must list the follower to let it in.
+    #[test]
+    fn follower_homes_join_a_validators_genesis() {
+        let dir = tempfile::tempdir().unwrap();
+        let validator = Home::init(&dir.path().join("v"), InitOptions::default()).unwrap();
+        let peer_of = |home: &Home, role| PeerEntry {
+            moniker: home.config.moniker.clone(),
+            public_key: home.key.public_key(),
+            address: home.config.p2p.listen,
+            role,
+        };
+        // A follower needs a genesis to follow.
+        let e = Home::init(
+            &dir.path().join("f0"),
+            InitOptions {
+                role: NodeRole::Follower,
+                ..InitOptions::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--genesis"), "{e}");
+        let follower = Home::init(
+            &dir.path().join("f"),
+            InitOptions {
+                moniker: "watcher".into(),
+                p2p: "127.0.0.1:30010".parse().unwrap(),
+                role: NodeRole::Follower,
+                genesis: Some(validator.genesis.clone()),
+                peers: vec![peer_of(&validator, NodeRole::Validator)],
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        let loaded = Home::load(&follower.dir).unwrap();
+        assert_eq!(loaded.config.role, NodeRole::Follower);
+        let peers = loaded.peers().unwrap();
+        assert_eq!(peers.len(), 2);
+        assert!(peers[0].validator && peers[0].key == validator.key.public_key());
+        assert!(!peers[1].validator && peers[1].key == follower.key.public_key());
+        assert!(matches!(
+            loaded.service_config().unwrap().process.role,
+            Role::Follower(_)
+        ));
+        let text = std::fs::read_to_string(follower.path(CONFIG_FILE)).unwrap();
+        assert!(text.contains("role = \"follower\""), "{text}");
+
+        // The validator lets the follower in once it lists it as a follower peer.
+        let mut v = Home::load(&validator.dir).unwrap();
+        v.config.p2p.peers = vec![peer_of(&follower, NodeRole::Follower)];
+        let peers = v.peers().unwrap();
+        assert_eq!(peers.len(), 2);
+        assert!(peers[0].validator && !peers[1].validator);
+        assert!(matches!(
+            v.service_config().unwrap().process.role,
+            Role::Validator(_)
+        ));
+        // Listed as a validator, the follower's key is refused: it is not in genesis.json.
+        v.config.p2p.peers = vec![peer_of(&follower, NodeRole::Validator)];
+        let e = v.peers().unwrap_err().to_string();
+        assert!(e.contains("role = \"follower\""), "{e}");
+        // A follower home holding a validator's key is refused.
+        let mut f = Home::load(&follower.dir).unwrap();
+        f.key = validator.key.clone();
+        f.config.p2p.peers.clear();
+        let e = f.peers().unwrap_err().to_string();
+        assert!(e.contains("a key of its own"), "{e}");
+        // A follower without its validators' addresses.
+        let mut f = Home::load(&follower.dir).unwrap();
+        f.config.p2p.peers.clear();
+        let e = f.peers().unwrap_err().to_string();
+        assert!(e.contains("[[p2p.peers]]"), "{e}");
     }
 
     #[test]

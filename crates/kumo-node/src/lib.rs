@@ -27,6 +27,7 @@ pub mod app;
 pub mod block;
 pub mod engine;
 mod follow;
+mod gossip;
 pub mod home;
 pub mod mempool;
 pub mod node;

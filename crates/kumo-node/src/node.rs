@@ -227,6 +227,57 @@ impl Node {
         Ok(hash)
     }
 
+    /// [`Node::submit`] for several transactions, their signatures verified in one batch; one
+    /// result per transaction, in order.
+    pub fn submit_batch(&self, txs: Vec<Vec<u8>>) -> Vec<Result<TxHash, SubmitError>> {
+        let max = self.inner.config.limits.max_tx_bytes;
+        let envelopes: Vec<Result<TxEnvelope<'_>, TxRejected>> = txs
+            .iter()
+            .map(|t| TxEnvelope::parse(t, max).map_err(TxRejected::from))
+            .collect();
+        let parsed: Vec<TxEnvelope<'_>> = envelopes
+            .iter()
+            .filter_map(|e| e.as_ref().ok().copied())
+            .collect();
+        let mut verified = kumo_types::tx::verify_batch(&parsed).into_iter();
+        let checked: Vec<Result<VerifiedTx, TxRejected>> = envelopes
+            .into_iter()
+            .map(|e| {
+                e.and_then(|_| {
+                    verified
+                        .next()
+                        .expect("one result per parsed envelope")
+                        .map_err(TxRejected::from)
+                })
+            })
+            .collect();
+        {
+            let mut state = self.state();
+            for v in checked.iter().flatten() {
+                state.signature_verified(v.hash);
+            }
+        }
+        let checked: Vec<Result<VerifiedTx, TxRejected>> = self.with_finalized_state(|store, _| {
+            let app = App::load(Overlay::new(store)).expect("the finalized state holds a chain");
+            checked
+                .into_iter()
+                .map(|c| c.and_then(|v| app.check_verified(&v).map(|()| v)))
+                .collect()
+        });
+        let gossip = self.inner.gossip.lock().expect("gossip lock").clone();
+        txs.into_iter()
+            .zip(checked)
+            .map(|(tx, checked)| {
+                checked?;
+                let hash = self.pool().insert(tx.clone())?;
+                if let Some(gossip) = &gossip {
+                    let _ = gossip.try_send(tx);
+                }
+                Ok(hash)
+            })
+            .collect()
+    }
+
     /// The pooled transactions the chain would still accept, in pool order; the others leave
     /// the pool. A follower sends these to the validators again.
     pub(crate) fn still_pending(&self) -> Vec<Vec<u8>> {
@@ -250,14 +301,14 @@ impl Node {
     /// Adds transactions received from peers (no gossip back), checked as [`Node::check_tx`]
     /// does but with their signatures verified in one batch: gossip is most of what a node
     /// verifies, and a batch costs about half as much per signature.
-    pub(crate) fn admit_from_peers(&self, txs: Vec<Vec<u8>>) {
+    pub(crate) fn admit_from_peers(&self, txs: &[&[u8]]) {
         let max = self.inner.config.limits.max_tx_bytes;
-        let parsed: Vec<(&Vec<u8>, TxEnvelope<'_>)> = txs
+        let parsed: Vec<(&[u8], TxEnvelope<'_>)> = txs
             .iter()
-            .filter_map(|t| TxEnvelope::parse(t, max).ok().map(|e| (t, e)))
+            .filter_map(|t| TxEnvelope::parse(t, max).ok().map(|e| (*t, e)))
             .collect();
         let envelopes: Vec<TxEnvelope<'_>> = parsed.iter().map(|(_, e)| *e).collect();
-        let verified: Vec<(&Vec<u8>, VerifiedTx)> = parsed
+        let verified: Vec<(&[u8], VerifiedTx)> = parsed
             .iter()
             .zip(kumo_types::tx::verify_batch(&envelopes))
             .filter_map(|((bytes, _), v)| v.ok().map(|v| (*bytes, v)))
@@ -268,7 +319,7 @@ impl Node {
                 state.signature_verified(v.hash);
             }
         }
-        let admitted: Vec<&Vec<u8>> = self.with_finalized_state(|store, _| {
+        let admitted: Vec<&[u8]> = self.with_finalized_state(|store, _| {
             let app = App::load(Overlay::new(store)).expect("the finalized state holds a chain");
             verified
                 .iter()
@@ -277,7 +328,7 @@ impl Node {
                 .collect()
         });
         for tx in admitted {
-            let _ = self.pool().insert(tx.clone());
+            let _ = self.pool().insert(tx.to_vec());
         }
     }
 }

@@ -6,8 +6,11 @@
 //!    loopback, free ports, `block_time` blocks, `accounts` funded accounts.
 //! 3. Starts one `kumo node run` process per validator ([`crate::process`]).
 //! 4. Runs the load ([`crate::load`]): every account sends 1 ukumo at a time, signed in
-//!    advance, `window` transactions in flight per account, each with `?wait=commit`, spread
-//!    over the nodes, for `duration`.
+//!    advance, `window` transactions in flight per account, spread over the nodes, for
+//!    `duration`: by default each node's clients send batches (`POST /v1/txs/batch?wait=commit`,
+//!    [`crate::load::run_batched`]), else one request per transaction ([`crate::load::run`]).
+//!    The testnet's blocks may hold `max_block_txs` transactions (10,000 by default: at 2,000,
+//!    the node default, 250 ms blocks cap a chain at 8,000 txs/s).
 //! 5. Measures over the load after `warmup`: transactions reported committed per second,
 //!    finality latency (first submission → the node's commit answer; p50, p99) of those
 //!    submitted in that window, and the mean interval between the blocks of that window (read
@@ -27,7 +30,7 @@ use serde::Serialize;
 
 use crate::{
     init::{TestnetSpec, init},
-    load::{LoadConfig, Sender, run},
+    load::{LoadConfig, Sender, run, run_batched},
     process::NodeProcess,
 };
 
@@ -46,6 +49,11 @@ pub struct NodeBenchConfig {
     pub accounts: usize,
     /// Transactions in flight per account.
     pub window: usize,
+    /// Send each node's transactions in batches (`POST /v1/txs/batch`, [`crate::load::run_batched`])
+    /// rather than one request per transaction ([`crate::load::run`]).
+    pub batch: bool,
+    /// Most transactions in a block.
+    pub max_block_txs: usize,
     /// `kumo bench chain`'s sizes for the ratio (none: skip it).
     pub chain: Option<kumo_chain::bench::ChainConfig>,
 }
@@ -57,8 +65,10 @@ impl Default for NodeBenchConfig {
             warmup: Duration::from_secs(3),
             validators: 4,
             block_time: Duration::from_millis(250),
-            accounts: 400,
+            accounts: 2000,
             window: 4,
+            batch: true,
+            max_block_txs: 10_000,
             chain: Some(Default::default()),
         }
     }
@@ -162,6 +172,9 @@ pub fn node(
     let mut spec = TestnetSpec::new(config.validators, dir.path());
     spec.base_port = 0;
     spec.block_time = config.block_time;
+    spec.max_block_txs = config.max_block_txs;
+    // Transfers are ~200 bytes: room for max_block_txs of them.
+    spec.max_block_bytes = spec.max_block_bytes.max(config.max_block_txs * 512);
     spec.chain_id = "kumo-bench-1".into();
     spec.balances = addresses
         .iter()
@@ -235,7 +248,11 @@ pub fn node(
             give_up_after: Duration::from_secs(60),
         };
         let clients = procs.iter().map(NodeProcess::client).collect();
-        let report = run(senders, clients, load).await;
+        let report = if config.batch {
+            run_batched(senders, clients, load).await
+        } else {
+            run(senders, clients, load).await
+        };
         let from = start + config.warmup;
         let to = start + config.duration;
         let from_ms = unix_ms(start_wall + config.warmup);

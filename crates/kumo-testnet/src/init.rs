@@ -1,15 +1,18 @@
-//! `kumo testnet init`: the homes of a local network of validators.
+//! `kumo testnet init`: the homes of a local network of validators and followers.
 //!
 //! ```text
-//! DIR/node0 … DIR/node{N-1}   one `kumo node run` home each (config.toml lists every peer)
+//! DIR/node0 … DIR/node{N-1}   one `kumo node run` home per validator (config.toml lists every
+//!                             peer, followers as `role = "follower"`)
+//! DIR/follower0 …             one home per follower (role = "follower"; not in the genesis
+//!                             validator set; lists every validator)
 //! DIR/keys/                   funded accounts' keys, `test` keyring backend (unencrypted)
 //! DIR/testnet.json            the network: chain id, each node's API URL, p2p address and key,
 //!                             the funded accounts
 //! ```
 //!
-//! Every home has the same `genesis.json`. Ports: node `i` listens for peers on
-//! `base_port + 2i` and serves the API on `base_port + 2i + 1`; base port 0 asks the system
-//! for free ports instead (tests and benchmarks).
+//! Every home has the same `genesis.json`. Ports: node `i` (validators first, then followers)
+//! listens for peers on `base_port + 2i` and serves the API on `base_port + 2i + 1`; base port
+//! 0 asks the system for free ports instead (tests and benchmarks).
 //!
 //! `testnet.json`:
 //!
@@ -17,8 +20,8 @@
 //! {
 //!   "chain_id": "kumo-testnet-1",
 //!   "block_time": "250ms",
-//!   "nodes": [{ "moniker": "node0", "home": "node0", "api": "http://127.0.0.1:26657",
-//!               "p2p": "127.0.0.1:26656", "public_key": "…" }],
+//!   "nodes": [{ "moniker": "node0", "home": "node0", "role": "validator",
+//!               "api": "http://127.0.0.1:26657", "p2p": "127.0.0.1:26656", "public_key": "…" }],
 //!   "accounts": [{ "name": "faucet", "address": "kumo1…", "coins": "1000000000000ukumo,1000000000000uusd" }],
 //!   "keyring_dir": "keys"
 //! }
@@ -34,7 +37,7 @@ use commonware_cryptography::Signer as _;
 use kumo_chain::{Genesis, genesis::GenesisBalance};
 use kumo_keystore::{Backend, Keystore};
 use kumo_node::home::{
-    self, GenesisValidator, Home, HomeError, NodeFileConfig, NodeGenesis, PeerEntry,
+    self, GenesisValidator, Home, HomeError, NodeFileConfig, NodeGenesis, NodeRole, PeerEntry,
 };
 use kumo_types::{Address, Coins};
 use serde::{Deserialize, Serialize};
@@ -53,10 +56,17 @@ pub const DEFAULT_FAUCET_COINS: &str = "1000000000000000ukumo,1000000000000000uu
 pub struct TestnetSpec {
     /// Number of validators (at least 1).
     pub validators: usize,
+    /// Number of followers (full nodes that do not vote).
+    pub followers: usize,
     /// The testnet directory.
     pub dir: PathBuf,
     /// Block time of every node.
     pub block_time: Duration,
+    /// Most transactions and most bytes of transactions in a proposed block (`[consensus]`
+    /// `max_block_txs`, `max_block_bytes`).
+    pub max_block_txs: usize,
+    /// See `max_block_txs`.
+    pub max_block_bytes: usize,
     /// First port (see the module docs); 0: free ports chosen by the system.
     pub base_port: u16,
     /// The chain id.
@@ -74,8 +84,11 @@ impl TestnetSpec {
     pub fn new(validators: usize, dir: impl Into<PathBuf>) -> TestnetSpec {
         TestnetSpec {
             validators,
+            followers: 0,
             dir: dir.into(),
             block_time: Duration::from_millis(250),
+            max_block_txs: home::ConsensusSection::default().max_block_txs,
+            max_block_bytes: home::ConsensusSection::default().max_block_bytes,
             base_port: home::DEFAULT_P2P_PORT,
             chain_id: DEFAULT_CHAIN_ID.into(),
             fund: vec![(
@@ -95,11 +108,14 @@ pub struct TestnetNode {
     pub moniker: String,
     /// Its home, relative to the testnet directory.
     pub home: PathBuf,
+    /// Validator or follower.
+    #[serde(default)]
+    pub role: NodeRole,
     /// Its API base URL.
     pub api: String,
     /// Where it listens for peers.
     pub p2p: SocketAddr,
-    /// Its validator key (64 hex digits).
+    /// Its key (64 hex digits): a validator's consensus key, a follower's p2p identity.
     pub public_key: String,
 }
 
@@ -188,15 +204,23 @@ fn free_port() -> Result<u16, TestnetError> {
 
 /// Builds the testnet (see the module docs) and writes `testnet.json`.
 pub fn init(spec: &TestnetSpec) -> Result<Testnet, TestnetError> {
-    let n = spec.validators;
-    if n == 0 || n > 100 {
+    let v = spec.validators;
+    if v == 0 || v > 100 {
         return Err(TestnetError::Spec(format!(
-            "--validators {n}: a testnet has 1 to 100 validators"
+            "--validators {v}: a testnet has 1 to 100 validators"
         )));
     }
+    if spec.followers > 100 {
+        return Err(TestnetError::Spec(format!(
+            "--followers {}: a testnet has at most 100 followers",
+            spec.followers
+        )));
+    }
+    // Every node, validators first.
+    let n = v + spec.followers;
     if spec.base_port != 0 && usize::from(spec.base_port) + 2 * n > usize::from(u16::MAX) {
         return Err(TestnetError::Spec(format!(
-            "--base-port {}: {n} validators need ports up to {}, past 65535",
+            "--base-port {}: {n} nodes need ports up to {}, past 65535",
             spec.base_port,
             usize::from(spec.base_port) + 2 * n - 1
         )));
@@ -224,7 +248,19 @@ pub fn init(spec: &TestnetSpec) -> Result<Testnet, TestnetError> {
         });
     }
     let keys: Vec<_> = (0..n).map(|_| home::generate_key()).collect();
-    let monikers: Vec<String> = (0..n).map(|i| format!("node{i}")).collect();
+    let role = |i: usize| {
+        if i < v {
+            NodeRole::Validator
+        } else {
+            NodeRole::Follower
+        }
+    };
+    let monikers: Vec<String> = (0..n)
+        .map(|i| match role(i) {
+            NodeRole::Validator => format!("node{i}"),
+            NodeRole::Follower => format!("follower{}", i - v),
+        })
+        .collect();
 
     let keystore = Keystore::open(&keys_dir, Backend::Test)?;
     let mut accounts = Vec::new();
@@ -243,7 +279,7 @@ pub fn init(spec: &TestnetSpec) -> Result<Testnet, TestnetError> {
     }
     balances.extend(spec.balances.iter().cloned());
     let genesis = NodeGenesis {
-        validators: keys
+        validators: keys[..v]
             .iter()
             .zip(&monikers)
             .map(|(k, m)| GenesisValidator {
@@ -266,16 +302,24 @@ pub fn init(spec: &TestnetSpec) -> Result<Testnet, TestnetError> {
     let mut nodes = Vec::with_capacity(n);
     for i in 0..n {
         let mut config = NodeFileConfig::new(monikers[i].clone());
+        config.role = role(i);
         config.api.listen = SocketAddr::new(localhost, ports[i].1);
         config.p2p.listen = SocketAddr::new(localhost, ports[i].0);
         config.p2p.allow_private_ips = true;
         config.consensus.block_time = spec.block_time;
+        config.consensus.max_block_txs = spec.max_block_txs;
+        config.consensus.max_block_bytes = spec.max_block_bytes;
+        // A validator lists every other node (followers may connect only if listed); a
+        // follower lists the validators (followers do not talk to each other).
         config.p2p.peers = (0..n)
-            .filter(|j| *j != i)
+            .filter(|j| {
+                *j != i && (role(i) == NodeRole::Validator || role(*j) == NodeRole::Validator)
+            })
             .map(|j| PeerEntry {
                 moniker: monikers[j].clone(),
                 public_key: keys[j].public_key(),
                 address: SocketAddr::new(localhost, ports[j].0),
+                role: role(j),
             })
             .collect();
         let rel = PathBuf::from(&monikers[i]);
@@ -289,6 +333,7 @@ pub fn init(spec: &TestnetSpec) -> Result<Testnet, TestnetError> {
         nodes.push(TestnetNode {
             moniker: monikers[i].clone(),
             home: rel,
+            role: role(i),
             api: format!("http://{}", SocketAddr::new(localhost, ports[i].1)),
             p2p: SocketAddr::new(localhost, ports[i].0),
             public_key: home::key_to_hex(&keys[i].public_key()),
@@ -350,11 +395,59 @@ mod tests {
         init(&spec).unwrap();
     }
 
+    /// Followers: listed in testnet.json with their role, not validators in genesis, on every
+    /// validator's peer list as followers (what `lookup` p2p needs to let them connect), and
+    /// their homes load as followers of every validator.
+    #[test]
+    fn followers_are_listed_and_let_in_by_every_validator() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = TestnetSpec::new(3, dir.path());
+        spec.followers = 2;
+        spec.base_port = 32000;
+        let t = init(&spec).unwrap();
+        let roles: Vec<NodeRole> = t.nodes.iter().map(|n| n.role).collect();
+        use NodeRole::{Follower as F, Validator as V};
+        assert_eq!(roles, [V, V, V, F, F]);
+        assert_eq!(t.nodes[4].moniker, "follower1");
+        assert_eq!(t.nodes[4].api, "http://127.0.0.1:32009");
+        let manifest = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).unwrap();
+        assert!(manifest.contains("\"role\": \"follower\""), "{manifest}");
+        let homes: Vec<Home> = t
+            .nodes
+            .iter()
+            .map(|n| Home::load(&dir.path().join(&n.home)).unwrap())
+            .collect();
+        assert_eq!(homes[0].genesis.validators.len(), 3);
+        for (h, node) in homes.iter().zip(&t.nodes) {
+            assert_eq!(h.config.role, node.role);
+            let peers = h.peers().unwrap();
+            assert_eq!(peers.iter().filter(|p| p.validator).count(), 3);
+            let followers: Vec<String> = peers
+                .iter()
+                .filter(|p| !p.validator)
+                .map(|p| home::key_to_hex(&p.key))
+                .collect();
+            match node.role {
+                // Every follower, as a non-validator peer.
+                V => assert_eq!(
+                    followers,
+                    [&*t.nodes[3].public_key, &*t.nodes[4].public_key]
+                ),
+                // Itself only.
+                F => assert_eq!(followers, [&*node.public_key]),
+            }
+        }
+    }
+
     #[test]
     fn refuses_nonsense() {
         let dir = tempfile::tempdir().unwrap();
         let mut spec = TestnetSpec::new(0, dir.path());
         assert!(init(&spec).unwrap_err().to_string().contains("1 to 100"));
+        spec.validators = 1;
+        spec.followers = 101;
+        assert!(init(&spec).unwrap_err().to_string().contains("at most 100"));
+        spec.followers = 0;
         spec.validators = 4;
         spec.base_port = 65530;
         assert!(init(&spec).unwrap_err().to_string().contains("past 65535"));

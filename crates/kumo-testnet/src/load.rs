@@ -13,7 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kumo_client::{ClientError, NodeClient, Wait, types::ErrorCode, types::TxStatus};
+use kumo_client::{
+    ClientError, NodeClient, Wait,
+    types::{BatchItemStatus, ErrorCode, TxStatus},
+};
 use kumo_types::{
     Address, Coin, Msg, SecretKey,
     tx::{TxBody, sign_tx, tx_hash},
@@ -272,4 +275,140 @@ async fn submit_until_done(
             }
         }
     }
+}
+
+/// As [`run`], but each node's clients send their transactions in batches
+/// (`POST /v1/txs/batch?wait=commit`): the senders of node `i` (sender `s` goes to node
+/// `s mod n`) share `window` batching clients, client `j` sending every sender's transactions
+/// `j, j + window, j + 2 × window, …`, one batch per round, the next round once the node answers
+/// that the batch is committed. So each sender still has at most `window` transactions in flight,
+/// as with [`run`], and a transaction's latency is its batch's (first submission → the answer).
+/// A node that does not answer is asked again (no failover: this load is for benchmarks).
+pub async fn run_batched(
+    senders: Vec<Sender>,
+    nodes: Vec<NodeClient>,
+    config: LoadConfig,
+) -> LoadReport {
+    assert!(!nodes.is_empty(), "a load needs at least one node");
+    let window = config.window.max(1);
+    let count = nodes.len();
+    let shared = Arc::new(Shared::default());
+    let senders = Arc::new(senders);
+    let mut tasks = Vec::new();
+    for (n, client) in nodes.into_iter().enumerate() {
+        for slot in 0..window {
+            let mine: Vec<usize> = (0..senders.len()).filter(|s| s % count == n).collect();
+            let (senders, shared, config, client) = (
+                senders.clone(),
+                shared.clone(),
+                config.clone(),
+                client.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut round = 0;
+                loop {
+                    if config.stop_at.is_some_and(|t| Instant::now() >= t) {
+                        break;
+                    }
+                    let at = round * window + slot;
+                    let batch: Vec<&SignedTx> = mine
+                        .iter()
+                        .filter_map(|s| senders[*s].txs.get(at))
+                        .collect();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for chunk in batch.chunks(kumo_client::types::MAX_BATCH_TXS) {
+                        let outcome = submit_batch_until_done(chunk, n, &client, &config).await;
+                        let mut r = shared.report.lock().unwrap_or_else(|p| p.into_inner());
+                        r.submitted += chunk.len();
+                        r.committed.extend(outcome.0);
+                        r.failed.extend(outcome.1);
+                    }
+                    round += 1;
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    Arc::try_unwrap(shared)
+        .ok()
+        .map(|s| s.report.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .unwrap_or_default()
+}
+
+/// Sends `batch` to `client` until every transaction is committed or given up: returns those
+/// committed and those given up (with why).
+async fn submit_batch_until_done(
+    batch: &[&SignedTx],
+    node: usize,
+    client: &NodeClient,
+    config: &LoadConfig,
+) -> (Vec<Committed>, Vec<([u8; 32], String)>) {
+    let submitted = Instant::now();
+    let mut committed = Vec::new();
+    let mut failed = Vec::new();
+    let mut todo: Vec<&SignedTx> = batch.to_vec();
+    while !todo.is_empty() {
+        if submitted.elapsed() > config.give_up_after {
+            let why = format!("not committed within {:?}", config.give_up_after);
+            failed.extend(todo.iter().map(|t| (t.hash, why.clone())));
+            break;
+        }
+        let bytes: Vec<&[u8]> = todo.iter().map(|t| t.bytes.as_slice()).collect();
+        let Ok(answer) = client
+            .submit_batch(&bytes, Wait::CommitWithin(config.wait))
+            .await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut again = Vec::new();
+        let mut look_up = Vec::new();
+        for (tx, item) in todo.iter().zip(answer.results) {
+            match (item.status, item.error) {
+                (BatchItemStatus::Committed, _) => committed.push(Committed {
+                    hash: tx.hash,
+                    height: item.height.unwrap_or_default(),
+                    submitted,
+                    latency: submitted.elapsed(),
+                    node,
+                }),
+                // Still pending after the wait, or sent before (a lost answer): find out.
+                (BatchItemStatus::Pending, _) => look_up.push(*tx),
+                (BatchItemStatus::Error, Some(e)) => match e.code {
+                    ErrorCode::AlreadyInMempool | ErrorCode::NonceTaken => look_up.push(*tx),
+                    ErrorCode::TxRejected if e.reason.as_deref() == Some("nonce") => {
+                        look_up.push(*tx)
+                    }
+                    ErrorCode::MempoolFull
+                    | ErrorCode::AccountFull
+                    | ErrorCode::NonceGap
+                    | ErrorCode::Unavailable
+                    | ErrorCode::Dropped => again.push(*tx),
+                    _ => failed.push((tx.hash, e.message)),
+                },
+                (BatchItemStatus::Error, None) => failed.push((tx.hash, "no error given".into())),
+            }
+        }
+        for tx in look_up {
+            match client.tx(&tx.hash).await {
+                Ok(view) => committed.push(Committed {
+                    hash: tx.hash,
+                    height: view.height,
+                    submitted,
+                    latency: submitted.elapsed(),
+                    node,
+                }),
+                Err(_) => again.push(tx),
+            }
+        }
+        if !again.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        todo = again;
+    }
+    (committed, failed)
 }

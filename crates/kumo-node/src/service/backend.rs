@@ -69,6 +69,20 @@ impl NodeBackend for NodeService {
         Ok(hash)
     }
 
+    fn submit_batch(&self, txs: Vec<Vec<u8>>) -> Vec<Result<Hash32, ApiSubmitError>> {
+        let hashes: Vec<Hash32> = txs.iter().map(|t| kumo_types::tx::tx_hash(t)).collect();
+        self.node
+            .submit_batch(txs)
+            .into_iter()
+            .zip(hashes)
+            .map(|(r, hash)| {
+                r.map_err(|e| api_error(e, hash))?;
+                self.shared.metrics.submitted(hash);
+                Ok(hash)
+            })
+            .collect()
+    }
+
     fn blocks(&self) -> &BlockStore {
         &self.shared.blocks
     }
