@@ -327,13 +327,19 @@ fn four_validators_and_a_follower_keep_committing_through_kill_9_and_agree_after
             .unwrap();
         let sent_height = sent["height"].as_u64().unwrap();
 
-        let target = height(&clients[0]).await;
+        // Every node (not only the restarted ones: a validator may lag node 0 by a block) must
+        // have stored the block with the transaction before it is asked for it.
+        let target = height(&clients[0]).await.max(sent_height);
         wait_until(
-            "node 2 and the follower catching up",
+            "every node (node 2 and the follower included) reaching the transaction's block",
             Duration::from_secs(30),
             || async {
-                height(&clients[KILLED]).await >= target
-                    && height(&clients[FOLLOWER]).await >= target
+                for c in &clients {
+                    if height(c).await < target {
+                        return false;
+                    }
+                }
+                true
             },
         )
         .await;
