@@ -57,6 +57,9 @@ pub(crate) enum Command {
     /// Run a provider: config, on-chain registration, the daemon, its status.
     #[command(subcommand)]
     Provider(crate::provider::ProviderCommand),
+    /// A local devnet (a validator and a provider on this machine) to deploy to.
+    #[command(subcommand)]
+    Devnet(crate::devnet::DevnetCommand),
 }
 
 impl Cli {
@@ -71,6 +74,7 @@ impl Cli {
             Command::Query(cmd) => cmd.run(self.global.output),
             Command::Tx(cmd) => cmd.run(self.global.output),
             Command::Provider(cmd) => cmd.run(self.global.output),
+            Command::Devnet(cmd) => cmd.run(self.global.output),
         }
     }
 

@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod client;
+mod devnet;
 mod home;
 mod keys;
 mod node;
