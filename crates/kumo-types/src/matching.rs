@@ -343,7 +343,8 @@ pub fn attributes_subset_of<'a>(
     required: &'a [Attribute],
     have: &[Attribute],
 ) -> Result<(), &'a Attribute> {
-    subset_metered(required, have, &Meter::unlimited()).unwrap_or(Err(&required[0]))
+    // An unlimited meter never runs out; the closure keeps an empty `required` from indexing.
+    subset_metered(required, have, &Meter::unlimited()).unwrap_or_else(|_| Err(&required[0]))
 }
 
 fn subset_metered<'a>(
@@ -718,5 +719,8 @@ mod tests {
         let have = attrs(&[("region", "us-west"), ("host", "akash")]);
         assert!(attributes_subset_of(&attrs(&[("reg*", "us-west")]), &have).is_ok());
         assert!(attributes_subset_of(&attrs(&[("reg*", "eu")]), &have).is_err());
+        // Nothing required: anything matches (this used to panic).
+        assert!(attributes_subset_of(&[], &have).is_ok());
+        assert!(attributes_subset_of(&[], &[]).is_ok());
     }
 }
