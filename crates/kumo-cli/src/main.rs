@@ -4,8 +4,10 @@
 mod bench;
 mod cli;
 mod client;
+mod deploy;
 mod home;
 mod keys;
+mod lease;
 mod node;
 mod output;
 mod provider;
