@@ -66,6 +66,9 @@ pub(crate) enum Command {
     Deposit(crate::lease::DepositArgs),
     /// Send a new manifest (same groups) to a deployment's providers.
     Update(crate::lease::UpdateArgs),
+    /// A local devnet (a validator and a provider on this machine) to deploy to.
+    #[command(subcommand)]
+    Devnet(crate::devnet::DevnetCommand),
 }
 
 impl Cli {
@@ -84,6 +87,7 @@ impl Cli {
             Command::Lease(cmd) => cmd.run(self.global.output),
             Command::Deposit(cmd) => crate::lease::deposit(cmd, self.global.output),
             Command::Update(cmd) => crate::lease::update(cmd, self.global.output),
+            Command::Devnet(cmd) => cmd.run(self.global.output),
         }
     }
 

@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod client;
 mod deploy;
+mod devnet;
 mod home;
 mod keys;
 mod lease;

@@ -195,16 +195,27 @@ pub enum StartError {
     NoValidators,
 }
 
-/// The digest of the genesis file: the genesis block commits to it, so nodes with different
-/// genesis files never agree on a block.
-pub fn genesis_hash(genesis: &kumo_chain::Genesis) -> Digest {
-    Sha256::hash(&[genesis.to_json().as_bytes()])
+/// The digest of the genesis file and the validator set: the genesis block commits to both,
+/// so nodes with different genesis files or validator lists never agree on a block (a
+/// follower configured with the wrong validators fails at once instead of trusting them).
+pub fn genesis_hash(genesis: &kumo_chain::Genesis, validators: &[ed25519::PublicKey]) -> Digest {
+    let json = genesis.to_json();
+    let mut keys: Vec<&[u8]> = validators.iter().map(|k| k.as_ref()).collect();
+    // The set, not the list: the order of the config file does not matter.
+    keys.sort_unstable();
+    keys.dedup();
+    let mut parts: Vec<&[u8]> = vec![json.as_bytes(), b"\nvalidators"];
+    parts.extend(keys);
+    Sha256::hash(&parts)
 }
 
-/// The genesis block of `genesis`.
-pub fn genesis_block<E: Runtime>(genesis: &kumo_chain::Genesis) -> Block {
+/// The genesis block of `genesis` with `validators`.
+pub fn genesis_block<E: Runtime>(
+    genesis: &kumo_chain::Genesis,
+    validators: &[ed25519::PublicKey],
+) -> Block {
     let target = initial_target::<E>();
-    Block::genesis(genesis_hash(genesis), target.root, target.range)
+    Block::genesis(genesis_hash(genesis, validators), target.root, target.range)
 }
 
 /// The namespace every consensus signature of this chain is made in.
@@ -336,7 +347,7 @@ where
     let scheme = consensus_scheme(&namespace, &membership)?;
     let prefix = config.partition_prefix.clone();
     let page_cache = CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES);
-    let genesis_block = genesis_block::<E>(&config.genesis);
+    let genesis_block = genesis_block::<E>(&config.genesis, &membership.validators);
     let genesis_digest = genesis_block.digest();
 
     // Block catch-up: marshal fetches missing blocks and finalizations from peers.
@@ -681,5 +692,29 @@ mod tests {
             start(Role::Follower(keys[4].clone()), &twice),
             Some(StartError::DuplicateValidator)
         ));
+    }
+
+    #[test]
+    fn the_genesis_hash_covers_the_validator_set_not_its_order() {
+        let keys: Vec<_> = keys().iter().map(|k| k.public_key()).collect();
+        let genesis = kumo_chain::Genesis {
+            chain_id: "test".into(),
+            initial_height: 0,
+            params: Default::default(),
+            balances: Vec::new(),
+        };
+        let four = genesis_hash(&genesis, &keys[..4]);
+        let reordered = [
+            keys[3].clone(),
+            keys[1].clone(),
+            keys[0].clone(),
+            keys[2].clone(),
+        ];
+        assert_eq!(four, genesis_hash(&genesis, &reordered));
+        assert_ne!(four, genesis_hash(&genesis, &keys[..3]));
+        assert_ne!(four, genesis_hash(&genesis, &keys[1..5]));
+        let mut other = genesis.clone();
+        other.chain_id = "other".into();
+        assert_ne!(four, genesis_hash(&other, &keys[..4]));
     }
 }

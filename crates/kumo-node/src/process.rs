@@ -79,9 +79,6 @@ pub fn spawn_node(
     context: &tokio::Context,
     config: ProcessConfig,
 ) -> Result<(Node, Handle<Result<(), StartError>>), RunError> {
-    let genesis_block = engine::genesis_block::<tokio::Context>(&config.node.genesis);
-    let genesis_digest: Digest = commonware_cryptography::Digestible::digest(&genesis_block);
-    let node = Node::new(config.node.clone(), genesis_digest)?;
     let key = config.role.key().clone();
     let peers: Map<ed25519::PublicKey, Address> = config
         .peers
@@ -96,6 +93,9 @@ pub fn spawn_node(
         .filter(|p| p.validator)
         .map(|p| p.key.clone())
         .collect();
+    let genesis_block = engine::genesis_block::<tokio::Context>(&config.node.genesis, &validators);
+    let genesis_digest: Digest = commonware_cryptography::Digestible::digest(&genesis_block);
+    let node = Node::new(config.node.clone(), genesis_digest)?;
     let namespace = engine::namespace(&config.node.genesis.chain_id);
     let max_message = engine::max_message_size(&config.node.limits, validators.len());
     let membership = Membership {

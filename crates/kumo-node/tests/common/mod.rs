@@ -348,7 +348,11 @@ impl Cluster {
         config.sink = recorder;
         let genesis_digest = {
             use commonware_cryptography::Digestible as _;
-            engine::genesis_block::<deterministic::Context>(&self.genesis).digest()
+            engine::genesis_block::<deterministic::Context>(
+                &self.genesis,
+                &self.membership(0).validators,
+            )
+            .digest()
         };
         Node::new(config, genesis_digest).unwrap()
     }

@@ -1,0 +1,239 @@
+//! `kumo devnet up|down|status`: a local devnet (one validator, one provider with the Docker
+//! backend) for trying deployments on this machine (over [`kumo_devnet`]).
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use kumo_devnet::{DevnetSpec, layout::ENV_FILE};
+
+use crate::output::{OutputFormat, print_json};
+
+/// A local devnet.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DevnetCommand {
+    /// Start a devnet (creating it the first time): a validator, a provider, funded keys.
+    #[command(after_help = "\
+Examples:
+  kumo devnet up --detach          # start in the background, print what to source
+  . ~/.kumo/devnet/devnet.env      # KUMO_NODE, KUMO_HOME, KUMO_FROM=tenant, ...
+  kumo deploy examples/hello-web.yaml
+  kumo devnet down                 # stop it and remove its workloads
+
+Without --detach it runs until Ctrl-C. Service URLs are http://<name>.localhost:<port>/, which
+curl and browsers resolve to this machine without DNS or /etc/hosts.")]
+    Up(UpArgs),
+    /// Stop a devnet started with --detach and remove its provider's workloads.
+    Down(DownArgs),
+    /// Whether the devnet runs, its URLs and height.
+    Status(DirArgs),
+}
+
+/// Where the devnet lives.
+#[derive(Debug, Args)]
+pub(crate) struct DirArgs {
+    /// The devnet's directory [default: ~/.kumo/devnet]
+    #[arg(long, env = "KUMO_DEVNET_HOME", value_name = "DIR")]
+    pub(crate) home: Option<PathBuf>,
+}
+
+impl DirArgs {
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.home {
+            Some(d) => Ok(d.clone()),
+            None => std::env::home_dir()
+                .map(|h| h.join(".kumo").join("devnet"))
+                .context("cannot find your home directory: pass --home"),
+        }
+    }
+}
+
+/// `kumo devnet up`.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    pub(crate) dir: DirArgs,
+    /// Time between blocks (a new devnet only; e.g. 250ms, 1s).
+    #[arg(long, value_parser = kumo_node::home::parse_duration, default_value = "250ms")]
+    pub(crate) block_time: Duration,
+    /// Ports from P (a new devnet only): p2p P, node API P+1, gateway P+2, ingress P+3,
+    /// forwarded ports P+10 to P+59. 0 picks free ports.
+    #[arg(long, value_name = "P", default_value_t = kumo_devnet::layout::DEFAULT_BASE_PORT)]
+    pub(crate) base_port: u16,
+    /// Return once it serves and leave it running in the background.
+    #[arg(long)]
+    pub(crate) detach: bool,
+    /// Delete an existing devnet in the directory first (a new chain, new keys).
+    #[arg(long)]
+    pub(crate) reset: bool,
+}
+
+/// `kumo devnet down`.
+#[derive(Debug, Args)]
+pub(crate) struct DownArgs {
+    #[command(flatten)]
+    pub(crate) dir: DirArgs,
+    /// Delete the devnet's directory too (chain, keys, logs).
+    #[arg(long)]
+    pub(crate) purge: bool,
+}
+
+impl DevnetCommand {
+    pub(crate) fn run(&self, format: OutputFormat) -> anyhow::Result<ExitCode> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        match self {
+            DevnetCommand::Up(a) => rt.block_on(up(a, format)),
+            DevnetCommand::Down(a) => {
+                let report = rt.block_on(kumo_devnet::down(&a.dir.dir()?, a.purge))?;
+                match format {
+                    OutputFormat::Json => print_json(&report)?,
+                    OutputFormat::Text => {
+                        if report.stopped.is_empty() {
+                            println!("nothing was running in {}", report.dir.display());
+                        } else {
+                            println!("stopped the {}", report.stopped.join(" and the "));
+                        }
+                        println!(
+                            "removed the workloads of {} lease(s)",
+                            report.workloads_removed
+                        );
+                        if report.purged {
+                            println!("deleted {}", report.dir.display());
+                        }
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            DevnetCommand::Status(a) => {
+                let s = rt.block_on(kumo_devnet::status(&a.dir()?))?;
+                match format {
+                    OutputFormat::Json => print_json(&s)?,
+                    OutputFormat::Text => {
+                        let pid = |p: Option<u32>| {
+                            p.map_or("not running".to_string(), |p| format!("running (pid {p})"))
+                        };
+                        println!("devnet   {}", s.dir.display());
+                        println!("node     {} {}", s.info.node, pid(s.node_pid));
+                        println!("provider {} {}", s.info.gateway, pid(s.provider_pid));
+                        match s.height {
+                            Some(h) => println!("height   {h}"),
+                            None => println!("height   (the node does not answer)"),
+                        }
+                    }
+                }
+                let up = s.node_pid.is_some() && s.provider_pid.is_some();
+                Ok(if up {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+        }
+    }
+}
+
+async fn up(a: &UpArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    let dir = a.dir.dir()?;
+    if a.reset && dir.join(kumo_devnet::layout::INFO_FILE).exists() {
+        kumo_devnet::down(&dir, true).await?;
+    }
+    let spec = DevnetSpec {
+        dir,
+        block_time: a.block_time,
+        base_port: a.base_port,
+    };
+    let exe = std::env::current_exe().context("finding the kumo binary")?;
+    let started = std::time::Instant::now();
+    let mut progress = |step: &str| {
+        eprintln!("[{:5.1}s] {step}", started.elapsed().as_secs_f64());
+    };
+    let mut devnet = kumo_devnet::up(&spec, &exe, &mut progress).await?;
+    let env = devnet.dir.join(ENV_FILE);
+    match format {
+        OutputFormat::Json => print_json(&serde_json::json!({
+            "dir": devnet.dir,
+            "env_file": env,
+            "created": devnet.created,
+            "info": devnet.info,
+        }))?,
+        OutputFormat::Text => {
+            let i = &devnet.info;
+            eprintln!(
+                "[{:5.1}s] the devnet is up",
+                started.elapsed().as_secs_f64()
+            );
+            println!(
+                "node      {}  (chain {}, {} ms blocks)",
+                i.node, i.chain_id, i.block_time_ms
+            );
+            println!("provider  {}  gateway {}", i.provider, i.gateway);
+            println!(
+                "ingress   http://<host>.{}:{}/  forwarded ports {}-{}",
+                i.ingress_domain,
+                i.ingress.port(),
+                i.forwarded_ports.0,
+                i.forwarded_ports.1
+            );
+            println!("tenant    {}  (key `tenant`)", i.tenant);
+            println!(
+                "logs      {}/node0/node.log, {}/provider/provider.log",
+                devnet.dir.display(),
+                devnet.dir.display()
+            );
+            println!();
+            println!("Next:  . {}", env.display());
+            println!("       kumo deploy examples/hello-web.yaml");
+        }
+    }
+    if a.detach {
+        devnet.detach();
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("running; Ctrl-C stops the devnet");
+    let code = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break ExitCode::SUCCESS,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if let Some((what, log)) = devnet.exited() {
+                    eprintln!("error: the {what} exited; the end of its log:\n{log}");
+                    break ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    eprintln!("stopping the devnet");
+    devnet.stop();
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn parses_devnet_commands() {
+        let cli = Cli::try_parse_from([
+            "kumo",
+            "devnet",
+            "up",
+            "--home",
+            "/tmp/d",
+            "--detach",
+            "--block-time",
+            "1s",
+        ])
+        .unwrap();
+        let Command::Devnet(DevnetCommand::Up(a)) = cli.command else {
+            panic!("not devnet up");
+        };
+        assert!(a.detach);
+        assert_eq!(a.block_time, Duration::from_secs(1));
+        assert_eq!(a.dir.home, Some(PathBuf::from("/tmp/d")));
+        assert!(Cli::try_parse_from(["kumo", "devnet", "down", "--purge"]).is_ok());
+    }
+}
