@@ -244,8 +244,11 @@ pub async fn deploy(
         .map(|g| {
             providers
                 .values()
+                // (`attributes_subset_of` indexes the first requirement eagerly: skip empty lists.)
                 .filter(|p| {
-                    attributes_subset_of(&g.requirements.attributes, &p.fields.attributes).is_ok()
+                    g.requirements.attributes.is_empty()
+                        || attributes_subset_of(&g.requirements.attributes, &p.fields.attributes)
+                            .is_ok()
                 })
                 .count()
         })
