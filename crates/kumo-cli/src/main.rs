@@ -2,6 +2,7 @@
 //! exit codes. Each command lives in its own module.
 
 mod bench;
+mod bench_deploy;
 mod cli;
 mod client;
 mod deploy;
