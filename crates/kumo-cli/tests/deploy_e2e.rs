@@ -291,7 +291,7 @@ fn tenant_path_end_to_end() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|l| l["dseq"].to_string() == dseq)
+        .find(|l| l["dseq"].as_u64().map(|d| d.to_string()).as_deref() == Some(dseq.as_str()))
         .expect("the lease is listed");
     assert_eq!(row["state"], "active");
     assert_eq!(row["provider"], deployed["provider"]);

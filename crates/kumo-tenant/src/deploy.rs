@@ -50,6 +50,9 @@ const MANIFEST_DEADLINE: Duration = Duration::from_secs(30);
 /// Log lines shown for a service that is not ready.
 const NOT_READY_LOG_LINES: u64 = 20;
 
+/// A caller's pick among one group's offers: an index into them, or `None` to give up.
+pub type Picker = Box<dyn FnMut(&GroupSpec, &[BidOffer]) -> Option<usize> + Send>;
+
 /// How a bid is chosen.
 pub enum Selection {
     /// The lowest price (ties: the earliest bid).
@@ -58,7 +61,7 @@ pub enum Selection {
     Provider(Address),
     /// The caller picks from the offers of one group (an index into them), or `None` to give
     /// up (the deployment is closed).
-    Ask(Box<dyn FnMut(&GroupSpec, &[BidOffer]) -> Option<usize> + Send>),
+    Ask(Picker),
 }
 
 impl std::fmt::Debug for Selection {

@@ -188,7 +188,7 @@ deployment:
     fn needs_count_replicas_and_ram_volumes_as_memory() {
         let n = group_needs(&group("128Mi"));
         assert_eq!(n.cpu_millis, 1000);
-        assert_eq!(n.memory_bytes, 2 * (128 + 64) << 20);
+        assert_eq!(n.memory_bytes, (2 * (128 + 64)) << 20);
         assert_eq!(n.storage_bytes["disk"], 2 << 30);
     }
 
