@@ -11,7 +11,7 @@
 //! use kumo_tenant::{Tenant, deploy::{DeployOptions, deploy}};
 //! let node = kumo_client::NodeClient::new("http://127.0.0.1:26657")?;
 //! let tenant = Tenant::connect(node, key).await?;
-//! let reports = deploy(&tenant, sdl, &DeployOptions::default(), &mut |p| println!("{p:?}")).await?;
+//! let reports = deploy(&tenant, sdl, DeployOptions::default(), &mut |p| println!("{p:?}")).await?;
 //! println!("{}", reports[0].status.services[0].uris[0]);
 //! # Ok(()) }
 //! ```
