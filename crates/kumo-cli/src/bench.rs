@@ -50,6 +50,26 @@ pub(crate) enum BenchCommand {
     /// temporary directory, and retries `ssh … true` with a fresh key until it succeeds; then
     /// tears the VM down. Needs qemu-system-x86, qemu-utils and openssh-client.
     Vm(VmArgs),
+    /// Seconds from `kumo deploy` to the service's first HTTP 200 through the ingress, beside
+    /// a plain `docker run -p` of the same image to its first HTTP 200, in the same run.
+    ///
+    /// Starts a devnet (a validator and a provider on the Docker engine) in a temporary
+    /// directory, deploys a web service of --image with the same library call as `kumo
+    /// deploy` (cheapest bid), polls its URL every 20 ms, then does the same with `docker run`;
+    /// removes everything afterwards. Goal: deploy_seconds ≤ docker_run_seconds + 2.0 with
+    /// 250 ms blocks. Needs the test images (`scripts/test-images.sh`).
+    Deploy(DeployArgs),
+}
+
+/// What `kumo bench deploy` runs.
+#[derive(Debug, Args)]
+pub(crate) struct DeployArgs {
+    /// A local image whose `httpd` serves /www on port 80.
+    #[arg(long, default_value = "kumo-test/busybox:1")]
+    image: String,
+    /// The devnet's block time.
+    #[arg(long, value_parser = kumo_node::home::parse_duration, default_value = "250ms")]
+    block_time: std::time::Duration,
 }
 
 /// What `kumo bench vm` boots.
@@ -198,6 +218,22 @@ impl BenchCommand {
                     }
                 }
             }
+            BenchCommand::Deploy(a) => {
+                let r = crate::bench_deploy::run(&a.image, a.block_time, &progress)?;
+                match format {
+                    OutputFormat::Json => print_json(&r)?,
+                    OutputFormat::Text => {
+                        println!(
+                            "deploy to first HTTP 200: {:.2} s; docker run: {:.2} s ({} ms blocks)",
+                            r.deploy_seconds, r.docker_run_seconds, r.block_time_ms
+                        );
+                        println!(
+                            "goal deploy ≤ docker run + 2.0 s: {}",
+                            met(r.deploy_seconds <= r.docker_run_seconds + 2.0)
+                        );
+                    }
+                }
+            }
             BenchCommand::Vm(a) => {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .enable_all()
@@ -294,7 +330,11 @@ mod tests {
             cli.command,
             Command::Bench(super::BenchCommand::Chain(ChainArgs { no_batch: true, .. }))
         ));
-        assert!(Cli::try_parse_from(["kumo", "bench", "deploy"]).is_err());
+        let cli = Cli::try_parse_from(["kumo", "bench", "deploy", "-o", "json"]).unwrap();
+        let Command::Bench(super::BenchCommand::Deploy(a)) = cli.command else {
+            panic!("not bench deploy");
+        };
+        assert_eq!(a.block_time, std::time::Duration::from_millis(250));
         let cli = Cli::try_parse_from(["kumo", "bench", "vm", "--image", "/tmp/d.qcow2"]).unwrap();
         let Command::Bench(super::BenchCommand::Vm(a)) = cli.command else {
             panic!("not bench vm");

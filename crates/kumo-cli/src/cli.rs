@@ -57,6 +57,15 @@ pub(crate) enum Command {
     /// Run a provider: config, on-chain registration, the daemon, its status.
     #[command(subcommand)]
     Provider(crate::provider::ProviderCommand),
+    /// Deploy an SDL file: deployment, bids, lease, manifest, then its URLs once it runs.
+    Deploy(crate::deploy::DeployArgs),
+    /// Your leases: list, status, logs, shell, close.
+    #[command(subcommand)]
+    Lease(crate::lease::LeaseCommand),
+    /// Add funds to a deployment's escrow.
+    Deposit(crate::lease::DepositArgs),
+    /// Send a new manifest (same groups) to a deployment's providers.
+    Update(crate::lease::UpdateArgs),
     /// A local devnet (a validator and a provider on this machine) to deploy to.
     #[command(subcommand)]
     Devnet(crate::devnet::DevnetCommand),
@@ -74,6 +83,10 @@ impl Cli {
             Command::Query(cmd) => cmd.run(self.global.output),
             Command::Tx(cmd) => cmd.run(self.global.output),
             Command::Provider(cmd) => cmd.run(self.global.output),
+            Command::Deploy(cmd) => cmd.run(self.global.output),
+            Command::Lease(cmd) => cmd.run(self.global.output),
+            Command::Deposit(cmd) => crate::lease::deposit(cmd, self.global.output),
+            Command::Update(cmd) => crate::lease::update(cmd, self.global.output),
             Command::Devnet(cmd) => cmd.run(self.global.output),
         }
     }

@@ -2,11 +2,14 @@
 //! exit codes. Each command lives in its own module.
 
 mod bench;
+mod bench_deploy;
 mod cli;
 mod client;
+mod deploy;
 mod devnet;
 mod home;
 mod keys;
+mod lease;
 mod node;
 mod output;
 mod provider;

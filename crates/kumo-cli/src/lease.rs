@@ -1,0 +1,413 @@
+//! `kumo lease list|status|logs|shell|close`, `kumo deposit`, `kumo update` (over
+//! [`kumo_tenant::lease`]). A deployment is named by its `DSEQ` (what `kumo deploy` printed).
+
+use std::{
+    io::{IsTerminal, Read, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use kumo_gateway::client::ShellEvent;
+use kumo_tenant::lease;
+use kumo_types::Coin;
+
+use crate::{
+    client::block_on,
+    deploy::{TenantArgs, json_name, print_reports},
+    output::{OutputFormat, print_json},
+};
+
+/// The tenant's leases.
+#[derive(Debug, Subcommand)]
+pub(crate) enum LeaseCommand {
+    /// Your leases: state, provider, price, escrow balance, blocks left.
+    List(ListArgs),
+    /// A deployment's leases: the provider's view (services, URLs, ports) and the chain's.
+    #[command(
+        after_help = "Examples:\n  kumo lease status 42\n  kumo lease status 42 -o json   # the shape `kumo deploy -o json` prints"
+    )]
+    Status(DseqArgs),
+    /// A deployment's log lines.
+    #[command(
+        after_help = "Examples:\n  kumo lease logs 42 --tail 20\n  kumo lease logs 42 --service web -f"
+    )]
+    Logs(LogsArgs),
+    /// Run a command in a service's first replica (an interactive shell by default).
+    #[command(
+        after_help = "Examples:\n  kumo lease shell 42                       # sh on a terminal\n  kumo lease shell 42 --service db -- psql -U app\n  kumo lease shell 42 -- sh -c 'echo hi; exit 3'   # exit code 3"
+    )]
+    Shell(ShellArgs),
+    /// Close a deployment: its leases end, the provider removes the workload, the rest of the
+    /// escrow is refunded.
+    Close(DseqArgs),
+}
+
+/// `kumo lease list`.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Closed leases too.
+    #[arg(long)]
+    pub(crate) all: bool,
+    #[command(flatten)]
+    pub(crate) tenant: TenantArgs,
+}
+
+/// A deployment.
+#[derive(Debug, Args)]
+pub(crate) struct DseqArgs {
+    /// The deployment's sequence number.
+    pub(crate) dseq: u64,
+    #[command(flatten)]
+    pub(crate) tenant: TenantArgs,
+}
+
+/// `kumo lease logs`.
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// The deployment's sequence number.
+    pub(crate) dseq: u64,
+    /// Only this service [default: every service].
+    #[arg(long)]
+    pub(crate) service: Option<String>,
+    /// Keep printing new lines until interrupted.
+    #[arg(short, long)]
+    pub(crate) follow: bool,
+    /// Start with the last N lines of each replica.
+    #[arg(long, value_name = "N")]
+    pub(crate) tail: Option<u64>,
+    #[command(flatten)]
+    pub(crate) tenant: TenantArgs,
+}
+
+/// `kumo lease shell`.
+#[derive(Debug, Args)]
+pub(crate) struct ShellArgs {
+    /// The deployment's sequence number.
+    pub(crate) dseq: u64,
+    /// The service [default: the first].
+    #[arg(long)]
+    pub(crate) service: Option<String>,
+    /// The command and its arguments, after `--` [default: sh].
+    #[arg(last = true)]
+    pub(crate) cmd: Vec<String>,
+    #[command(flatten)]
+    pub(crate) tenant: TenantArgs,
+}
+
+/// `kumo deposit`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  kumo deposit 42 1000000ukumo")]
+pub(crate) struct DepositArgs {
+    /// The deployment's sequence number.
+    pub(crate) dseq: u64,
+    /// What to add to its escrow, in its denomination.
+    pub(crate) amount: Coin,
+    #[command(flatten)]
+    pub(crate) tenant: TenantArgs,
+}
+
+/// `kumo update`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  kumo update 42 web.yaml   # e.g. a new image tag or env value\n\nOnly the manifest may change (images, commands, env, ports); the groups' resources,\nplacement and prices must stay as deployed."
+)]
+pub(crate) struct UpdateArgs {
+    /// The deployment's sequence number.
+    pub(crate) dseq: u64,
+    /// The new SDL file.
+    pub(crate) file: PathBuf,
+    #[command(flatten)]
+    pub(crate) tenant: TenantArgs,
+}
+
+impl LeaseCommand {
+    pub(crate) fn run(&self, format: OutputFormat) -> anyhow::Result<ExitCode> {
+        match self {
+            LeaseCommand::List(a) => list(a, format),
+            LeaseCommand::Status(a) => {
+                let reports = block_on(async {
+                    let t = a.tenant.connect().await?;
+                    anyhow::Ok(lease::status(&t, a.dseq).await?)
+                })??;
+                print_reports(format, &reports)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            LeaseCommand::Logs(a) => logs(a, format),
+            LeaseCommand::Shell(a) => shell(a),
+            LeaseCommand::Close(a) => {
+                let closed = block_on(async {
+                    let t = a.tenant.connect().await?;
+                    anyhow::Ok(lease::close(&t, a.dseq).await?)
+                })??;
+                match format {
+                    OutputFormat::Json => print_json(&closed)?,
+                    OutputFormat::Text => {
+                        println!(
+                            "deployment {} closed ({} lease(s) ended)",
+                            closed.dseq,
+                            closed.leases.len()
+                        );
+                        if let Some(r) = &closed.refund {
+                            println!("refunded: {r}");
+                        }
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+fn list(a: &ListArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    let leases = block_on(async {
+        let t = a.tenant.connect().await?;
+        anyhow::Ok(lease::list(&t, a.all).await?)
+    })??;
+    match format {
+        OutputFormat::Json => print_json(&leases)?,
+        OutputFormat::Text if leases.is_empty() => {
+            println!("no {}leases", if a.all { "" } else { "active " })
+        }
+        OutputFormat::Text => {
+            println!(
+                "{:>8}  {:>5}  {:<44}  {:<18}  {:>14}  {:>14}  {:>14}  {:>11}",
+                "DSEQ",
+                "G/O",
+                "PROVIDER",
+                "STATE",
+                "PRICE/BLOCK",
+                "PRICE/HOUR",
+                "ESCROW",
+                "BLOCKS LEFT"
+            );
+            for l in &leases {
+                println!(
+                    "{:>8}  {:>5}  {:<44}  {:<18}  {:>14}  {:>14}  {:>14}  {:>11}",
+                    l.dseq,
+                    format!("{}/{}", l.gseq, l.oseq),
+                    l.provider.to_string(),
+                    json_name(&l.state),
+                    l.price.to_string(),
+                    format!("{:.2}", l.price_per_hour),
+                    l.escrow_balance.to_string(),
+                    l.blocks_left.map(|b| b.to_string()).unwrap_or("-".into())
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn logs(a: &LogsArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    block_on(async {
+        let t = a.tenant.connect().await?;
+        let mut stream = lease::logs(&t, a.dseq, a.service.as_deref(), a.tail, a.follow).await?;
+        let mut out = std::io::stdout().lock();
+        while let Some(line) = stream.next().await {
+            let line = line?;
+            match format {
+                OutputFormat::Json => writeln!(out, "{}", serde_json::to_string(&line)?)?,
+                OutputFormat::Text => {
+                    writeln!(out, "[{}-{}] {}", line.service, line.replica, line.line)?
+                }
+            }
+            out.flush()?;
+        }
+        anyhow::Ok(())
+    })??;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the command; on a terminal with raw mode, else piping stdin and stdout. The exit code
+/// is the command's.
+fn shell(a: &ShellArgs) -> anyhow::Result<ExitCode> {
+    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let cmd = if a.cmd.is_empty() {
+        vec!["sh".to_string()]
+    } else {
+        a.cmd.clone()
+    };
+    let code = block_on(async {
+        let t = a.tenant.connect().await?;
+        let session = lease::shell(&t, a.dseq, a.service.as_deref(), cmd, tty).await?;
+        let mut input = session.input;
+        let mut output = session.output;
+        let _raw = if tty { Some(RawMode::enter()?) } else { None };
+        if tty && let Some((cols, rows)) = terminal_size() {
+            input.resize(cols, rows).await?;
+        }
+        // stdin is read on a plain thread: a blocked read must not keep the runtime alive.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = [0u8; 4096];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let mut stdin_open = true;
+        let mut stdout = std::io::stdout();
+        let mut stderr = std::io::stderr();
+        loop {
+            tokio::select! {
+                chunk = rx.recv(), if stdin_open => match chunk {
+                    Some(bytes) => input.write(&bytes).await?,
+                    None => {
+                        stdin_open = false;
+                        input.close_stdin().await?;
+                    }
+                },
+                event = output.next() => match event {
+                    Some(Ok(ShellEvent::Stdout(b))) => {
+                        stdout.write_all(&b)?;
+                        stdout.flush()?;
+                    }
+                    Some(Ok(ShellEvent::Stderr(b))) => {
+                        stderr.write_all(&b)?;
+                        stderr.flush()?;
+                    }
+                    Some(Ok(ShellEvent::Exit(code))) => break anyhow::Ok(code),
+                    Some(Err(e)) => return Err(e.into()),
+                    None => anyhow::bail!("the provider closed the session without an exit code"),
+                },
+            }
+        }
+    })??;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// The terminal's columns and rows.
+fn terminal_size() -> Option<(u16, u16)> {
+    let ws = rustix::termios::tcgetwinsize(std::io::stdout()).ok()?;
+    Some((ws.ws_col, ws.ws_row))
+}
+
+/// The terminal in raw mode (keys go to the remote shell as typed); restored on drop.
+struct RawMode {
+    saved: rustix::termios::Termios,
+}
+
+impl RawMode {
+    fn enter() -> anyhow::Result<RawMode> {
+        let stdin = std::io::stdin();
+        let saved = rustix::termios::tcgetattr(&stdin).context("reading the terminal's mode")?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw)
+            .context("putting the terminal in raw mode")?;
+        Ok(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &self.saved,
+        );
+    }
+}
+
+/// `kumo deposit`.
+pub(crate) fn deposit(a: &DepositArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    let d = block_on(async {
+        let t = a.tenant.connect().await?;
+        anyhow::Ok(lease::deposit(&t, a.dseq, a.amount.clone()).await?)
+    })??;
+    match format {
+        OutputFormat::Json => print_json(&d)?,
+        OutputFormat::Text => println!(
+            "deposited {} into deployment {}: escrow {}{}",
+            d.amount,
+            d.dseq,
+            d.escrow_balance,
+            d.blocks_left
+                .map(|b| format!(", {b} blocks left"))
+                .unwrap_or_default()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kumo update`.
+pub(crate) fn update(a: &UpdateArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("reading {}", a.file.display()))?;
+    let u = block_on(async {
+        let t = a.tenant.connect().await?;
+        anyhow::Ok(lease::update(&t, a.dseq, &text).await?)
+    })??;
+    match format {
+        OutputFormat::Json => print_json(&u)?,
+        OutputFormat::Text => {
+            if u.hash_changed {
+                println!(
+                    "deployment {} updated: manifest hash {}",
+                    u.dseq, u.manifest_hash
+                );
+            } else {
+                println!(
+                    "deployment {}: the manifest is unchanged ({}); sent again",
+                    u.dseq, u.manifest_hash
+                );
+            }
+            for p in &u.providers {
+                println!("  accepted by {p}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn parses_lease_commands() {
+        let cli = Cli::try_parse_from([
+            "kumo",
+            "lease",
+            "shell",
+            "42",
+            "--service",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .unwrap();
+        let Command::Lease(LeaseCommand::Shell(a)) = cli.command else {
+            panic!("not lease shell")
+        };
+        assert_eq!(a.dseq, 42);
+        assert_eq!(a.service.as_deref(), Some("web"));
+        assert_eq!(a.cmd, ["sh", "-c", "exit 3"]);
+        let cli = Cli::try_parse_from(["kumo", "lease", "logs", "7", "-f", "--tail", "5"]).unwrap();
+        let Command::Lease(LeaseCommand::Logs(a)) = cli.command else {
+            panic!("not lease logs")
+        };
+        assert!(a.follow);
+        assert_eq!(a.tail, Some(5));
+        let cli = Cli::try_parse_from(["kumo", "deposit", "7", "10ukumo"]).unwrap();
+        assert!(matches!(cli.command, Command::Deposit(_)));
+        assert!(Cli::try_parse_from(["kumo", "deposit", "7", "ten"]).is_err());
+        let cli = Cli::try_parse_from(["kumo", "update", "7", "web.yaml"]).unwrap();
+        assert!(matches!(cli.command, Command::Update(_)));
+    }
+}

@@ -1,0 +1,211 @@
+//! Why no provider bid: each registered provider checked against the deployment's groups, as
+//! far as the chain (attributes, auditor attestations) and the provider's public `/status`
+//! (free capacity) let a tenant tell. A provider's prices are not public, so a provider that
+//! passes every check may still price above the order's maximum (or be down).
+
+use std::time::Duration;
+
+use kumo_gateway::types::ResourceAmounts;
+use kumo_types::{
+    GroupSpec,
+    matching::{Attestation, match_group},
+};
+use serde::Serialize;
+
+use crate::{Tenant, TenantError};
+
+/// How long a provider's public status may take to answer.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One provider and why it did not fit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderFit {
+    /// The provider's account.
+    pub provider: kumo_types::Address,
+    /// Its gateway.
+    pub host_uri: String,
+    /// The reasons, most specific first; never empty.
+    pub reasons: Vec<String>,
+}
+
+/// Checks every registered provider against `groups`.
+pub async fn explain(
+    tenant: &Tenant,
+    groups: &[GroupSpec],
+) -> Result<Vec<ProviderFit>, TenantError> {
+    let providers = tenant.node().providers().await?.value;
+    let mut out = Vec::new();
+    for p in providers {
+        let view = tenant.node().provider(&p.owner).await?.value;
+        let attestations: Vec<Attestation> = view
+            .attestations
+            .iter()
+            .map(|a| Attestation {
+                auditor: a.auditor.to_string(),
+                attributes: a.attributes.clone(),
+            })
+            .collect();
+        let mut reasons = Vec::new();
+        for g in groups {
+            if let Err(e) = match_group(g, &p.fields.attributes, &attestations) {
+                reasons.push(format!("group {:?}: {e}", g.name));
+            }
+        }
+        let status = match tenant.gateway_of(&p) {
+            Ok(gw) => tokio::time::timeout(STATUS_TIMEOUT, gw.provider_status())
+                .await
+                .map_err(|_| "timed out".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string())),
+            Err(e) => Err(e.to_string()),
+        };
+        match status {
+            Ok(s) => {
+                for g in groups {
+                    if let Err(e) = fits(&group_needs(g), &s.inventory.free) {
+                        reasons.push(format!("group {:?}: not enough free capacity: {e}", g.name));
+                    }
+                }
+            }
+            Err(e) => reasons.push(format!(
+                "its gateway at {} does not answer ({e}): the provider may be down",
+                p.fields.host_uri
+            )),
+        }
+        if reasons.is_empty() {
+            let max: Vec<String> = groups
+                .iter()
+                .filter_map(|g| g.price().map(|p| format!("{p}")))
+                .collect();
+            reasons.push(format!(
+                "matches the attributes and auditors and has the capacity: its price is probably above your maximum ({} per block; raise `pricing` in the SDL), or its daemon is not bidding (check with its operator)",
+                max.join(", ")
+            ));
+        }
+        out.push(ProviderFit {
+            provider: p.owner,
+            host_uri: p.fields.host_uri.clone(),
+            reasons,
+        });
+    }
+    Ok(out)
+}
+
+/// What a group needs in total, in the terms of a provider's public inventory: every unit ×
+/// its count; `ram` volumes count as memory, other volumes draw on the `disk` pool (as the
+/// provider's inventory counts them).
+pub fn group_needs(spec: &GroupSpec) -> ResourceAmounts {
+    let mut out = ResourceAmounts::default();
+    for unit in &spec.resources {
+        let n = u64::from(unit.count);
+        let r = &unit.resources;
+        out.cpu_millis += r.cpu.millis * n;
+        out.memory_bytes += r.memory.bytes * n;
+        for s in &r.storage {
+            if s.class() == Some("ram") {
+                out.memory_bytes += s.bytes * n;
+            } else {
+                *out.storage_bytes.entry("disk".to_string()).or_default() += s.bytes * n;
+            }
+        }
+    }
+    out
+}
+
+/// Whether `need` fits in `free`; else the first resource short, in words.
+pub fn fits(need: &ResourceAmounts, free: &ResourceAmounts) -> Result<(), String> {
+    const MIB: u64 = 1 << 20;
+    if need.cpu_millis > free.cpu_millis {
+        return Err(format!(
+            "needs {} mCPU, {} free",
+            need.cpu_millis, free.cpu_millis
+        ));
+    }
+    if need.memory_bytes > free.memory_bytes {
+        return Err(format!(
+            "needs {} MiB of memory, {} MiB free",
+            need.memory_bytes.div_ceil(MIB),
+            free.memory_bytes / MIB
+        ));
+    }
+    for (class, bytes) in &need.storage_bytes {
+        let have = free.storage_bytes.get(class).copied().unwrap_or(0);
+        if *bytes > have {
+            return Err(format!(
+                "needs {} MiB of {class} storage, {} MiB free",
+                bytes.div_ceil(MIB),
+                have / MIB
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(yaml_memory: &str) -> GroupSpec {
+        let sdl = format!(
+            r#"version: "2.0"
+services:
+  web:
+    image: nginx
+    expose:
+      - port: 80
+        to:
+          - global: true
+profiles:
+  compute:
+    web:
+      resources:
+        cpu:
+          units: 0.5
+        memory:
+          size: {yaml_memory}
+        storage:
+          - size: 1Gi
+          - name: scratch
+            size: 64Mi
+            attributes:
+              class: ram
+  placement:
+    dc:
+      pricing:
+        web:
+          denom: ukumo
+          amount: 10
+deployment:
+  web:
+    dc:
+      profile: web
+      count: 2
+"#
+        );
+        kumo_sdl::parse(&sdl).unwrap().groups()[0].clone()
+    }
+
+    #[test]
+    fn needs_count_replicas_and_ram_volumes_as_memory() {
+        let n = group_needs(&group("128Mi"));
+        assert_eq!(n.cpu_millis, 1000);
+        assert_eq!(n.memory_bytes, (2 * (128 + 64)) << 20);
+        assert_eq!(n.storage_bytes["disk"], 2 << 30);
+    }
+
+    #[test]
+    fn fits_names_the_resource_short() {
+        let need = group_needs(&group("1Gi"));
+        let mut free = ResourceAmounts {
+            cpu_millis: 4000,
+            memory_bytes: 1 << 30,
+            ..Default::default()
+        };
+        free.storage_bytes.insert("disk".into(), 10 << 30);
+        let e = fits(&need, &free).unwrap_err();
+        assert!(e.contains("memory") && e.contains("2176 MiB"), "{e}");
+        free.memory_bytes = 4 << 30;
+        assert_eq!(fits(&need, &free), Ok(()));
+        free.cpu_millis = 999;
+        assert!(fits(&need, &free).unwrap_err().contains("mCPU"));
+    }
+}

@@ -1,0 +1,470 @@
+//! Operating a tenant's leases: list, status, logs, shell, close, deposit, update.
+//!
+//! A deployment is named by its `dseq`; its leases (one per placement group) are found on
+//! chain, and each lease's provider is reached through its gateway (pinned by the certificate
+//! fingerprint in its chain record).
+
+use kumo_client::types::{Lease, LeaseState, LeasesQuery};
+use kumo_gateway::{
+    client::{GatewayClient, ShellRequest, ShellSession},
+    types::{LeaseState as WorkloadState, LeaseStatusView},
+};
+use kumo_types::{Address, Coin, Dec, DeploymentId, LeaseCloseReason, Msg};
+use kumo_workload::{LogLine, LogOptions};
+use serde::Serialize;
+
+use crate::{
+    Tenant, TenantError,
+    deploy::{close_deployment, report_for, send_manifest},
+    report::{LeaseReport, LeaseSummary, chain_lease, escrow_of, measured_block_ms, per_hour},
+};
+
+/// The tenant's leases, newest first; only active ones unless `all`.
+pub async fn list(tenant: &Tenant, all: bool) -> Result<Vec<LeaseSummary>, TenantError> {
+    let leases = tenant
+        .node()
+        .leases(&LeasesQuery {
+            owner: Some(tenant.address()),
+            provider: None,
+            state: (!all).then_some(LeaseState::Active),
+        })
+        .await?
+        .value;
+    let block_ms = measured_block_ms(tenant.node()).await.unwrap_or(1000.0);
+    let mut out = Vec::new();
+    for l in leases {
+        let id = DeploymentId {
+            owner: l.id.owner,
+            dseq: l.id.dseq,
+        };
+        let (escrow_balance, blocks_left, _) = escrow_of(tenant.node(), &id).await?;
+        out.push(LeaseSummary {
+            dseq: l.id.dseq,
+            gseq: l.id.gseq,
+            oseq: l.id.oseq,
+            provider: l.id.provider,
+            state: l.state,
+            price_per_hour: per_hour(&l.price.amount, block_ms),
+            price: l.price,
+            escrow_balance,
+            blocks_left,
+        });
+    }
+    out.sort_by(|a, b| (b.dseq, a.gseq, a.oseq).cmp(&(a.dseq, b.gseq, b.oseq)));
+    Ok(out)
+}
+
+/// The leases of deployment `dseq` (the latest order of each group first), active ones first.
+pub async fn leases_of(tenant: &Tenant, dseq: u64) -> Result<Vec<Lease>, TenantError> {
+    let mut leases: Vec<Lease> = tenant
+        .node()
+        .leases(&LeasesQuery {
+            owner: Some(tenant.address()),
+            provider: None,
+            state: None,
+        })
+        .await?
+        .value
+        .into_iter()
+        .filter(|l| l.id.dseq == dseq)
+        .collect();
+    if leases.is_empty() {
+        return Err(TenantError::NotFound(format!(
+            "deployment {dseq} of {} has no lease (see `kumo lease list --all`)",
+            tenant.address()
+        )));
+    }
+    leases.sort_by_key(|l| {
+        (
+            l.state != LeaseState::Active,
+            l.id.gseq,
+            std::cmp::Reverse(l.id.oseq),
+        )
+    });
+    Ok(leases)
+}
+
+/// The status of each lease of `dseq`: the provider's view and the chain's. A closed lease
+/// the provider no longer knows is reported `closed` with no services.
+pub async fn status(tenant: &Tenant, dseq: u64) -> Result<Vec<LeaseReport>, TenantError> {
+    let mut out = Vec::new();
+    for l in leases_of(tenant, dseq).await? {
+        if l.state != LeaseState::Active {
+            if out.iter().any(|r: &LeaseReport| r.status.gseq == l.id.gseq) {
+                continue;
+            }
+            let status = LeaseStatusView {
+                dseq,
+                gseq: l.id.gseq,
+                oseq: l.id.oseq,
+                owner: l.id.owner,
+                provider: l.id.provider,
+                state: WorkloadState::Closed,
+                services: vec![],
+                warnings: vec![],
+            };
+            let chain = chain_lease(tenant.node(), &l).await?;
+            out.push(LeaseReport { status, chain });
+            continue;
+        }
+        let gw = tenant.gateway(&l.id.provider).await?;
+        let status = gw
+            .lease_status(dseq, l.id.gseq, l.id.oseq)
+            .await
+            .map_err(|source| TenantError::Gateway {
+                provider: l.id.provider,
+                source,
+            })?;
+        out.push(report_for(tenant, status).await?);
+    }
+    Ok(out)
+}
+
+/// The active lease of `dseq` that runs `service` (any service when `None`), its gateway, and
+/// the service's name.
+async fn lease_with_service(
+    tenant: &Tenant,
+    dseq: u64,
+    service: Option<&str>,
+) -> Result<(Lease, GatewayClient, String), TenantError> {
+    let mut names = Vec::new();
+    for l in leases_of(tenant, dseq).await? {
+        if l.state != LeaseState::Active {
+            continue;
+        }
+        let gw = tenant.gateway(&l.id.provider).await?;
+        let status = gw
+            .lease_status(dseq, l.id.gseq, l.id.oseq)
+            .await
+            .map_err(|source| TenantError::Gateway {
+                provider: l.id.provider,
+                source,
+            })?;
+        let found = match service {
+            Some(s) => status.services.iter().find(|v| v.name == s),
+            None => status.services.first(),
+        };
+        if let Some(v) = found {
+            let name = v.name.clone();
+            return Ok((l, gw, name));
+        }
+        names.extend(status.services.into_iter().map(|v| v.name));
+    }
+    Err(TenantError::NotFound(match service {
+        Some(s) => format!(
+            "deployment {dseq} has no running service {s:?} (its services: {})",
+            names.join(", ")
+        ),
+        None => format!("deployment {dseq} has no active lease with a service"),
+    }))
+}
+
+/// Log lines of deployment `dseq`: one service, or every service of its first active lease.
+pub async fn logs(
+    tenant: &Tenant,
+    dseq: u64,
+    service: Option<&str>,
+    tail: Option<u64>,
+    follow: bool,
+) -> Result<
+    futures_util::stream::BoxStream<'static, Result<LogLine, kumo_gateway::client::ClientError>>,
+    TenantError,
+> {
+    let (lease, gw, name) = lease_with_service(tenant, dseq, service).await?;
+    let opts = LogOptions {
+        service: service.map(|_| name),
+        tail,
+        follow,
+    };
+    gw.logs(dseq, lease.id.gseq, lease.id.oseq, &opts)
+        .await
+        .map_err(|source| TenantError::Gateway {
+            provider: lease.id.provider,
+            source,
+        })
+}
+
+/// Starts `cmd` in replica 0 of `service` (the first service when `None`).
+pub async fn shell(
+    tenant: &Tenant,
+    dseq: u64,
+    service: Option<&str>,
+    cmd: Vec<String>,
+    tty: bool,
+) -> Result<ShellSession, TenantError> {
+    let (lease, gw, name) = lease_with_service(tenant, dseq, service).await?;
+    let mut req = ShellRequest::new(&name, cmd);
+    req.tty = tty;
+    gw.shell(dseq, lease.id.gseq, lease.id.oseq, &req)
+        .await
+        .map_err(|source| TenantError::Gateway {
+            provider: lease.id.provider,
+            source,
+        })
+}
+
+/// What closing a deployment did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Closed {
+    /// The deployment.
+    pub dseq: u64,
+    /// The leases that were active and are now closed.
+    pub leases: Vec<kumo_types::LeaseId>,
+    /// What the escrow refunded to the tenant.
+    pub refund: Option<Coin>,
+}
+
+/// Closes deployment `dseq`: its leases (the providers tear the workloads down) and escrow
+/// (the rest is refunded).
+pub async fn close(tenant: &Tenant, dseq: u64) -> Result<Closed, TenantError> {
+    let id = DeploymentId {
+        owner: tenant.address(),
+        dseq,
+    };
+    let dep = match tenant.node().deployment(&id).await {
+        Ok(d) => d.value,
+        Err(e) if e.is_not_found() => {
+            return Err(TenantError::NotFound(format!(
+                "no deployment {dseq} of {}",
+                tenant.address()
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if dep.deployment.state != kumo_client::types::DeploymentState::Active {
+        return Err(TenantError::NotFound(format!(
+            "deployment {dseq} is already closed"
+        )));
+    }
+    let leases = tenant
+        .node()
+        .leases(&LeasesQuery {
+            owner: Some(id.owner),
+            provider: None,
+            state: Some(LeaseState::Active),
+        })
+        .await?
+        .value
+        .into_iter()
+        .filter(|l| l.id.dseq == dseq)
+        .map(|l| l.id)
+        .collect();
+    let refund = close_deployment(tenant, id).await?;
+    Ok(Closed {
+        dseq,
+        leases,
+        refund,
+    })
+}
+
+/// Closes one lease only (the deployment and its escrow stay).
+pub async fn close_lease(tenant: &Tenant, lease: kumo_types::LeaseId) -> Result<(), TenantError> {
+    tenant
+        .signer()
+        .submit(vec![Msg::CloseLease {
+            id: lease,
+            reason: LeaseCloseReason::Owner,
+        }])
+        .await?;
+    Ok(())
+}
+
+/// What a deposit did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deposited {
+    /// The deployment.
+    pub dseq: u64,
+    /// What was added.
+    pub amount: Coin,
+    /// The escrow's balance afterwards.
+    pub escrow_balance: Dec,
+    /// Blocks it now pays for at the current rate.
+    pub blocks_left: Option<u64>,
+}
+
+/// Adds `amount` to deployment `dseq`'s escrow.
+pub async fn deposit(tenant: &Tenant, dseq: u64, amount: Coin) -> Result<Deposited, TenantError> {
+    let id = DeploymentId {
+        owner: tenant.address(),
+        dseq,
+    };
+    tenant
+        .signer()
+        .submit(vec![Msg::DepositDeployment {
+            id,
+            amount: amount.clone(),
+        }])
+        .await?;
+    let (escrow_balance, blocks_left, _) = escrow_of(tenant.node(), &id).await?;
+    Ok(Deposited {
+        dseq,
+        amount,
+        escrow_balance,
+        blocks_left,
+    })
+}
+
+/// What an update did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Updated {
+    /// The deployment.
+    pub dseq: u64,
+    /// The new manifest hash, hex.
+    pub manifest_hash: String,
+    /// Whether the hash changed on chain (`false`: the same manifest was sent again).
+    pub hash_changed: bool,
+    /// The providers that accepted the new manifest.
+    pub providers: Vec<Address>,
+}
+
+/// Updates deployment `dseq` to the SDL `sdl_text`: the new manifest hash on chain
+/// (`UpdateDeployment`), then the manifest to every provider with an active lease. Refused when
+/// the groups differ (resources, placement, prices): only the manifest may change.
+pub async fn update(tenant: &Tenant, dseq: u64, sdl_text: &str) -> Result<Updated, TenantError> {
+    let sdl = kumo_sdl::parse(sdl_text)?;
+    let id = DeploymentId {
+        owner: tenant.address(),
+        dseq,
+    };
+    let view = match tenant.node().deployment(&id).await {
+        Ok(d) => d.value,
+        Err(e) if e.is_not_found() => {
+            return Err(TenantError::NotFound(format!(
+                "no deployment {dseq} of {}",
+                tenant.address()
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let old: Vec<&kumo_types::GroupSpec> = view.groups.iter().map(|g| &g.spec).collect();
+    if let Some(what) = groups_differ(&old, sdl.groups()) {
+        return Err(TenantError::GroupsChanged { dseq, what });
+    }
+    let hash = sdl.manifest_hash();
+    let hash_changed = hash != view.deployment.hash;
+    if hash_changed {
+        tenant
+            .signer()
+            .submit(vec![Msg::UpdateDeployment { id, hash }])
+            .await?;
+    }
+    let mut providers: Vec<Address> = Vec::new();
+    for l in leases_of(tenant, dseq).await? {
+        if l.state != LeaseState::Active || providers.contains(&l.id.provider) {
+            continue;
+        }
+        let gw = tenant.gateway(&l.id.provider).await?;
+        send_manifest(&gw, dseq, sdl.manifest())
+            .await
+            .map_err(|source| TenantError::Gateway {
+                provider: l.id.provider,
+                source,
+            })?;
+        providers.push(l.id.provider);
+    }
+    Ok(Updated {
+        dseq,
+        manifest_hash: sdl
+            .manifest_hash()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        hash_changed,
+        providers,
+    })
+}
+
+/// What differs between the groups on chain and the new SDL's, in words; `None` if nothing.
+pub fn groups_differ(
+    old: &[&kumo_types::GroupSpec],
+    new: &[kumo_types::GroupSpec],
+) -> Option<String> {
+    if old.len() != new.len() {
+        return Some(format!(
+            "it has {} placement groups, the deployment {}",
+            new.len(),
+            old.len()
+        ));
+    }
+    for (o, n) in old.iter().zip(new) {
+        if o.name != n.name {
+            return Some(format!("group {:?} is now named {:?}", o.name, n.name));
+        }
+        if o.requirements != n.requirements {
+            return Some(format!(
+                "group {:?}'s placement requirements (attributes, signedBy) changed",
+                o.name
+            ));
+        }
+        if o.resources.len() != n.resources.len() {
+            return Some(format!("group {:?}'s resource units changed", o.name));
+        }
+        for (a, b) in o.resources.iter().zip(&n.resources) {
+            if a.resources != b.resources || a.count != b.count {
+                return Some(format!(
+                    "group {:?}'s resources changed (cpu, memory, storage, gpu, endpoints or count)",
+                    o.name
+                ));
+            }
+            if a.price != b.price {
+                return Some(format!(
+                    "group {:?}'s price changed ({} → {})",
+                    o.name, a.price, b.price
+                ));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sdl(env: &str, memory: &str) -> Vec<kumo_types::GroupSpec> {
+        let text = format!(
+            r#"version: "2.0"
+services:
+  web:
+    image: nginx
+    env:
+      - {env}
+    expose:
+      - port: 80
+        to:
+          - global: true
+profiles:
+  compute:
+    web:
+      resources:
+        cpu:
+          units: 0.5
+        memory:
+          size: {memory}
+        storage:
+          size: 64Mi
+  placement:
+    dc:
+      pricing:
+        web:
+          denom: ukumo
+          amount: 10
+deployment:
+  web:
+    dc:
+      profile: web
+      count: 1
+"#
+        );
+        kumo_sdl::parse(&text).unwrap().groups().to_vec()
+    }
+
+    #[test]
+    fn an_env_change_keeps_the_groups_a_resource_change_does_not() {
+        let a = sdl("A=1", "64Mi");
+        let old: Vec<_> = a.iter().collect();
+        assert_eq!(groups_differ(&old, &sdl("A=2", "64Mi")), None);
+        let what = groups_differ(&old, &sdl("A=1", "128Mi")).unwrap();
+        assert!(what.contains("resources changed"), "{what}");
+    }
+}

@@ -1,0 +1,120 @@
+//! What the tenant commands print: [`LeaseReport`] (`kumo deploy -o json` and `kumo lease status
+//! -o json` print the same type) and [`LeaseSummary`] (`kumo lease list`), plus the price
+//! arithmetic they share (per block → per hour at the chain's block time).
+//!
+//! A report is the provider's [`LeaseStatusView`] (its fields at the top level: `dseq`,
+//! `provider`, `state`, `services` with `uris` and `forwarded_ports`, …) and a `chain` object:
+//!
+//! ```json
+//! {"dseq": 42, "gseq": 1, "oseq": 1, "owner": "kumo1…", "provider": "kumo1…", "state": "running",
+//!  "services": [{"name": "web", "replicas": 1, "available": 1,
+//!                "uris": ["http://3f…e1.ingress.localhost:8080/"], "forwarded_ports": []}],
+//!  "chain": {"state": "active", "price": "100ukumo", "escrow_balance": "499900",
+//!            "blocks_left": 4999, "height": 120}}
+//! ```
+
+use kumo_client::{NodeClient, types::Lease};
+use kumo_gateway::types::LeaseStatusView;
+use kumo_types::{Address, Dec, DecCoin, DeploymentId};
+use serde::{Deserialize, Serialize};
+
+use crate::TenantError;
+
+/// One lease as the tenant sees it: the provider's status and the chain's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseReport {
+    /// The provider's view (workload state, services, URIs, ports).
+    #[serde(flatten)]
+    pub status: LeaseStatusView,
+    /// The chain's view (lease state, price, escrow).
+    pub chain: ChainLease,
+}
+
+/// A lease's record on chain, with its deployment's escrow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainLease {
+    /// `active`, `closed` or `insufficient_funds`.
+    pub state: kumo_client::types::LeaseState,
+    /// Price per block.
+    pub price: DecCoin,
+    /// What is left in the deployment's escrow, in the price's denomination.
+    pub escrow_balance: Dec,
+    /// Blocks the escrow still pays for at the deployment's current rate (none when nothing is
+    /// paid from it).
+    pub blocks_left: Option<u64>,
+    /// The height the chain state was read at.
+    pub height: u64,
+}
+
+/// One line of `kumo lease list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseSummary {
+    /// Deployment sequence.
+    pub dseq: u64,
+    /// Group sequence.
+    pub gseq: u32,
+    /// Order sequence.
+    pub oseq: u32,
+    /// The provider.
+    pub provider: Address,
+    /// The lease's state on chain.
+    pub state: kumo_client::types::LeaseState,
+    /// Price per block.
+    pub price: DecCoin,
+    /// Price per hour at the chain's block time.
+    pub price_per_hour: f64,
+    /// The deployment's escrow balance.
+    pub escrow_balance: Dec,
+    /// Blocks the escrow still pays for.
+    pub blocks_left: Option<u64>,
+}
+
+/// The escrow of a deployment: its balance and the blocks it still pays for.
+pub(crate) async fn escrow_of(
+    node: &NodeClient,
+    id: &DeploymentId,
+) -> Result<(Dec, Option<u64>, u64), TenantError> {
+    let e = node.escrow(id).await?;
+    let a = &e.value.account;
+    let open = a.state == kumo_chain::state::EscrowState::Open;
+    let left = (open && !a.rate.is_zero()).then(|| (a.balance.atto() / a.rate.atto()) as u64);
+    Ok((a.balance, left, e.height))
+}
+
+/// The chain half of a report.
+pub(crate) async fn chain_lease(
+    node: &NodeClient,
+    lease: &Lease,
+) -> Result<ChainLease, TenantError> {
+    let id = DeploymentId {
+        owner: lease.id.owner,
+        dseq: lease.id.dseq,
+    };
+    let (escrow_balance, blocks_left, height) = escrow_of(node, &id).await?;
+    Ok(ChainLease {
+        state: lease.state,
+        price: lease.price.clone(),
+        escrow_balance,
+        blocks_left,
+        height,
+    })
+}
+
+/// The chain's block time in milliseconds, measured over its last (up to) 20 blocks; `None`
+/// on a chain too young to tell.
+pub async fn measured_block_ms(node: &NodeClient) -> Option<f64> {
+    let latest = node.latest_block().await.ok()?;
+    let back = latest.height.saturating_sub(20).max(1);
+    if back >= latest.height {
+        return None;
+    }
+    let old = node.block(back).await.ok()?;
+    let blocks = (latest.height - back) as f64;
+    Some((latest.time_ms.saturating_sub(old.time_ms)) as f64 / blocks).filter(|ms| *ms > 0.0)
+}
+
+/// A price per block as a price per hour, at `block_ms` per block.
+pub fn per_hour(price: &Dec, block_ms: f64) -> f64 {
+    let per_block = price.atto() as f64 / 1e18;
+    per_block * 3_600_000.0 / block_ms
+}
