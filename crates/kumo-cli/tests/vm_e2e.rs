@@ -694,6 +694,7 @@ fn a_vm_lease_through_the_provider_daemon() {
 
         // A file written before a restart is there after it.
         run("echo kept-across-reboot > ~/marker && sync").await;
+        let boot_before = run("cat /proc/sys/kernel/random/boot_id").await;
         let after = gw
             .restart(dep.dseq, 1, 1, Some("box"))
             .await
@@ -708,6 +709,11 @@ fn a_vm_lease_through_the_provider_daemon() {
             .await
             .unwrap_or_else(|e| panic!("after restart: {e}\n{}", vm_provider.log()));
         progress(&format!("SSH up {took:.0?} after the restart"));
+        assert_ne!(
+            run("cat /proc/sys/kernel/random/boot_id").await,
+            boot_before,
+            "the guest rebooted"
+        );
         assert_eq!(run("cat ~/marker").await, "kept-across-reboot");
         let new_pids = qemu_pids(&vm_data);
         assert_eq!(new_pids.len(), 1);
