@@ -59,6 +59,8 @@ pub enum Scope {
     Shell,
     /// `GET /lease/…/events`.
     Events,
+    /// `POST /lease/…/restart`.
+    Restart,
 }
 
 impl fmt::Display for Scope {
@@ -69,6 +71,7 @@ impl fmt::Display for Scope {
             Scope::Logs => "logs",
             Scope::Shell => "shell",
             Scope::Events => "events",
+            Scope::Restart => "restart",
         })
     }
 }

@@ -54,6 +54,14 @@ pub trait GatewayBackend: Send + Sync + 'static {
     /// What happens to the lease's replicas from now on.
     async fn events(&self, lease: &LeaseId) -> Result<EventStream, GatewayError>;
 
+    /// Restarts the lease's replicas of one service (`Some`) or of all of them: containers are
+    /// restarted, VMs rebooted; disks and volumes are kept. Returns the status afterwards.
+    async fn restart(
+        &self,
+        lease: &LeaseId,
+        service: Option<&str>,
+    ) -> Result<LeaseStatusView, GatewayError>;
+
     /// The public status (`GET /status`).
     async fn provider_status(&self) -> Result<ProviderStatusView, GatewayError>;
 }

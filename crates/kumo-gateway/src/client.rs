@@ -316,6 +316,28 @@ impl GatewayClient {
         .await
     }
 
+    /// Restarts the lease's replicas of `service`, or of every service when `None`
+    /// (`POST /lease/…/restart`): VMs are rebooted with their disks kept, containers restarted.
+    /// Returns the status right after (replicas may still be booting).
+    pub async fn restart(
+        &self,
+        dseq: u64,
+        gseq: u32,
+        oseq: u32,
+        service: Option<&str>,
+    ) -> Result<LeaseStatusView, ClientError> {
+        let mut url = self.lease_url(dseq, gseq, oseq, "restart");
+        if let Some(service) = service {
+            url.query_pairs_mut().append_pair("service", service);
+        }
+        let request = self.http.post(url).bearer_auth(self.token(Scope::Restart));
+        self.send(request)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Protocol(chain(&e)))
+    }
+
     /// The provider's public status (no token).
     pub async fn provider_status(&self) -> Result<ProviderStatusView, ClientError> {
         self.get_json(self.url("/status"), None).await

@@ -7,6 +7,7 @@
 //! | `GET /lease/{dseq}/{gseq}/{oseq}/logs?follow=&tail=&service=` | `logs` | `LogLine`s: WebSocket text messages when upgraded, else NDJSON |
 //! | `GET /lease/{dseq}/{gseq}/{oseq}/shell?service=&replica=&tty=&stdin=&cmd=…` | `shell` | WebSocket, framed as [`crate::shell`] |
 //! | `GET /lease/{dseq}/{gseq}/{oseq}/events` | `events` | `WorkloadEvent`s, WebSocket or NDJSON |
+//! | `POST /lease/{dseq}/{gseq}/{oseq}/restart?service=` | `restart` | `LeaseStatusView` after the restart (VMs rebooted, containers restarted; disks kept) |
 //! | `GET /status` | none | `ProviderStatusView` |
 //!
 //! Every request but `/status` carries `Authorization: Bearer <token>` ([`crate::auth`]). The
@@ -39,7 +40,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use futures_util::stream::BoxStream;
 use futures_util::{SinkExt, StreamExt};
 use kumo_sdl::manifest::Manifest;
@@ -83,6 +84,7 @@ pub fn app(backend: Arc<dyn GatewayBackend>, config: GatewayConfig) -> Router {
         .route("/lease/{dseq}/{gseq}/{oseq}/logs", get(logs))
         .route("/lease/{dseq}/{gseq}/{oseq}/shell", get(shell))
         .route("/lease/{dseq}/{gseq}/{oseq}/events", get(events))
+        .route("/lease/{dseq}/{gseq}/{oseq}/restart", post(restart))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -357,6 +359,30 @@ async fn events(
     let lease = authorize_lease(&state, &headers, Scope::Events, path).await?;
     let stream = state.backend.events(&lease).await?;
     Ok(json_stream(stream, ws))
+}
+
+async fn restart(
+    State(state): State<AppState>,
+    path: LeasePath,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let lease = authorize_lease(&state, &headers, Scope::Restart, path).await?;
+    let mut service = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*key {
+            "service" if !value.is_empty() => service = Some(value.into_owned()),
+            "service" => {}
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?}"
+                )));
+            }
+        }
+    }
+    tracing::info!(lease = %lease, service = service.as_deref().unwrap_or("*"), "restart");
+    let status = state.backend.restart(&lease, service.as_deref()).await?;
+    Ok(axum::Json(status).into_response())
 }
 
 /// Sends a stream of JSON values as WebSocket text messages (when the request asked for an

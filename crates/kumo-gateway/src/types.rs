@@ -56,6 +56,21 @@ pub struct ServiceView {
     pub uris: Vec<String>,
     /// Global non-HTTP ports mapped to ports of the provider's host.
     pub forwarded_ports: Vec<ForwardedPort>,
+    /// How to log in, for a VM service whose port 22 is forwarded (absent for containers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshAccess>,
+}
+
+/// Where and as whom a tenant logs into a VM: `ssh -p {port} {user}@{host}` with one of the
+/// keys of the service's `vm.ssh_keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshAccess {
+    /// The login user (the manifest's `vm.user`).
+    pub user: String,
+    /// The host name or address to connect to.
+    pub host: String,
+    /// The host port forwarded to the guest's port 22 (replica 0).
+    pub port: u16,
 }
 
 /// A service port reachable on a port of the provider's host.
@@ -82,6 +97,19 @@ pub struct ProviderStatusView {
     pub bids: u32,
     /// Capacity in total, held, and free, per resource.
     pub inventory: InventoryView,
+    /// Whether VMs run here and how: absent when the provider runs containers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmSupportView>,
+}
+
+/// How a provider runs VMs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmSupportView {
+    /// `kvm` (hardware virtualisation) or `tcg` (software emulation, several times slower).
+    pub accel: String,
+    /// Why VMs run slower than they could, when they do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Capacity per resource.

@@ -2,7 +2,7 @@
 //!
 //! Steps: fetch the order's group from the chain; match attributes, signedBy (the auditors'
 //! attestations of this provider) and storage/GPU capabilities (`kumo_types::matching`); refuse
-//! GPUs (issue 8); check the group fits the free inventory and reserve it (under one lock, so
+//! GPUs (issue 8) and VM groups while `[vm]` is disabled; check the group fits the free inventory and reserve it (under one lock, so
 //! two orders cannot both take the last core); price it; send `CreateBid`. Any "no" releases
 //! the reservation and is logged with its reason. Each order runs in a task of its own, so a
 //! slow price script never holds up other orders or lease events.
@@ -73,6 +73,17 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
             attributes: a.attributes.clone(),
         })
         .collect();
+    let wants_vm = group
+        .requirements
+        .attributes
+        .iter()
+        .any(|a| a.key == kumo_sdl::VM_CAPABILITY && a.value == "true");
+    if wants_vm && !p.config.vm.enabled {
+        return Err(
+            "the group has VM services (capabilities/vm) and this provider runs no VMs ([vm] enabled = false)"
+                .into(),
+        );
+    }
     matching::match_group(&group, &me.provider.fields.attributes, &attestations)
         .map_err(|e| e.to_string())?;
     if group.resources.iter().any(|u| u.resources.gpu.units > 0) {

@@ -26,6 +26,7 @@ use std::{
 };
 
 use kumo_types::{Attribute, Coin, Dec};
+use kumo_vm::AccelChoice;
 use serde::{Deserialize, Serialize};
 
 use crate::ProviderError;
@@ -63,6 +64,57 @@ pub struct ProviderConfig {
     pub ingress: IngressConfig,
     /// What the provider offers.
     pub capacity: CapacityConfig,
+    /// Virtual machines (`runtime: vm` services).
+    pub vm: VmSection,
+}
+
+/// The VM backend (`[vm]`): off by default; when on, the daemon runs `runtime: vm` services
+/// under QEMU beside its containers and publishes `capabilities/vm = true`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VmSection {
+    /// Whether this provider runs VMs (and bids on VM groups).
+    pub enabled: bool,
+    /// The VMs' disks, seeds, sockets and console logs.
+    pub data_dir: PathBuf,
+    /// Downloaded, verified images, shared by every lease.
+    pub image_dir: PathBuf,
+    /// `auto` (KVM when it works, else TCG with a warning), `kvm` (refuse to start without it)
+    /// or `tcg`.
+    pub accel: AccelChoice,
+    /// The `qemu-system-x86_64` binary.
+    pub qemu: String,
+    /// The `qemu-img` binary.
+    pub qemu_img: String,
+    /// Whether tenants' `file://` image URLs are read (an operator's own images, tests).
+    pub allow_file_urls: bool,
+}
+
+impl Default for VmSection {
+    fn default() -> Self {
+        VmSection {
+            enabled: false,
+            data_dir: "vm".into(),
+            image_dir: "vm-images".into(),
+            accel: AccelChoice::Auto,
+            qemu: "qemu-system-x86_64".into(),
+            qemu_img: "qemu-img".into(),
+            allow_file_urls: false,
+        }
+    }
+}
+
+impl VmSection {
+    /// The VM backend's settings.
+    pub fn backend_config(&self) -> kumo_vm::VmConfig {
+        let mut c = kumo_vm::VmConfig::new(&self.data_dir);
+        c.image_dir = self.image_dir.clone();
+        c.accel = self.accel;
+        c.qemu = self.qemu.clone();
+        c.qemu_img = self.qemu_img.clone();
+        c.allow_file_urls = self.allow_file_urls;
+        c
+    }
 }
 
 /// The account key.
@@ -187,6 +239,7 @@ impl Default for ProviderConfig {
             backend: BackendConfig::default(),
             ingress: IngressConfig::default(),
             capacity: CapacityConfig::default(),
+            vm: VmSection::default(),
         }
     }
 }
@@ -275,6 +328,8 @@ impl ProviderConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         c.data_dir = base.join(&c.data_dir);
         c.key.keyring_dir = base.join(&c.key.keyring_dir);
+        c.vm.data_dir = base.join(&c.vm.data_dir);
+        c.vm.image_dir = base.join(&c.vm.image_dir);
         if c.pricing.strategy == "script"
             && let Some(first) = c.pricing.script.first_mut()
             && first.contains('/')
@@ -431,6 +486,22 @@ storage_bytes = {storage_bytes}
 cpu_overcommit = {cpu_oc:?}
 memory_overcommit = {mem_oc:?}
 storage_overcommit = {sto_oc:?}
+
+[vm]
+# Run runtime: vm services as QEMU virtual machines beside the containers; publishes the
+# attribute capabilities/vm = true on kumo provider register. Off: VM orders get no bid.
+enabled = {vm_enabled}
+# Each VM's overlay disk, cloud-init seed, QMP socket and serial console log.
+data_dir = {vm_data}
+# Cloud images, downloaded once and verified by their SHA-256.
+image_dir = {vm_images}
+# auto: KVM when it works, else TCG (software emulation, much slower; a warning in status);
+# kvm: refuse to start without KVM; tcg: never probe KVM.
+accel = {vm_accel}
+qemu = {vm_qemu}
+qemu_img = {vm_qemu_img}
+# Read file:// image URLs (images on this host); off, only http(s) URLs are fetched.
+allow_file_urls = {vm_files}
 "#,
             node = q(&self.node),
             data_dir = q(&self.data_dir.display().to_string()),
@@ -468,6 +539,17 @@ storage_overcommit = {sto_oc:?}
             cpu_oc = c.cpu_overcommit,
             mem_oc = c.memory_overcommit,
             sto_oc = c.storage_overcommit,
+            vm_enabled = self.vm.enabled,
+            vm_data = q(&self.vm.data_dir.display().to_string()),
+            vm_images = q(&self.vm.image_dir.display().to_string()),
+            vm_accel = q(match self.vm.accel {
+                AccelChoice::Auto => "auto",
+                AccelChoice::Kvm => "kvm",
+                AccelChoice::Tcg => "tcg",
+            }),
+            vm_qemu = q(&self.vm.qemu),
+            vm_qemu_img = q(&self.vm.qemu_img),
+            vm_files = self.vm.allow_file_urls,
         )
     }
 }
@@ -557,7 +639,18 @@ mod tests {
         let loaded = ProviderConfig::load(&path).unwrap();
         c.data_dir = dir.path().join("data");
         c.key.keyring_dir = dir.path().join("keys");
+        c.vm.data_dir = dir.path().join("vm");
+        c.vm.image_dir = dir.path().join("vm-images");
         assert_eq!(loaded, c);
+        // The VM section loads back too, and an unknown accelerator is refused.
+        c.vm.enabled = true;
+        c.vm.accel = AccelChoice::Tcg;
+        c.vm.allow_file_urls = true;
+        std::fs::write(&path, c.to_toml()).unwrap();
+        assert_eq!(ProviderConfig::load(&path).unwrap(), c);
+        std::fs::write(&path, "[vm]\naccel = \"hvf\"\n").unwrap();
+        let e = ProviderConfig::load(&path).unwrap_err().to_string();
+        assert!(e.contains("hvf"), "{e}");
     }
 
     #[test]

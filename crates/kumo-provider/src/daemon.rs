@@ -21,11 +21,15 @@ use kumo_client::{NodeClient, signer::Signer};
 use kumo_gateway::{routes::RouteTable, types::InventoryView};
 use kumo_keystore::{Backend as KeyBackend, Keystore};
 use kumo_types::{Address, SecretKey};
+use kumo_vm::VmBackend;
 use kumo_workload::{Backend, DockerBackend, DockerConfig};
 use tokio::sync::{Mutex, watch};
 use tracing::{info, warn};
 
-use crate::{ProviderConfig, ProviderError, bidengine, inventory::Inventory, serve, state::State};
+use crate::{
+    ProviderConfig, ProviderError, backends::Backends, bidengine, inventory::Inventory, serve,
+    state::State,
+};
 
 /// What every part of the daemon shares.
 pub struct Provider {
@@ -39,8 +43,10 @@ pub struct Provider {
     pub client: NodeClient,
     /// Its records.
     pub state: State,
-    /// Where workloads run.
+    /// Where workloads run: containers on Docker, VMs under QEMU ([`crate::backends`]).
     pub backend: Arc<dyn Backend>,
+    /// The VM backend itself when `[vm]` is enabled (its accelerator goes into statuses).
+    pub vm: Option<Arc<VmBackend>>,
     /// Where the ingress sends traffic.
     pub routes: RouteTable,
     /// Total capacity.
@@ -108,6 +114,16 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
     let docker = DockerBackend::connect(docker_cfg).await?;
     let inventory =
         Inventory::discover(docker.docker(), &config.data_dir, &config.capacity).await?;
+    let vm = if config.vm.enabled {
+        let vm = VmBackend::new(config.vm.backend_config())
+            .await
+            .map_err(|e| ProviderError::Other(format!("[vm]: {e}")))?;
+        info!(accel = %vm.accel().accel, "VMs enabled");
+        Some(Arc::new(vm))
+    } else {
+        None
+    };
+    let backend = Backends::new(Arc::new(docker), vm.clone().map(|v| v as Arc<dyn Backend>));
     info!(provider = %address, total = ?inventory.total, "starting");
     let gateway_cert = serve::gateway_cert(&config)?;
     let p = Arc::new(Provider {
@@ -116,7 +132,8 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
         signer,
         client,
         state,
-        backend: Arc::new(docker),
+        backend: Arc::new(backend),
+        vm,
         routes: RouteTable::new(),
         inventory,
         reserve_lock: Mutex::new(()),

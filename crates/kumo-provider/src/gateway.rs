@@ -1,14 +1,14 @@
 //! [`ProviderGateway`]: the daemon behind the gateway. Ownership comes from the daemon's lease
 //! records (a lease here with these numbers but another owner is `Forbidden`, none is
-//! `NotFound`); manifests go through [`Provider::accept_manifest`]; logs, shell and events go
-//! straight to the workload backend.
+//! `NotFound`); manifests go through [`Provider::accept_manifest`]; logs, shell, events and
+//! restarts go straight to the workload backend.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use kumo_gateway::{
     GatewayBackend, GatewayError,
-    types::{LeaseStatusView, ProviderStatusView},
+    types::{LeaseStatusView, ProviderStatusView, VmSupportView},
 };
 use kumo_sdl::manifest::Manifest;
 use kumo_types::{Address, LeaseId};
@@ -61,6 +61,28 @@ impl GatewayBackend for ProviderGateway {
         Ok(self.0.backend.events(lease).await?)
     }
 
+    async fn restart(
+        &self,
+        lease: &LeaseId,
+        service: Option<&str>,
+    ) -> Result<LeaseStatusView, GatewayError> {
+        if self
+            .0
+            .state
+            .lease(lease)
+            .ok()
+            .flatten()
+            .and_then(|r| r.manifest)
+            .is_none()
+        {
+            return Err(GatewayError::Conflict(
+                "the lease has no manifest yet: nothing runs to restart".into(),
+            ));
+        }
+        self.0.backend.restart(lease, service).await?;
+        self.0.status_view(lease).await
+    }
+
     async fn provider_status(&self) -> Result<ProviderStatusView, GatewayError> {
         let p = &self.0;
         let err = |e: crate::ProviderError| GatewayError::Unavailable(e.to_string());
@@ -69,6 +91,10 @@ impl GatewayBackend for ProviderGateway {
             leases: p.state.leases().map_err(err)?.len() as u32,
             bids: p.state.reservations().map_err(err)?.len() as u32,
             inventory: p.inventory_view().map_err(err)?,
+            vm: p.vm.as_ref().map(|vm| VmSupportView {
+                accel: vm.accel().accel.to_string(),
+                warning: vm.accel().warning.clone(),
+            }),
         })
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! LeaseCreated ──▶ record (awaiting manifest) ──put_manifest (hash = chain's, fits the group)──▶
-//!     host names + host ports (redb) ──▶ Backend::deploy ──▶ routes from the replicas' addresses
+//!     host names + host ports (redb; a VM gets one per exposed port and replica) ──▶
+//!     Backend::deploy (containers on Docker, VMs under QEMU) ──▶ routes from the replicas'
+//!     addresses (a VM's HTTP port: 127.0.0.1:<its host port>)
 //! no manifest within manifest_timeout ──▶ CloseLease(manifest_timeout)
 //! LeaseClosed (any reason) ──▶ routes removed, Backend::teardown, record removed
 //! every few seconds: routes refreshed from the engine (replica addresses change on restarts);
@@ -20,11 +22,12 @@ use std::{
 use kumo_gateway::{
     GatewayError,
     routes::{HttpRoute, LeaseRoutes, PortRoute},
-    types::{ForwardedPort, LeaseState, LeaseStatusView, ResourceAmounts, ServiceView},
+    types::{ForwardedPort, LeaseState, LeaseStatusView, ResourceAmounts, ServiceView, SshAccess},
 };
-use kumo_sdl::manifest::{Manifest, ManifestGroup};
+use kumo_sdl::manifest::{Manifest, ManifestGroup, Proto};
 use kumo_types::{Address, DeploymentId, LeaseCloseReason, LeaseId, Msg};
-use kumo_workload::{DeployOptions, DeploymentStatus};
+use kumo_vm::Accel;
+use kumo_workload::{DeployOptions, DeploymentStatus, HostPort};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -241,6 +244,19 @@ impl Provider {
         let mut hosts = Vec::new();
         let mut wanted = Vec::new();
         for s in &group.services {
+            // A VM has no lease network and no ingress-side forwarder: QEMU forwards a host
+            // port to every port it exposes, one set per replica (HTTP ones included, which the
+            // ingress then proxies to on 127.0.0.1).
+            if s.vm.is_some() {
+                for replica in 0..s.count {
+                    for e in &s.expose {
+                        let w = (s.name.clone(), replica, e.port as u16, e.proto);
+                        if !wanted.contains(&w) {
+                            wanted.push(w);
+                        }
+                    }
+                }
+            }
             for e in s.expose.iter().filter(|e| e.global) {
                 if e.is_ingress() {
                     hosts.push(HostName {
@@ -255,8 +271,8 @@ impl Provider {
                             host: h.to_ascii_lowercase(),
                         });
                     }
-                } else {
-                    let w = (s.name.clone(), e.port as u16, e.proto);
+                } else if s.vm.is_none() {
+                    let w = (s.name.clone(), 0, e.port as u16, e.proto);
                     if !wanted.contains(&w) {
                         wanted.push(w);
                     }
@@ -288,25 +304,46 @@ impl Provider {
             .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
         let status = self
             .backend
-            .deploy(id, &group, &self.deploy_options())
+            .deploy(id, &group, &self.deploy_options(&rec))
             .await?;
         self.set_routes(&rec, &status);
         info!(lease = %lease_key(id), "manifest accepted and deployed");
         Ok(())
     }
 
-    fn deploy_options(&self) -> DeployOptions {
+    fn deploy_options(&self, rec: &LeaseRecord) -> DeployOptions {
         DeployOptions {
             env: vec![format!("AKASH_INGRESS_HOST={}", self.config.ingress.domain)],
-            // VM services (issue 7) take their forwarded ports from here; containers use the
-            // ingress's port forwarder instead.
-            host_ports: Vec::new(),
+            // VM services take their forwarded ports from here; containers use the ingress's
+            // port forwarder instead.
+            host_ports: rec
+                .ports
+                .iter()
+                .filter(|p| is_vm(rec, &p.service))
+                .map(|p| HostPort {
+                    service: p.service.clone(),
+                    replica: p.replica,
+                    port: p.port,
+                    proto: p.proto,
+                    host_port: p.external_port,
+                })
+                .collect(),
         }
     }
 
-    /// Points the lease's routes at its replicas' current addresses.
+    /// Points the lease's routes at its replicas' current addresses (a VM's HTTP port: its
+    /// forwarded host port on 127.0.0.1). A VM's forwarded ports are QEMU's, so the ingress does
+    /// not listen on them.
     pub fn set_routes(&self, rec: &LeaseRecord, status: &DeploymentStatus) {
         let targets = |service: &str, port: u16| -> Vec<SocketAddr> {
+            if is_vm(rec, service) {
+                return rec
+                    .ports
+                    .iter()
+                    .filter(|p| p.service == service && p.port == port)
+                    .map(|p| SocketAddr::from(([127, 0, 0, 1], p.external_port)))
+                    .collect();
+            }
             status
                 .service(service)
                 .map(|s| {
@@ -331,6 +368,7 @@ impl Provider {
             ports: rec
                 .ports
                 .iter()
+                .filter(|p| !is_vm(rec, &p.service))
                 .map(|p| PortRoute {
                     external_port: p.external_port,
                     proto: p.proto,
@@ -368,7 +406,7 @@ impl Provider {
                 warn!(lease = %lease_key(&rec.id), "replicas missing: deploying again");
                 match self
                     .backend
-                    .deploy(&rec.id, group, &self.deploy_options())
+                    .deploy(&rec.id, group, &self.deploy_options(&rec))
                     .await
                 {
                     Ok(s) => s,
@@ -464,7 +502,7 @@ impl Provider {
             if let Some(group) = &rec.manifest {
                 let status = self
                     .backend
-                    .deploy(&rec.id, group, &self.deploy_options())
+                    .deploy(&rec.id, group, &self.deploy_options(&rec))
                     .await?;
                 self.set_routes(&rec, &status);
                 report.redeployed += 1;
@@ -531,10 +569,16 @@ impl Provider {
                     }
                 })
                 .collect();
+            // A VM's HTTP ports are reached through the ingress like a container's.
             let forwarded_ports = rec
                 .ports
                 .iter()
                 .filter(|p| p.service == s.name)
+                .filter(|p| {
+                    !rec.hosts
+                        .iter()
+                        .any(|h| h.service == p.service && h.port == p.port)
+                })
                 .map(|p| ForwardedPort {
                     port: p.port,
                     host: self.config.ingress.public_host.clone(),
@@ -542,13 +586,41 @@ impl Provider {
                     proto: p.proto,
                 })
                 .collect();
+            let ssh = s.vm.as_ref().and_then(|vm| {
+                rec.ports
+                    .iter()
+                    .find(|p| {
+                        p.service == s.name
+                            && p.replica == 0
+                            && p.port == 22
+                            && p.proto == Proto::Tcp
+                    })
+                    .map(|p| SshAccess {
+                        user: vm.user.clone(),
+                        host: self.config.ingress.public_host.clone(),
+                        port: p.external_port,
+                    })
+            });
             view.services.push(ServiceView {
                 name: s.name.clone(),
                 replicas: s.count,
                 available,
                 uris,
                 forwarded_ports,
+                ssh,
             });
+        }
+        if group.services.iter().any(|s| s.vm.is_some())
+            && let Some(vm) = &self.vm
+            && vm.accel().accel == Accel::Tcg
+        {
+            view.warnings.push(format!(
+                "VMs run without KVM, under TCG software emulation (several times slower): {}",
+                vm.accel()
+                    .warning
+                    .as_deref()
+                    .unwrap_or("no reason recorded")
+            ));
         }
         let young = rec
             .manifest_ms
@@ -562,6 +634,14 @@ impl Provider {
         };
         Ok(view)
     }
+}
+
+/// Whether the lease's manifest runs `service` as a VM.
+fn is_vm(rec: &LeaseRecord, service: &str) -> bool {
+    rec.manifest
+        .as_ref()
+        .and_then(|g| g.services.iter().find(|s| s.name == service))
+        .is_some_and(|s| s.vm.is_some())
 }
 
 fn unavailable(e: ProviderError) -> GatewayError {

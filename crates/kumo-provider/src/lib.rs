@@ -1,5 +1,6 @@
-//! The provider daemon (BRIEF §4): bids on orders, runs leases on a Docker engine, serves the
-//! tenant gateway and routes traffic in.
+//! The provider daemon (BRIEF §4): bids on orders, runs leases on a Docker engine (and, with
+//! `[vm]` enabled, `runtime: vm` services as QEMU virtual machines), serves the tenant gateway
+//! and routes traffic in.
 //!
 //! - [`config`]: the TOML file with its documented defaults (`kumo provider init` writes it).
 //! - [`state`]: the daemon's own records in one redb file: leases and their manifests, host
@@ -11,10 +12,13 @@
 //! - [`lease`]: a lease's life: manifest accepted (hash checked), deployed, routed; closed on
 //!   chain → torn down; no manifest in time → closed; earnings withdrawn; reconciliation at
 //!   start.
+//! - [`backends`]: one workload backend over Docker and the VMs, each service routed by its
+//!   runtime.
 //! - [`gateway`]: the [`kumo_gateway::GatewayBackend`] the gateway serves tenants through.
 //! - [`daemon`]: [`daemon::run`], everything above together until SIGTERM/SIGINT.
 //! - [`register`]: `CreateProvider`/`UpdateProvider` from the config.
 
+pub mod backends;
 pub mod bidengine;
 pub mod config;
 pub mod daemon;

@@ -1,9 +1,11 @@
 //! `kumo provider register`: puts the provider's record on chain from its config
-//! (`CreateProvider`, or `UpdateProvider` when it exists): host URI, attributes, contact details
+//! (`CreateProvider`, or `UpdateProvider` when it exists): host URI, attributes (with
+//! `capabilities/vm = true` added when `[vm]` is enabled), contact details
 //! and the gateway certificate's SHA-256 fingerprint, which tenants pin.
 
 use kumo_client::signer::Signer;
-use kumo_types::{Msg, ProviderFields, ProviderInfo};
+use kumo_sdl::VM_CAPABILITY;
+use kumo_types::{Attribute, Msg, ProviderFields, ProviderInfo};
 use serde::Serialize;
 
 use crate::{ProviderConfig, ProviderError};
@@ -25,13 +27,23 @@ pub struct Registered {
 pub fn fields(config: &ProviderConfig, fingerprint: [u8; 32]) -> ProviderFields {
     ProviderFields {
         host_uri: config.gateway.host_uri.clone(),
-        attributes: config.attributes.clone(),
+        attributes: attributes(config),
         info: ProviderInfo {
             email: config.info.email.clone(),
             website: config.info.website.clone(),
         },
         tls_cert_sha256: fingerprint,
     }
+}
+
+/// The configured attributes, plus `capabilities/vm = true` when `[vm]` is enabled (the
+/// requirement of every group with a VM service, see `kumo_sdl::VM_CAPABILITY`).
+pub fn attributes(config: &ProviderConfig) -> Vec<Attribute> {
+    let mut attrs = config.attributes.clone();
+    if config.vm.enabled && !attrs.iter().any(|a| a.key == VM_CAPABILITY) {
+        attrs.push(Attribute::new(VM_CAPABILITY, "true"));
+    }
+    attrs
 }
 
 /// Creates or updates the provider's record.

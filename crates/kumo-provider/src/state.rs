@@ -43,7 +43,7 @@ pub struct LeaseRecord {
     pub manifest_ms: Option<u64>,
     /// HTTP host names of its global port-80 services.
     pub hosts: Vec<HostName>,
-    /// Host ports of its other global ports.
+    /// Host ports of its other global ports, and of every exposed port of each VM replica.
     pub ports: Vec<PortAllocation>,
 }
 
@@ -58,11 +58,15 @@ pub struct HostName {
     pub host: String,
 }
 
-/// A host port forwarded to a service port.
+/// A host port forwarded to a service port: for containers, by the ingress to every replica;
+/// for VMs, by QEMU to one replica (each replica of a VM service has its own host ports).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortAllocation {
     /// The service.
     pub service: String,
+    /// The replica (VM services; 0 for containers).
+    #[serde(default)]
+    pub replica: u32,
     /// Its container port.
     pub port: u16,
     /// TCP or UDP.
@@ -196,14 +200,14 @@ impl State {
     }
 
     /// Stores an accepted manifest with its host names, allocating host ports for `wanted`
-    /// (service, container port, proto) from `range`, skipping ports other leases hold. Ports
-    /// the lease already has for the same service port are kept.
+    /// (service, replica, service port, proto) from `range`, skipping ports other leases hold.
+    /// Ports the lease already has for the same replica's port are kept.
     pub fn accept_manifest(
         &self,
         id: &LeaseId,
         manifest: ManifestGroup,
         hosts: Vec<HostName>,
-        wanted: &[(String, u16, Proto)],
+        wanted: &[(String, u32, u16, Proto)],
         range: (u16, u16),
         now_ms: u64,
     ) -> Result<LeaseRecord, ProviderError> {
@@ -225,11 +229,13 @@ impl State {
                 used.extend(other.ports.iter().map(|p| p.external_port));
             }
             let mut ports = Vec::new();
-            for (service, port, proto) in wanted {
-                let kept = rec
-                    .ports
-                    .iter()
-                    .find(|p| &p.service == service && p.port == *port && p.proto == *proto);
+            for (service, replica, port, proto) in wanted {
+                let kept = rec.ports.iter().find(|p| {
+                    &p.service == service
+                        && p.replica == *replica
+                        && p.port == *port
+                        && p.proto == *proto
+                });
                 let external_port = match kept {
                     Some(p) => p.external_port,
                     None => (range.0..=range.1)
@@ -244,6 +250,7 @@ impl State {
                 used.insert(external_port);
                 ports.push(PortAllocation {
                     service: service.clone(),
+                    replica: *replica,
                     port: *port,
                     proto: *proto,
                     external_port,
@@ -352,7 +359,7 @@ mod tests {
             name: "g".into(),
             services: vec![],
         };
-        let want = vec![("db".to_string(), 5432, Proto::Tcp)];
+        let want = vec![("db".to_string(), 0, 5432, Proto::Tcp)];
         {
             let s = State::open(&path).unwrap();
             s.put_lease(&record(lease(1))).unwrap();

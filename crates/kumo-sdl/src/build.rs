@@ -26,6 +26,9 @@ use crate::manifest::{
 
 type Result<T> = std::result::Result<T, SdlError>;
 
+/// The provider attribute a group with a `runtime: vm` service requires (value `"true"`).
+pub const VM_CAPABILITY: &str = "capabilities/vm";
+
 const MIN_CPU_MILLIS: u64 = 10;
 const MAX_CPU_MILLIS: u64 = 384_000;
 const MAX_GPU_UNITS: u64 = 24;
@@ -386,6 +389,16 @@ fn build_groups(input: &Input) -> Result<(Vec<GroupSpec>, Manifest)> {
                         attrs.push(Attribute::new("tee/type", tee.clone()));
                         attrs.sort_by(|a, b| a.key.cmp(&b.key));
                     }
+                }
+            }
+
+            // A VM group may only land on a provider that runs VMs: the requirement is implied
+            // by `runtime: vm`, so the tenant need not write it (docs/sdl-extensions.md).
+            if svc.vm.is_some() {
+                let attrs = &mut group.spec.requirements.attributes;
+                if !attrs.iter().any(|a| a.key == VM_CAPABILITY) {
+                    attrs.push(Attribute::new(VM_CAPABILITY, "true"));
+                    attrs.sort_by(|a, b| a.key.cmp(&b.key));
                 }
             }
 

@@ -27,6 +27,7 @@ pub mod manifest;
 mod units;
 mod yaml;
 
+pub use build::VM_CAPABILITY;
 pub use error::SdlError;
 pub use input::valid_denom;
 use kumo_types::GroupSpec;

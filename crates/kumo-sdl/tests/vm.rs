@@ -79,6 +79,57 @@ fn a_vm_service_is_accepted_with_defaults() {
     let unit = &sdl.groups()[0].resources[0];
     assert_eq!(unit.resources.cpu.millis, 2000);
     assert_eq!(unit.resources.memory.bytes, 1 << 30);
+    // The group asks for a provider that runs VMs, without the tenant writing it.
+    let attrs = &sdl.groups()[0].requirements.attributes;
+    assert_eq!(attrs.len(), 1, "{attrs:?}");
+    assert_eq!(attrs[0].key, kumo_sdl::VM_CAPABILITY);
+    assert_eq!(attrs[0].value, "true");
+}
+
+#[test]
+fn the_vm_requirement_is_added_once_and_kept_sorted() {
+    // Written by the tenant too: not duplicated.
+    let explicit = edit(
+        "    dc:\n      pricing:",
+        "    dc:\n      attributes:\n        capabilities/vm: \"true\"\n        region: eu\n      pricing:",
+    );
+    let sdl = kumo_sdl::parse(&explicit).unwrap();
+    let keys: Vec<_> = sdl.groups()[0]
+        .requirements
+        .attributes
+        .iter()
+        .map(|a| a.key.as_str())
+        .collect();
+    assert_eq!(keys, [kumo_sdl::VM_CAPABILITY, "region"]);
+    // A container group of the same file asks for nothing more than its placement says.
+    let yaml = r#"version: "2.0"
+services:
+  web:
+    image: nginx
+    expose:
+      - port: 80
+        to: [{global: true}]
+profiles:
+  compute:
+    web:
+      resources: {cpu: {units: 1}, memory: {size: 1Gi}, storage: {size: 1Gi}}
+  placement:
+    dc:
+      attributes: {region: eu}
+      pricing:
+        web: {denom: uakt, amount: 1}
+deployment:
+  web:
+    dc: {profile: web, count: 1}
+"#;
+    let plain = kumo_sdl::parse(yaml).unwrap();
+    let keys: Vec<_> = plain.groups()[0]
+        .requirements
+        .attributes
+        .iter()
+        .map(|a| a.key.as_str())
+        .collect();
+    assert_eq!(keys, ["region"]);
 }
 
 #[test]

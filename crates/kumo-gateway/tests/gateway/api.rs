@@ -160,6 +160,11 @@ async fn another_tenant_gets_403_everywhere() {
     let err = bob_client.events(lease.dseq, 1, 1).await.err().unwrap();
     assert!(matches!(err, ClientError::Forbidden(_)), "{err}");
     let err = bob_client
+        .restart(lease.dseq, 1, 1, Some("web"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Forbidden(_)), "{err}");
+    let err = bob_client
         .put_manifest(lease.dseq, &manifest(vec![service("web", &["sleep", "1"])]))
         .await
         .unwrap_err();
@@ -217,6 +222,35 @@ async fn a_token_without_the_scope_gets_403() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 403);
+
+    // And a restart needs restart: a status token does not reboot anything.
+    let status_only = auth::mint(
+        &tenant,
+        gateway.provider,
+        &[Scope::Status],
+        auth::now_secs(),
+        60,
+    );
+    let response = gateway
+        .http()
+        .post(format!(
+            "{}/lease/{}/1/1/restart?service=web",
+            gateway.uri(),
+            lease.dseq
+        ))
+        .bearer_auth(&status_only)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("restart"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -114,6 +114,7 @@ impl GatewayBackend for TestBackend {
                     available: s.running,
                     uris: vec![],
                     forwarded_ports: vec![],
+                    ssh: None,
                 })
                 .collect(),
             warnings: vec![],
@@ -132,12 +133,22 @@ impl GatewayBackend for TestBackend {
         Ok(self.docker()?.events(lease).await?)
     }
 
+    async fn restart(
+        &self,
+        lease: &LeaseId,
+        service: Option<&str>,
+    ) -> Result<LeaseStatusView, GatewayError> {
+        self.docker()?.restart(lease, service).await?;
+        self.lease_status(lease).await
+    }
+
     async fn provider_status(&self) -> Result<ProviderStatusView, GatewayError> {
         Ok(ProviderStatusView {
             provider: self.provider,
             leases: self.leases.lock().unwrap().len() as u32,
             bids: 0,
             inventory: InventoryView::default(),
+            vm: None,
         })
     }
 }
