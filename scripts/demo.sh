@@ -54,7 +54,8 @@ cp "$(dpkg -L busybox-static | grep -m1 '/bin/busybox$')" "$ctx/busybox"
 docker build -q -t kumo-example/hello-web:1 "$ctx" 2>/dev/null
 
 say "starting a devnet: kumo devnet up --detach"
-"$kumo" devnet up --home "$work/devnet" --base-port 0 --detach
+# Containers only (--vm off): hello-web needs no VM, and a KVM probe would cost seconds.
+"$kumo" devnet up --home "$work/devnet" --base-port 0 --vm off --detach
 # KUMO_NODE, KUMO_HOME, KUMO_FROM=tenant, ...: every command below talks to this devnet.
 . "$work/devnet/devnet.env"
 

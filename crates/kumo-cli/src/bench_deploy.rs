@@ -122,6 +122,8 @@ pub(crate) fn run(
     let spec = kumo_devnet::DevnetSpec {
         block_time,
         base_port: 0,
+        // Containers only: no KVM probe in the measured devnet's start.
+        vm: kumo_devnet::VmMode::Off,
         ..kumo_devnet::DevnetSpec::new(&dir)
     };
     let devnet = rt.block_on(kumo_devnet::run::up(&spec, &exe, &mut |s| progress(s)))?;

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use kumo_devnet::{DevnetSpec, layout::ENV_FILE};
+use kumo_devnet::{DevnetSpec, VmMode, layout::ENV_FILE};
 
 use crate::output::{OutputFormat, print_json};
 
@@ -66,6 +66,34 @@ pub(crate) struct UpArgs {
     /// Delete an existing devnet in the directory first (a new chain, new keys).
     #[arg(long)]
     pub(crate) reset: bool,
+    /// VMs (`runtime: vm` services), a new devnet only: `auto` when QEMU is installed (KVM if
+    /// it works, else TCG), `kvm`, `tcg`, or `off` (containers only).
+    #[arg(long, value_enum, default_value_t = VmArg::Auto)]
+    pub(crate) vm: VmArg,
+}
+
+/// `--vm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum VmArg {
+    /// When QEMU is installed; KVM if it works (probed at start, up to 10 s), else TCG.
+    Auto,
+    /// KVM only.
+    Kvm,
+    /// TCG emulation, without probing KVM.
+    Tcg,
+    /// No VMs.
+    Off,
+}
+
+impl From<VmArg> for VmMode {
+    fn from(v: VmArg) -> VmMode {
+        match v {
+            VmArg::Auto => VmMode::Auto,
+            VmArg::Kvm => VmMode::Kvm,
+            VmArg::Tcg => VmMode::Tcg,
+            VmArg::Off => VmMode::Off,
+        }
+    }
 }
 
 /// `kumo devnet down`.
@@ -143,6 +171,7 @@ async fn up(a: &UpArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
         dir,
         block_time: a.block_time,
         base_port: a.base_port,
+        vm: a.vm.into(),
     };
     let exe = std::env::current_exe().context("finding the kumo binary")?;
     let started = std::time::Instant::now();
@@ -177,6 +206,13 @@ async fn up(a: &UpArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
                 i.forwarded_ports.1
             );
             println!("tenant    {}  (key `tenant`)", i.tenant);
+            match i.vm {
+                Some(accel) => println!(
+                    "vms       on (accel {})",
+                    serde_json::to_value(accel)?.as_str().unwrap_or("?")
+                ),
+                None => println!("vms       off (containers only)"),
+            }
             println!(
                 "logs      {}/node0/node.log, {}/provider/provider.log",
                 devnet.dir.display(),

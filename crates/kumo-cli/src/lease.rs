@@ -40,9 +40,54 @@ pub(crate) enum LeaseCommand {
         after_help = "Examples:\n  kumo lease shell 42                       # sh on a terminal\n  kumo lease shell 42 --service db -- psql -U app\n  kumo lease shell 42 -- sh -c 'echo hi; exit 3'   # exit code 3"
     )]
     Shell(ShellArgs),
+    /// Log into a VM service with your OpenSSH client (`ssh`), at the port the provider
+    /// forwards, as the SDL's `vm.user`.
+    #[command(
+        after_help = "Examples:\n  kumo lease ssh 42                          # an interactive login\n  kumo lease ssh 42 -i ~/.ssh/id_ed25519 -- uname -a\n  kumo lease ssh 42 --print                  # only print the ssh command\n\nThe key is yours: the private half of one of the SDL's vm.ssh_keys (ssh's defaults, or -i).\nHost keys are remembered per deployment in <home>/ssh/, trusted on first use."
+    )]
+    Ssh(SshArgs),
+    /// Restart a service (a VM reboots and keeps its disk; a container restarts with its
+    /// volumes), or every service of the deployment's lease.
+    #[command(
+        after_help = "Examples:\n  kumo lease restart 42\n  kumo lease restart 42 --service box"
+    )]
+    Restart(ServiceArgs),
     /// Close a deployment: its leases end, the provider removes the workload, the rest of the
     /// escrow is refunded.
     Close(DseqArgs),
+}
+
+/// `kumo lease ssh`.
+#[derive(Debug, Args)]
+pub(crate) struct SshArgs {
+    /// The deployment's sequence number.
+    pub(crate) dseq: u64,
+    /// The VM service [default: the first VM service].
+    #[arg(long)]
+    pub(crate) service: Option<String>,
+    /// Your private key file (ssh -i) [default: ssh's own choice].
+    #[arg(short = 'i', long, value_name = "FILE")]
+    pub(crate) identity: Option<PathBuf>,
+    /// Print the ssh command instead of running it.
+    #[arg(long)]
+    pub(crate) print: bool,
+    /// A command to run instead of a login shell, after `--`.
+    #[arg(last = true)]
+    pub(crate) cmd: Vec<String>,
+    #[command(flatten)]
+    pub(crate) tenant: TenantArgs,
+}
+
+/// A deployment and optionally one of its services.
+#[derive(Debug, Args)]
+pub(crate) struct ServiceArgs {
+    /// The deployment's sequence number.
+    pub(crate) dseq: u64,
+    /// Only this service [default: every service of the lease].
+    #[arg(long)]
+    pub(crate) service: Option<String>,
+    #[command(flatten)]
+    pub(crate) tenant: TenantArgs,
 }
 
 /// `kumo lease list`.
@@ -137,6 +182,22 @@ impl LeaseCommand {
             }
             LeaseCommand::Logs(a) => logs(a, format),
             LeaseCommand::Shell(a) => shell(a),
+            LeaseCommand::Ssh(a) => ssh(a, format),
+            LeaseCommand::Restart(a) => {
+                let report = block_on(async {
+                    let t = a.tenant.connect().await?;
+                    anyhow::Ok(lease::restart(&t, a.dseq, a.service.as_deref()).await?)
+                })??;
+                if format == OutputFormat::Text {
+                    println!(
+                        "restarted {} of deployment {}",
+                        a.service.as_deref().unwrap_or("every service"),
+                        a.dseq
+                    );
+                }
+                print_reports(format, std::slice::from_ref(&report))?;
+                Ok(ExitCode::SUCCESS)
+            }
             LeaseCommand::Close(a) => {
                 let closed = block_on(async {
                     let t = a.tenant.connect().await?;
@@ -284,6 +345,102 @@ fn shell(a: &ShellArgs) -> anyhow::Result<ExitCode> {
         }
     })??;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// Runs (or prints) the user's `ssh` at the VM's forwarded port; its exit code is ssh's.
+fn ssh(a: &SshArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    let (service, access) = block_on(async {
+        let t = a.tenant.connect().await?;
+        anyhow::Ok(lease::ssh_access(&t, a.dseq, a.service.as_deref()).await?)
+    })??;
+    // Each deployment's VM has its own host key and ports are reused across leases: a known
+    // hosts file per deployment and service keeps ssh from crying "host key changed".
+    let known_hosts = a
+        .tenant
+        .store
+        .home
+        .dir()?
+        .join("ssh")
+        .join(format!("{}-{service}.known_hosts", a.dseq));
+    let mut args: Vec<String> = vec![
+        "-p".into(),
+        access.port.to_string(),
+        "-o".into(),
+        format!("UserKnownHostsFile={}", known_hosts.display()),
+        "-o".into(),
+        "StrictHostKeyChecking=accept-new".into(),
+    ];
+    if !std::io::stdin().is_terminal() {
+        // Scripted use: fail instead of prompting for a password or passphrase, and give up on
+        // a host that does not answer.
+        args.extend([
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "ConnectTimeout=30".into(),
+        ]);
+    }
+    if let Some(key) = &a.identity {
+        args.extend([
+            "-i".into(),
+            key.display().to_string(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+        ]);
+    }
+    args.push(format!("{}@{}", access.user, access.host));
+    if !a.cmd.is_empty() {
+        args.push("--".into());
+        args.extend(a.cmd.iter().cloned());
+    }
+    if a.print {
+        match format {
+            OutputFormat::Json => print_json(&serde_json::json!({
+                "service": service,
+                "user": access.user,
+                "host": access.host,
+                "port": access.port,
+                "argv": std::iter::once("ssh".to_string()).chain(args).collect::<Vec<_>>(),
+            }))?,
+            OutputFormat::Text => println!("ssh {}", shell_words(&args)),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(dir) = known_hosts.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let status = std::process::Command::new("ssh")
+        .args(&args)
+        .status()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "ssh is not installed: install OpenSSH's client (Debian: apt-get install openssh-client)"
+            ),
+            _ => anyhow::anyhow!("running ssh: {e}"),
+        })?;
+    Ok(ExitCode::from(
+        status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(255),
+    ))
+}
+
+/// `args` as one line a shell reads back the same (single quotes where needed).
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The terminal's columns and rows.

@@ -203,6 +203,8 @@ fn tenant_path_end_to_end() {
             "up",
             "--base-port",
             "0",
+            "--vm",
+            "off",
             "--detach",
             "-o",
             "json",

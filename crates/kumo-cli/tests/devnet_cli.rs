@@ -65,6 +65,8 @@ fn devnet_up_status_down_and_up_again() {
         home,
         "--base-port",
         "0",
+        "--vm",
+        "off",
         "--detach",
         "-o",
         "json",

@@ -1,16 +1,16 @@
-//! VMs through the provider daemon (issue 7, provider side): a real single-validator node
-//! (`kumo node run`), a real `kumo provider run` with `[vm]` enabled (TCG here) beside a
-//! Docker-only one, the Debian test guest of `scripts/vm-test-image.sh` served over HTTP to the
-//! provider (a tenant's image URL must be http(s)), and the real OpenSSH client. The tenant signs
-//! with `kumo_client::signer` and talks to the gateway with `GatewayClient`.
+//! VMs on a devnet through the real `kumo` binary (issue 7): `kumo devnet up --vm tcg`, a
+//! second, Docker-only provider registered beside the devnet's, the Debian test guest of
+//! `scripts/vm-test-image.sh` served over HTTP (a tenant's image URL must be http(s)), and the
+//! real OpenSSH client behind `kumo lease ssh`.
 //!
-//! One VM boots for the whole test (about a minute under TCG, up to several on a loaded
-//! machine); in order: the order is bid on by the VM provider only; lease and manifest; the status
-//! carries the SSH login, a TCG warning, and the provider's `/status` its accelerator; `ssh … uname
-//! -a` with the tenant's key, a stranger's key refused; `nproc` and MemTotal match the profile;
-//! the console is the lease's log; a `kill -9`ed provider comes back and finds the same QEMU; a
-//! file written before a gateway restart is there after it; closing the lease leaves no QEMU
-//! process, no disk and no listening port.
+//! One VM boots for the whole test (about a minute under TCG, several on a loaded machine); in
+//! order: `kumo deploy` of the VM SDL gets a bid from the VM provider only; `kumo lease status`
+//! carries the SSH login, the forwarded port 22 and a TCG warning, `kumo provider status` the
+//! accelerator; `kumo lease ssh … -- uname -a` with the tenant's key, a stranger's key refused;
+//! `nproc` and MemTotal match the profile; `kumo lease logs` is the serial console; a `kill -9`ed
+//! provider comes back and finds the same QEMU; a file written before `kumo lease restart` is
+//! there after the reboot; `kumo lease close` leaves no QEMU process, no disk and no listening
+//! port.
 //!
 //! Skipped with a notice without QEMU, OpenSSH or Docker; `KUMO_REQUIRE_QEMU=1` makes that a
 //! failure. Progress: `cargo test -p kumo-cli --test vm_e2e -- --nocapture`.
@@ -19,36 +19,16 @@ use std::{
     io::{BufRead, BufReader, Write},
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
-use futures::StreamExt;
-use kumo_client::{
-    NodeClient,
-    signer::Signer,
-    types::{BidState, BidsQuery, OrderIdParam},
-};
-use kumo_gateway::{client::GatewayClient, types::LeaseState};
-use kumo_keystore::{Backend as KeyBackend, Keystore};
-use kumo_testnet::{NodeProcess, Testnet};
-use kumo_types::{Address, Coin, DeploymentId, LeaseCloseReason, Msg, OrderId, SecretKey};
 use kumo_vm::bench::SshTarget;
-use kumo_workload::LogOptions;
 
 const MIB: u64 = 1 << 20;
 
 fn progress(what: &str) {
     eprintln!("[vm e2e] {what}");
-}
-
-fn kumo(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kumo"))
-        .args(args)
-        .env_remove("KUMO_HOME")
-        .env_remove("KUMO_NODE")
-        .output()
-        .expect("run kumo")
 }
 
 fn have(tool: &str) -> bool {
@@ -152,14 +132,6 @@ fn keypair(dir: &Path, name: &str) -> (PathBuf, String) {
     (key, public.trim().to_string())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn is_listening(port: u16) -> bool {
     TcpStream::connect_timeout(
         &format!("127.0.0.1:{port}").parse().unwrap(),
@@ -221,108 +193,6 @@ impl Drop for ProviderProcess {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-struct Ports {
-    gateway: u16,
-    ingress: u16,
-    range: (u16, u16),
-}
-
-fn write_config(dir: &Path, name: &str, testnet: &Testnet, ports: &Ports, vm: bool) -> PathBuf {
-    let mut c = kumo_provider::ProviderConfig {
-        node: testnet.nodes[0].api.clone(),
-        data_dir: dir.join(format!("{name}-data")),
-        manifest_timeout: Duration::from_secs(600),
-        withdraw_period: Duration::from_secs(30),
-        ..Default::default()
-    };
-    c.key.name = name.into();
-    c.key.keyring_dir = dir.join(&testnet.keyring_dir);
-    c.key.backend = "test".into();
-    c.gateway.listen = format!("127.0.0.1:{}", ports.gateway).parse().unwrap();
-    c.gateway.host_uri = format!("https://127.0.0.1:{}", ports.gateway);
-    c.attributes = vec![kumo_types::Attribute::new("region", "test")];
-    c.pricing.cpu_per_core = "1".parse().unwrap();
-    c.pricing.memory_per_gib = "1".parse().unwrap();
-    c.pricing.storage_default_per_gib = "1".parse().unwrap();
-    c.pricing.endpoint = "0".parse().unwrap();
-    c.backend.instance = format!("vme2e-{name}-{}", std::process::id());
-    c.ingress.domain = "ingress.test".into();
-    c.ingress.http_listen = format!("127.0.0.1:{}", ports.ingress).parse().unwrap();
-    c.ingress.public_host = "127.0.0.1".into();
-    c.ingress.port_range_start = ports.range.0;
-    c.ingress.port_range_end = ports.range.1;
-    c.capacity.memory_bytes = 4 << 30;
-    c.vm.enabled = vm;
-    c.vm.data_dir = dir.join(format!("{name}-vm"));
-    c.vm.image_dir = dir.join(format!("{name}-vm-images"));
-    // TCG without probing: the probe's answer here is TCG anyway, and KVM where it exists
-    // would make this test measure something else than it does on CI.
-    c.vm.accel = kumo_vm::AccelChoice::Tcg;
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, c.to_toml()).unwrap();
-    path
-}
-
-fn register(config: &Path) -> [u8; 32] {
-    let out = kumo(&[
-        "provider",
-        "register",
-        "--config",
-        config.to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
-    assert!(
-        out.status.success(),
-        "register: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let registered: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut fp = [0u8; 32];
-    hex::decode_to_slice(registered["tls_cert_sha256"].as_str().unwrap(), &mut fp).unwrap();
-    fp
-}
-
-fn key(dir: &Path, testnet: &Testnet, name: &str) -> SecretKey {
-    Keystore::open(dir.join(&testnet.keyring_dir), KeyBackend::Test)
-        .unwrap()
-        .secret_key(name)
-        .unwrap()
-}
-
-async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out after {secs} s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-async fn open_bid(
-    node: &NodeClient,
-    order: OrderId,
-    provider: Address,
-) -> Option<kumo_types::BidId> {
-    node.bids(&BidsQuery {
-        order: Some(OrderIdParam(order)),
-        provider: Some(provider),
-        state: Some(BidState::Open),
-    })
-    .await
-    .unwrap()
-    .value
-    .into_iter()
-    .next()
-    .map(|b| b.id)
 }
 
 /// The QEMU pid files under a VM data directory (one per VM that exists).
@@ -400,7 +270,7 @@ profiles:
   placement:
     dc:
       attributes:
-        region: test
+        region: local
       pricing:
         box: {{denom: ukumo, amount: 1000}}
 deployment:
@@ -410,8 +280,106 @@ deployment:
     )
 }
 
+/// `kumo` as the devnet's tenant (what sourcing `devnet.env` does).
+struct Tenant {
+    home: PathBuf,
+    node: String,
+}
+
+impl Tenant {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kumo"))
+            .args(args)
+            .env("KUMO_HOME", &self.home)
+            .env("KUMO_NODE", &self.node)
+            .env("KUMO_FROM", "tenant")
+            .env("KUMO_KEYRING_BACKEND", "test")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kumo")
+    }
+
+    /// Runs `kumo args… -o json`, which must succeed.
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let out = self.run(&all);
+        assert!(
+            out.status.success(),
+            "kumo {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("kumo {args:?}: not JSON ({e})"))
+    }
+
+    /// `kumo lease ssh DSEQ -i KEY -- CMD`: its exit code, stdout and stderr.
+    fn ssh(&self, dseq: &str, key: &Path, cmd: &str) -> (Option<i32>, String, String) {
+        let out = self.run(&["lease", "ssh", dseq, "-i", key.to_str().unwrap(), "--", cmd]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The output of `cmd` in the VM, which must succeed.
+    fn ssh_ok(&self, dseq: &str, key: &Path, cmd: &str) -> String {
+        let (code, out, err) = self.ssh(dseq, key, cmd);
+        assert_eq!(code, Some(0), "kumo lease ssh -- {cmd}: {out}{err}");
+        out
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A second provider on the devnet's chain with `[vm]` off: key funded by the tenant,
+/// registered and started through the CLI.
+fn docker_only_provider(t: &Tenant, devnet: &Path, node: &str) -> (ProviderProcess, String) {
+    let key = t.json(&["keys", "add", "dockeronly"]);
+    let address = key["address"].as_str().expect("an address").to_string();
+    t.json(&["tx", "send", &address, "100000000000ukumo", "--wait"]);
+    let port = |_: ()| {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let mut c = kumo_provider::ProviderConfig {
+        node: node.to_string(),
+        data_dir: devnet.join("dockeronly-data"),
+        ..Default::default()
+    };
+    c.key.name = "dockeronly".into();
+    c.key.keyring_dir = devnet.join("keys");
+    c.key.backend = "test".into();
+    let gateway = port(());
+    c.gateway.listen = format!("127.0.0.1:{gateway}").parse().unwrap();
+    c.gateway.host_uri = format!("https://127.0.0.1:{gateway}");
+    c.attributes = vec![kumo_types::Attribute::new("region", "local")];
+    c.backend.instance = format!("vme2e-dockeronly-{}", std::process::id());
+    c.ingress.http_listen = format!("127.0.0.1:{}", port(())).parse().unwrap();
+    c.ingress.port_range_start = 42200;
+    c.ingress.port_range_end = 42299;
+    let config = devnet.join("dockeronly.toml");
+    std::fs::write(&config, c.to_toml()).unwrap();
+    t.json(&["provider", "register", "--config", config.to_str().unwrap()]);
+    (ProviderProcess::start(&config), address)
+}
+
 #[test]
-fn a_vm_lease_through_the_provider_daemon() {
+fn a_vm_on_a_devnet_from_deploy_to_close() {
     if !ready() {
         return;
     }
@@ -420,322 +388,243 @@ fn a_vm_lease_through_the_provider_daemon() {
     };
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let net_dir = dir.join("net");
-    let net_s = net_dir.display().to_string();
-    let out = kumo(&[
-        "testnet",
-        "init",
-        "--validators",
-        "1",
-        "--base-port",
-        "0",
-        "--block-time",
-        "250ms",
-        "-o",
-        "json",
-        "--fund",
-        "tenant=100000000000ukumo",
-        "--fund",
-        "vmprovider=100000000000ukumo",
-        "--fund",
-        "dockerprovider=100000000000ukumo",
-        "--dir",
-        &net_s,
-    ]);
+    let dir = tmp.path().join("devnet");
+    let home = dir.to_str().unwrap().to_string();
+    let up = Command::new(env!("CARGO_BIN_EXE_kumo"))
+        .args([
+            "devnet",
+            "up",
+            "--base-port",
+            "0",
+            "--vm",
+            "tcg",
+            "--detach",
+            "-o",
+            "json",
+        ])
+        .args(["--home", &home])
+        .env_remove("KUMO_HOME")
+        .env_remove("KUMO_NODE")
+        .output()
+        .unwrap();
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        up.status.success(),
+        "devnet up: {}",
+        String::from_utf8_lossy(&up.stderr)
     );
-    let testnet = Testnet::load(&net_dir).unwrap();
-    let mut node = NodeProcess::start(
-        Path::new(env!("CARGO_BIN_EXE_kumo")),
-        &net_dir.join(&testnet.nodes[0].home),
-        &testnet.nodes[0].api,
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(node.wait_serving(Duration::from_secs(60)))
-        .unwrap();
-    progress("node serving");
+    let up: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
+    let info = &up["info"];
+    assert_eq!(info["vm"], "tcg", "{info}");
+    let t = Tenant {
+        home: dir.clone(),
+        node: info["node"].as_str().unwrap().to_string(),
+    };
+    // Stops the devnet (and its workloads) however the test ends.
+    struct Down(PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = Command::new(env!("CARGO_BIN_EXE_kumo"))
+                .args(["devnet", "down", "--purge", "--home"])
+                .arg(&self.0)
+                .output();
+        }
+    }
+    let _down = Down(dir.clone());
+    let vm_provider = info["provider"].as_str().unwrap().to_string();
+    let provider_config = dir.join("provider/provider.toml");
+    let vm_data = dir.join("provider/vm");
+    progress("devnet up (VMs under TCG)");
 
-    let vm_ports = Ports {
-        gateway: free_port(),
-        ingress: free_port(),
-        range: (42100, 42199),
+    // The provider says how it runs VMs; only the VM provider advertises them on chain.
+    let status = t.json(&[
+        "provider",
+        "status",
+        "--config",
+        provider_config.to_str().unwrap(),
+    ]);
+    assert_eq!(status["vm"]["accel"], "tcg", "{status}");
+    assert!(
+        status["vm"]["warning"].is_string(),
+        "TCG comes with a warning: {status}"
+    );
+    let (docker_only, docker_addr) = docker_only_provider(&t, &dir, &t.node);
+    let record = |addr: &str| {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("{}/v1/providers/{addr}", t.node)])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let docker_ports = Ports {
-        gateway: free_port(),
-        ingress: free_port(),
-        range: (42200, 42299),
-    };
-    let vm_config = write_config(&net_dir, "vmprovider", &testnet, &vm_ports, true);
-    let docker_config = write_config(&net_dir, "dockerprovider", &testnet, &docker_ports, false);
-    let fingerprint = register(&vm_config);
-    register(&docker_config);
-    let mut vm_provider = ProviderProcess::start(&vm_config);
-    let docker_provider = ProviderProcess::start(&docker_config);
-    let vm_data = net_dir.join("vmprovider-vm");
+    assert!(record(&vm_provider).contains("capabilities/vm"));
+    wait_for("the Docker-only provider on chain", 30, || {
+        record(&docker_addr).contains("dockeronly") || record(&docker_addr).contains("region")
+    });
+    assert!(!record(&docker_addr).contains("capabilities/vm"));
+    // Let the Docker-only provider get going, so that its silence below means something.
+    std::thread::sleep(Duration::from_secs(3));
 
     let image_port = serve_file(image.clone());
     let image_url = format!("http://127.0.0.1:{image_port}/kumo-test-debian.qcow2");
-    let sha256 = sha256_file(&image);
-    let (tenant_ssh, tenant_pub) = keypair(dir, "tenant-ssh");
-    let (stranger_ssh, _) = keypair(dir, "stranger-ssh");
+    let (tenant_ssh, tenant_pub) = keypair(tmp.path(), "tenant-ssh");
+    let (stranger_ssh, _) = keypair(tmp.path(), "stranger-ssh");
+    let sdl = tmp.path().join("vm.yaml");
+    std::fs::write(&sdl, vm_sdl(&image_url, &sha256_file(&image), &tenant_pub)).unwrap();
 
-    rt.block_on(async {
-        let node_client = node.client();
-        let tenant_key = key(&net_dir, &testnet, "tenant");
-        let tenant = Signer::connect(node_client.clone(), tenant_key.clone())
-            .await
-            .unwrap();
-        let vm_addr = Address::from_public_key(&key(&net_dir, &testnet, "vmprovider").public_key());
-        let docker_addr =
-            Address::from_public_key(&key(&net_dir, &testnet, "dockerprovider").public_key());
-        let gw = GatewayClient::new(
-            &format!("https://127.0.0.1:{}", vm_ports.gateway),
-            fingerprint,
-            tenant_key.clone(),
-            vm_addr,
-        )
+    // kumo deploy: bid, lease, manifest (the provider fetches and verifies the image).
+    let lease_started = Instant::now();
+    let deployed = t.json(&[
+        "deploy",
+        sdl.to_str().unwrap(),
+        "--deposit",
+        "50000000ukumo",
+    ]);
+    let report = if deployed.is_array() {
+        deployed[0].clone()
+    } else {
+        deployed
+    };
+    let dseq = report["dseq"].to_string();
+    assert_eq!(report["provider"], vm_provider.as_str(), "{report}");
+    progress(&format!("deployment {dseq} leased by the VM provider"));
+    assert!(
+        !docker_only.log().contains("\"bid\"") && !docker_only.log().contains("bid created"),
+        "the Docker-only provider must not bid on a VM order:\n{}",
+        docker_only.log()
+    );
+
+    // The lease status says how to log in.
+    let status = t.json(&["lease", "status", &dseq]);
+    let status = if status.is_array() {
+        status[0].clone()
+    } else {
+        status
+    };
+    let svc = &status["services"][0];
+    let ssh = &svc["ssh"];
+    assert_eq!(ssh["user"], "researcher", "{status}");
+    assert_eq!(ssh["host"], "127.0.0.1");
+    let port = ssh["port"].as_u64().expect("an ssh port") as u16;
+    assert_eq!(svc["forwarded_ports"][0]["port"], 22, "{svc}");
+    assert_eq!(svc["forwarded_ports"][0]["external_port"], port);
+    assert!(status["warnings"].to_string().contains("TCG"), "{status}");
+    let pids = qemu_pids(&vm_data);
+    assert_eq!(pids.len(), 1, "one QEMU for the lease");
+    let pid = pids[0];
+
+    // Wait for the guest's sshd with the plain client (a TCG boot takes a while), then use
+    // `kumo lease ssh` for everything the tenant does.
+    let target = SshTarget {
+        host: "127.0.0.1".into(),
+        port,
+        user: "researcher".into(),
+        key: tenant_ssh.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
-        wait_for("the VM provider's gateway", 60, || async {
-            gw.provider_status().await.is_ok()
-        })
-        .await;
-        // The provider says how it runs VMs.
-        let status = gw.provider_status().await.unwrap();
-        let vm = status.vm.expect("a VM provider says so in /status");
-        assert_eq!(vm.accel, "tcg");
-        assert!(vm.warning.is_some(), "TCG comes with a warning");
-        // Both are on chain; only the VM provider advertises VMs.
-        let rec = node_client.provider(&vm_addr).await.unwrap().value;
-        assert!(
-            rec.provider
-                .fields
-                .attributes
-                .iter()
-                .any(|a| a.key == "capabilities/vm" && a.value == "true")
-        );
-        let rec = node_client.provider(&docker_addr).await.unwrap().value;
-        assert!(
-            !rec.provider
-                .fields
-                .attributes
-                .iter()
-                .any(|a| a.key == "capabilities/vm")
-        );
-        // Let the Docker-only provider get going too, so its silence below means something.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+    progress(&format!(
+        "waiting for SSH on port {port} (TCG boot: a minute or more)"
+    ));
+    let took = rt
+        .block_on(target.wait(Duration::from_secs(900)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    progress(&format!(
+        "SSH up {took:.0?} after the manifest, {:.0?} after kumo deploy started",
+        lease_started.elapsed()
+    ));
+    let uname = t.ssh_ok(&dseq, &tenant_ssh, "uname -a");
+    assert!(uname.starts_with("Linux "), "{uname}");
+    let (code, _, err) = t.ssh(&dseq, &stranger_ssh, "true");
+    assert_eq!(code, Some(255), "a stranger's key: {err}");
+    assert!(err.contains("Permission denied"), "{err}");
 
-        // Deployment → bid → lease.
-        let sdl = kumo_sdl::parse(&vm_sdl(&image_url, &sha256, &tenant_pub)).expect("valid SDL");
-        let dep = DeploymentId {
-            owner: tenant.address(),
-            dseq: 7,
-        };
-        tenant
-            .submit(vec![Msg::CreateDeployment {
-                id: dep,
-                groups: sdl.groups().to_vec(),
-                hash: sdl.manifest_hash(),
-                deposit: Coin::new("ukumo", 50_000_000),
-            }])
-            .await
-            .expect("CreateDeployment");
-        let order = dep.group(1).order(1);
-        let wait = Instant::now();
-        let bid = loop {
-            if let Some(b) = open_bid(&node_client, order, vm_addr).await {
-                break b;
-            }
-            assert!(
-                wait.elapsed() < Duration::from_secs(60),
-                "no bid from the VM provider:\n{}",
-                vm_provider.log()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
-        progress("the VM provider bid");
-        assert!(
-            open_bid(&node_client, order, docker_addr).await.is_none(),
-            "the Docker-only provider must not bid on a VM order"
-        );
-        wait_for(
-            "the Docker-only provider to log its refusal",
-            30,
-            || async { docker_provider.log().contains("runs no VMs") },
+    // The profile's CPUs and memory.
+    assert_eq!(t.ssh_ok(&dseq, &tenant_ssh, "nproc"), "2");
+    let mem_kib: u64 = t
+        .ssh_ok(
+            &dseq,
+            &tenant_ssh,
+            "awk '/^MemTotal/ {print $2}' /proc/meminfo",
         )
-        .await;
-        let lease_started = Instant::now();
-        let lease = bid;
-        tenant
-            .submit(vec![Msg::CreateLease { bid: lease }])
-            .await
-            .expect("CreateLease");
-        wait_for("the provider to know the lease", 30, || async {
-            gw.lease_status(dep.dseq, 1, 1).await.is_ok()
-        })
-        .await;
-        progress("lease created: sending the manifest (the provider fetches the image)");
-        gw.put_manifest(dep.dseq, sdl.manifest())
-            .await
-            .expect("manifest accepted");
-        let status = gw.lease_status(dep.dseq, 1, 1).await.unwrap();
-        assert_eq!(status.state, LeaseState::Running, "{status:?}");
-        let svc = &status.services[0];
-        let ssh = svc.ssh.clone().expect("the status says how to log in");
-        assert_eq!(ssh.user, "researcher");
-        assert_eq!(ssh.host, "127.0.0.1");
-        assert!((42100..=42199).contains(&ssh.port), "{ssh:?}");
-        assert_eq!(svc.forwarded_ports.len(), 1, "{svc:?}");
-        assert_eq!(svc.forwarded_ports[0].port, 22);
-        assert_eq!(svc.forwarded_ports[0].external_port, ssh.port);
-        assert!(
-            status.warnings.iter().any(|w| w.contains("TCG")),
-            "{:?}",
-            status.warnings
-        );
-        let pids = qemu_pids(&vm_data);
-        assert_eq!(pids.len(), 1, "one QEMU for the lease");
-        let pid = pids[0];
-        assert!(alive(pid));
+        .parse()
+        .unwrap();
+    let mem = mem_kib * 1024;
+    assert!(
+        mem <= 512 * MIB && mem > 400 * MIB,
+        "MemTotal {mem_kib} kB for a 512 MiB profile"
+    );
 
-        // Log in as the tenant.
-        let target = SshTarget {
-            host: ssh.host.clone(),
-            port: ssh.port,
-            user: ssh.user.clone(),
-            key: tenant_ssh.clone(),
-        };
-        progress(&format!(
-            "waiting for SSH on port {} (TCG boot: a minute or more)",
-            ssh.port
-        ));
-        let took = target
-            .wait(Duration::from_secs(900))
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n--- provider log ---\n{}", vm_provider.log()));
-        progress(&format!(
-            "SSH up {took:.0?} after the manifest, {:.0?} after the lease",
-            lease_started.elapsed()
-        ));
-        let run = |cmd: &'static str| {
-            let target = target.clone();
-            async move {
-                let out = target.run(cmd).await.unwrap();
-                assert_eq!(out.code, Some(0), "ssh {cmd}: {out:?}");
-                out.stdout.trim().to_string()
-            }
-        };
-        let uname = run("uname -a").await;
-        assert!(uname.starts_with("Linux "), "{uname}");
-        let stranger = SshTarget {
-            key: stranger_ssh.clone(),
-            ..target.clone()
-        };
-        let refused = stranger.run("true").await.unwrap();
-        assert_eq!(refused.code, Some(255), "{refused:?}");
-        assert!(refused.stderr.contains("Permission denied"), "{refused:?}");
+    // The serial console is the lease's log.
+    let logs = t.run(&["lease", "logs", &dseq, "--service", "box", "--tail", "300"]);
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.contains("Linux version") || logs.contains("login"),
+        "console: {logs}"
+    );
 
-        // The profile's CPUs and memory.
-        assert_eq!(run("nproc").await, "2");
-        let mem_kib: u64 = run("awk '/^MemTotal/ {print $2}' /proc/meminfo")
-            .await
-            .parse()
-            .unwrap();
-        let mem = mem_kib * 1024;
-        assert!(
-            mem <= 512 * MIB && mem > 400 * MIB,
-            "MemTotal {mem_kib} kB for a 512 MiB profile"
-        );
+    // A provider killed and started again finds the VM: the same QEMU, nothing duplicated.
+    let devnet_status = t.json(&["devnet", "status", "--home", &home]);
+    let provider_pid = devnet_status["provider_pid"]
+        .as_u64()
+        .expect("provider runs");
+    Command::new("kill")
+        .args(["-9", &provider_pid.to_string()])
+        .status()
+        .unwrap();
+    let _restarted = ProviderProcess::start(&provider_config);
+    wait_for(
+        "the restarted provider to report the lease running",
+        120,
+        || {
+            let out = t.run(&["lease", "status", &dseq, "-o", "json"]);
+            String::from_utf8_lossy(&out.stdout).contains("\"running\"")
+        },
+    );
+    assert_eq!(qemu_pids(&vm_data), [pid], "the same VM, not a second one");
+    assert!(alive(pid));
+    assert_eq!(
+        t.ssh_ok(&dseq, &tenant_ssh, "echo still-here"),
+        "still-here"
+    );
+    progress("provider restarted: the VM kept running");
 
-        // The serial console is the lease's log.
-        let lines: Vec<String> = gw
-            .logs(
-                dep.dseq,
-                1,
-                1,
-                &LogOptions {
-                    service: Some("box".into()),
-                    tail: Some(200),
-                    follow: false,
-                },
-            )
-            .await
-            .unwrap()
-            .filter_map(|l| async move { l.ok().map(|l| l.line) })
-            .collect()
-            .await;
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.contains("Linux version") || l.contains("login")),
-            "console lines: {lines:?}"
-        );
+    // A file written before `kumo lease restart` is there after the reboot.
+    t.ssh_ok(
+        &dseq,
+        &tenant_ssh,
+        "echo kept-across-reboot > ~/marker && sync",
+    );
+    let boot_before = t.ssh_ok(&dseq, &tenant_ssh, "cat /proc/sys/kernel/random/boot_id");
+    let restarted = t.json(&["lease", "restart", &dseq, "--service", "box"]);
+    assert!(
+        restarted.to_string().contains(&format!("\"port\":{port}")),
+        "same login after a restart: {restarted}"
+    );
+    let took = rt
+        .block_on(target.wait(Duration::from_secs(900)))
+        .unwrap_or_else(|e| panic!("after the restart: {e}"));
+    progress(&format!("SSH up {took:.0?} after kumo lease restart"));
+    assert_ne!(
+        t.ssh_ok(&dseq, &tenant_ssh, "cat /proc/sys/kernel/random/boot_id"),
+        boot_before,
+        "the guest rebooted"
+    );
+    assert_eq!(
+        t.ssh_ok(&dseq, &tenant_ssh, "cat ~/marker"),
+        "kept-across-reboot"
+    );
+    let new_pids = qemu_pids(&vm_data);
+    assert_eq!(new_pids.len(), 1);
 
-        // A provider killed and started again finds the VM: same QEMU, nothing duplicated.
-        vm_provider.kill9();
-        vm_provider.spawn();
-        wait_for("the restarted provider's gateway", 60, || async {
-            gw.lease_status(dep.dseq, 1, 1)
-                .await
-                .is_ok_and(|s| s.state == LeaseState::Running)
-        })
-        .await;
-        assert_eq!(qemu_pids(&vm_data), [pid], "the same VM, not a second one");
-        assert!(alive(pid));
-        assert_eq!(run("echo still-here").await, "still-here");
-        progress("provider restarted: the VM kept running");
-
-        // A file written before a restart is there after it.
-        run("echo kept-across-reboot > ~/marker && sync").await;
-        let boot_before = run("cat /proc/sys/kernel/random/boot_id").await;
-        let after = gw
-            .restart(dep.dseq, 1, 1, Some("box"))
-            .await
-            .expect("restart");
-        assert_eq!(
-            after.services[0].ssh,
-            Some(ssh.clone()),
-            "same login after a restart"
-        );
-        let took = target
-            .wait(Duration::from_secs(900))
-            .await
-            .unwrap_or_else(|e| panic!("after restart: {e}\n{}", vm_provider.log()));
-        progress(&format!("SSH up {took:.0?} after the restart"));
-        assert_ne!(
-            run("cat /proc/sys/kernel/random/boot_id").await,
-            boot_before,
-            "the guest rebooted"
-        );
-        assert_eq!(run("cat ~/marker").await, "kept-across-reboot");
-        let new_pids = qemu_pids(&vm_data);
-        assert_eq!(new_pids.len(), 1);
-
-        // Closing the lease: no QEMU, no disk, no port.
-        tenant
-            .submit(vec![Msg::CloseLease {
-                id: lease,
-                reason: LeaseCloseReason::Owner,
-            }])
-            .await
-            .unwrap();
-        wait_for("the VM to be gone", 60, || async {
-            !alive(new_pids[0]) && disks(&vm_data) == 0 && !is_listening(ssh.port)
-        })
-        .await;
-        assert!(qemu_pids(&vm_data).is_empty());
-        progress(&format!(
-            "lease closed, VM gone; whole test {:.0?}",
-            started.elapsed()
-        ));
+    // kumo lease close: no QEMU, no disk, no port.
+    t.json(&["lease", "close", &dseq]);
+    wait_for("the VM to be gone", 60, || {
+        !alive(new_pids[0]) && disks(&vm_data) == 0 && !is_listening(port)
     });
-    drop(docker_provider);
-    drop(node);
+    assert!(qemu_pids(&vm_data).is_empty());
+    progress(&format!(
+        "lease closed, VM gone; whole test {:.0?}",
+        started.elapsed()
+    ));
 }

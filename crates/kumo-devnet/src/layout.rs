@@ -22,6 +22,7 @@ use std::{
 use kumo_provider::ProviderConfig;
 use kumo_testnet::{TestnetSpec, init::KEYS_DIR};
 use kumo_types::{Address, Attribute, Coins};
+use kumo_vm::AccelChoice;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -53,6 +54,41 @@ pub struct DevnetSpec {
     pub block_time: Duration,
     /// First port (see the module docs); 0: free ports chosen by the system.
     pub base_port: u16,
+    /// Whether the provider runs VMs (`runtime: vm` services), and how.
+    pub vm: VmMode,
+}
+
+/// Whether and how the devnet's provider runs VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmMode {
+    /// When `qemu-system-x86_64` is installed, with KVM if it works (the provider probes it at
+    /// start, up to 10 s where `/dev/kvm` hangs), else TCG.
+    #[default]
+    Auto,
+    /// KVM only: the provider refuses to start without it.
+    Kvm,
+    /// TCG (emulation) without probing KVM.
+    Tcg,
+    /// No VMs: the provider runs containers only.
+    Off,
+}
+
+impl VmMode {
+    /// The provider's `[vm]` enabled and accel settings for this mode on this machine.
+    fn provider_settings(self) -> Option<AccelChoice> {
+        match self {
+            VmMode::Off => None,
+            VmMode::Auto => on_path("qemu-system-x86_64").then_some(AccelChoice::Auto),
+            VmMode::Kvm => Some(AccelChoice::Kvm),
+            VmMode::Tcg => Some(AccelChoice::Tcg),
+        }
+    }
+}
+
+fn on_path(binary: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(binary).is_file()))
 }
 
 impl DevnetSpec {
@@ -62,6 +98,7 @@ impl DevnetSpec {
             dir: dir.into(),
             block_time: Duration::from_millis(250),
             base_port: DEFAULT_BASE_PORT,
+            vm: VmMode::Auto,
         }
     }
 }
@@ -89,6 +126,9 @@ pub struct DevnetInfo {
     pub provider: Address,
     /// The provider's Docker label instance: its containers, networks and volumes.
     pub instance: String,
+    /// The provider's VM accelerator choice (`auto`, `kvm`, `tcg`); `None`: no VMs.
+    #[serde(default)]
+    pub vm: Option<AccelChoice>,
 }
 
 impl DevnetInfo {
@@ -174,6 +214,7 @@ pub fn create(spec: &DevnetSpec) -> Result<DevnetInfo, DevnetError> {
         tenant: address("tenant"),
         provider: address("provider"),
         instance,
+        vm: spec.vm.provider_settings(),
     };
     let provider_dir = dir.join(PROVIDER_DIR);
     std::fs::create_dir_all(&provider_dir).map_err(|error| DevnetError::Io {
@@ -220,6 +261,12 @@ fn provider_config(dir: &Path, info: &DevnetInfo) -> ProviderConfig {
     c.ingress.public_host = "127.0.0.1".into();
     c.ingress.port_range_start = info.forwarded_ports.0;
     c.ingress.port_range_end = info.forwarded_ports.1;
+    if let Some(accel) = info.vm {
+        c.vm.enabled = true;
+        c.vm.accel = accel;
+        c.vm.data_dir = dir.join(PROVIDER_DIR).join("vm");
+        c.vm.image_dir = dir.join(PROVIDER_DIR).join("vm-images");
+    }
     c
 }
 
@@ -309,6 +356,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut spec = DevnetSpec::new(tmp.path().join("dn"));
         spec.base_port = 0;
+        spec.vm = VmMode::Tcg;
         let info = create(&spec).unwrap();
         assert_eq!(DevnetInfo::load(&spec.dir).unwrap(), info);
         assert_ne!(info.tenant, info.provider);
@@ -322,6 +370,8 @@ mod tests {
         assert_eq!(config.node, info.node);
         assert_eq!(config.backend.instance, info.instance);
         assert_eq!(config.ingress.domain, "localhost");
+        assert!(config.vm.enabled);
+        assert_eq!(config.vm.accel, AccelChoice::Tcg);
         assert!(spec.dir.join(NODE_HOME).join("config.toml").exists());
         // A second create refuses instead of replacing keys and genesis.
         assert!(matches!(create(&spec), Err(DevnetError::Exists(_))));

@@ -12,7 +12,7 @@ pub mod layout;
 pub mod process;
 pub mod run;
 
-pub use layout::{DevnetInfo, DevnetSpec};
+pub use layout::{DevnetInfo, DevnetSpec, VmMode};
 pub use run::{Devnet, DevnetStatus, DownReport, down, status, up};
 
 /// Why a devnet command failed.

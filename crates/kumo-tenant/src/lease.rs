@@ -7,7 +7,7 @@
 use kumo_client::types::{Lease, LeaseState, LeasesQuery};
 use kumo_gateway::{
     client::{GatewayClient, ShellRequest, ShellSession},
-    types::{LeaseState as WorkloadState, LeaseStatusView},
+    types::{LeaseState as WorkloadState, LeaseStatusView, SshAccess},
 };
 use kumo_types::{Address, Coin, Dec, DeploymentId, LeaseCloseReason, Msg};
 use kumo_workload::{LogLine, LogOptions};
@@ -201,6 +201,62 @@ pub async fn shell(
             provider: lease.id.provider,
             source,
         })
+}
+
+/// Restarts `service` of deployment `dseq` (every service of the lease when `None`): a VM
+/// reboots on the same disk, a container restarts with its volumes. Returns the lease's
+/// status right after.
+pub async fn restart(
+    tenant: &Tenant,
+    dseq: u64,
+    service: Option<&str>,
+) -> Result<LeaseReport, TenantError> {
+    let (lease, gw, name) = lease_with_service(tenant, dseq, service).await?;
+    let status = gw
+        .restart(
+            dseq,
+            lease.id.gseq,
+            lease.id.oseq,
+            service.map(|_| name.as_str()),
+        )
+        .await
+        .map_err(|source| TenantError::Gateway {
+            provider: lease.id.provider,
+            source,
+        })?;
+    report_for(tenant, status).await
+}
+
+/// Where to log into a VM service of deployment `dseq` with SSH: `service`, or the first VM
+/// service when `None`.
+pub async fn ssh_access(
+    tenant: &Tenant,
+    dseq: u64,
+    service: Option<&str>,
+) -> Result<(String, SshAccess), TenantError> {
+    let mut containers = Vec::new();
+    for report in status(tenant, dseq).await? {
+        for v in report.status.services {
+            if service.is_some_and(|s| s != v.name) {
+                continue;
+            }
+            match v.ssh {
+                Some(ssh) => return Ok((v.name, ssh)),
+                None => containers.push(v.name),
+            }
+        }
+    }
+    Err(TenantError::NotFound(
+        match (service, containers.is_empty()) {
+            (_, false) => format!(
+                "deployment {dseq}: {} {} a container, not a VM: use `kumo lease shell {dseq}`",
+                containers.join(", "),
+                if containers.len() == 1 { "is" } else { "are" }
+            ),
+            (Some(s), true) => format!("deployment {dseq} has no running service {s:?}"),
+            (None, true) => format!("deployment {dseq} has no running VM service"),
+        },
+    ))
 }
 
 /// What closing a deployment did.
