@@ -67,6 +67,7 @@ fn script() -> Harness {
                     order,
                     price: DecCoin::new("uusd", price.parse().unwrap()),
                     deposit: Coin::new("ukumo", 500_000),
+                    gpus: vec![],
                 }],
             ));
         }

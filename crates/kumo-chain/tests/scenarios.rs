@@ -50,6 +50,7 @@ fn bid(order: OrderId, price: &str, denom: &str) -> Msg {
         order,
         price: DecCoin::new(denom, dec(price)),
         deposit: Coin::new("ukumo", 500_000),
+        gpus: vec![],
     }
 }
 
@@ -227,6 +228,7 @@ fn bids_that_must_fail_and_ones_that_match() {
             order,
             price: DecCoin::new("ukumo", dec("50")),
             deposit: Coin::new("ukumo", 499_999),
+            gpus: vec![],
         }],
     ));
     assert!(matches!(e, MarketError::DepositTooSmall { .. }), "{e}");

@@ -106,8 +106,10 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
         docker_cfg.endpoint = Some(config.backend.docker_endpoint.clone());
     }
     let docker = DockerBackend::connect(docker_cfg).await?;
-    let inventory =
-        Inventory::discover(docker.docker(), &config.data_dir, &config.capacity).await?;
+    let devices = crate::gpus::discover(&config.gpu).map_err(ProviderError::Other)?;
+    let inventory = Inventory::discover(docker.docker(), &config.data_dir, &config.capacity)
+        .await?
+        .with_gpus(devices);
     info!(provider = %address, total = ?inventory.total, "starting");
     let gateway_cert = serve::gateway_cert(&config)?;
     let p = Arc::new(Provider {
