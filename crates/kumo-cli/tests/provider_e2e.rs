@@ -1085,6 +1085,11 @@ services:
   train:
     image: {IMAGE}
     command: ["sh", "-c", "sleep 3600"]
+    expose:
+      - port: 80
+        as: 80
+        to:
+          - global: true
 profiles:
   compute:
     train:
