@@ -173,6 +173,7 @@ async fn marketplace_queries_answer_from_committed_state() {
             order,
             price: DecCoin::new("ukumo", "8".parse().unwrap()),
             deposit: Coin::new("ukumo", 500_000),
+            gpus: vec![],
         }],
     )
     .await;

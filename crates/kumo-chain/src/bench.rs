@@ -139,6 +139,7 @@ pub fn chain_with_progress(cfg: &ChainConfig, progress: &dyn Fn(&str)) -> ChainB
                         order,
                         price: DecCoin::new("uusd", Dec::from_int(900 - 10 * k as u64)),
                         deposit: Coin::new("ukumo", 500_000),
+                        gpus: vec![],
                     }],
                 ));
             }
@@ -316,6 +317,7 @@ pub fn escrow_world(n: u32, blocks: u32, dry_per_block: u32) -> (Harness, u64) {
                     order: ids[i].group(1).order(1),
                     price: DecCoin::new("ukumo", price(i)),
                     deposit: Coin::new("ukumo", 500_000),
+                    gpus: vec![],
                 })
                 .collect();
             provider.sign(FEE * 10, msgs)

@@ -86,6 +86,9 @@ pub enum MarketError {
     /// Zero price.
     #[error("bid price is zero: bid a positive price")]
     ZeroPrice,
+    /// The bid's GPU offer is malformed or does not count the group's GPUs.
+    #[error("bid's GPU offer: {0}")]
+    GpuOffer(String),
     /// Deposit in the wrong denomination or too small.
     #[error("bid deposit {got} is below the minimum {min}: deposit at least {min}")]
     DepositTooSmall {
@@ -275,7 +278,9 @@ pub(crate) fn create_bid(
     order_id: &OrderId,
     price: &DecCoin,
     deposit: &Coin,
+    gpus: &[kumo_types::GpuOffer],
 ) -> Result<(), MsgError> {
+    kumo_types::gpu::validate_offers(gpus).map_err(|e| MarketError::GpuOffer(e.to_string()))?;
     let o = order(ctx.store, order_id).ok_or(MarketError::OrderNotFound(*order_id))?;
     if o.state != OrderState::Open {
         return Err(MarketError::OrderNotOpen(*order_id).into());
@@ -319,6 +324,22 @@ pub(crate) fn create_bid(
         &kumo_types::matching::Meter::new(ctx.params.max_match_work),
     )
     .map_err(MarketError::from)?;
+    if !gpus.is_empty() {
+        // An offer names exactly the GPUs the group asks for, no more and no fewer.
+        let wanted: u64 = group
+            .spec
+            .resources
+            .iter()
+            .map(|u| u.resources.gpu.units.saturating_mul(u64::from(u.count)))
+            .sum();
+        let offered: u64 = gpus.iter().map(|g| u64::from(g.count)).sum();
+        if offered != wanted {
+            return Err(MarketError::GpuOffer(format!(
+                "it offers {offered} GPUs, the group asks for {wanted}"
+            ))
+            .into());
+        }
+    }
     let open = state::scan::<Bid>(ctx.store, &keys::bids_of(order_id))
         .iter()
         .filter(|b| b.state == BidState::Open)
@@ -333,6 +354,7 @@ pub(crate) fn create_bid(
         price: price.clone(),
         deposit: deposit.clone(),
         created_at: ctx.height,
+        gpus: gpus.to_vec(),
     };
     state::put(ctx.store, &keys::bid(&id), &b);
     ctx.store.put(&keys::provider_bid(&id), Vec::new());

@@ -389,6 +389,9 @@ pub struct Bid {
     pub deposit: Coin,
     /// Height of creation.
     pub created_at: u64,
+    /// The GPUs the bid offers (model, memory, interface, count); empty for groups without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<kumo_types::GpuOffer>,
 }
 
 /// Lifecycle of a lease.

@@ -165,6 +165,7 @@ fn query_filters() {
                 order: id.group(1).order(1),
                 price: DecCoin::new("ukumo", "50".parse().unwrap()),
                 deposit: Coin::new("ukumo", 500_000),
+                gpus: vec![],
             }],
         );
     }

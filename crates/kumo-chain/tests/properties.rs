@@ -409,6 +409,7 @@ impl Sim {
                         order: o.id,
                         price: DecCoin::new(o.price.denom.clone(), price),
                         deposit: Coin::new("ukumo", deposit.into()),
+                        gpus: vec![],
                     }],
                 )
             }

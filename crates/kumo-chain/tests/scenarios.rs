@@ -50,6 +50,7 @@ fn bid(order: OrderId, price: &str, denom: &str) -> Msg {
         order,
         price: DecCoin::new(denom, dec(price)),
         deposit: Coin::new("ukumo", 500_000),
+        gpus: vec![],
     }
 }
 
@@ -227,9 +228,36 @@ fn bids_that_must_fail_and_ones_that_match() {
             order,
             price: DecCoin::new("ukumo", dec("50")),
             deposit: Coin::new("ukumo", 499_999),
+            gpus: vec![],
         }],
     ));
     assert!(matches!(e, MarketError::DepositTooSmall { .. }), "{e}");
+    // A GPU offer for a group without GPUs, and one too large to store.
+    let h100 = kumo_types::GpuOffer {
+        vendor: "nvidia".into(),
+        model: "h100".into(),
+        ram: "80Gi".into(),
+        interface: "sxm".into(),
+        count: 1,
+    };
+    for (gpus, says) in [
+        (vec![h100.clone()], "offers 1 GPUs, the group asks for 0"),
+        (vec![h100; 17], "at most 16"),
+    ] {
+        let e = market_err(w.h.fails(
+            &mut w.p1,
+            vec![Msg::CreateBid {
+                order,
+                price: DecCoin::new("ukumo", dec("50")),
+                deposit: Coin::new("ukumo", 500_000),
+                gpus,
+            }],
+        ));
+        assert!(
+            matches!(e, MarketError::GpuOffer(ref m) if m.contains(says)),
+            "{e}"
+        );
+    }
     // Unknown provider.
     let mut nobody = Actor::from_seed(50);
     w.h.ok(

@@ -124,6 +124,7 @@ fn deployment_from_sdl_gets_a_lease() {
         order: order.id,
         price: DecCoin::new("uusd", kumo_types::Dec::from_int(price)),
         deposit: Coin::new("ukumo", 500_000),
+        gpus: vec![],
     };
     let e = h.fails(&mut p2, vec![bid(1500)]);
     assert!(

@@ -130,6 +130,11 @@ impl ProviderCommand {
                             let free = i.free.storage_bytes.get(class).copied().unwrap_or(0);
                             println!("storage {class}: {free} of {total} bytes free");
                         }
+                        // Keys are GPU kinds: `h100 80Gi sxm`.
+                        for (kind, total) in &i.total.gpus {
+                            let free = i.free.gpus.get(kind).copied().unwrap_or(0);
+                            println!("gpu     {kind}: {free} of {total} free");
+                        }
                     }
                 }
                 Ok(ExitCode::SUCCESS)

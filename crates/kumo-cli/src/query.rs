@@ -1,4 +1,4 @@
-//! `kumo query status|account`: read a node's state (over [`kumo_client`]).
+//! `kumo query status|account|providers`: read a node's state (over [`kumo_client`]).
 
 use std::process::ExitCode;
 
@@ -17,6 +17,35 @@ pub(crate) enum QueryCommand {
     Status(StatusArgs),
     /// An account's balances and next nonce.
     Account(AccountArgs),
+    /// Registered providers, optionally only those with a GPU model.
+    Providers(ProvidersArgs),
+}
+
+/// `kumo query providers`.
+#[derive(Debug, Args)]
+pub(crate) struct ProvidersArgs {
+    /// Only providers offering this GPU model (Akash's name: `h100`, `a100`, `rtx4090`), as
+    /// their `capabilities/gpu/vendor/<vendor>/model/<model>` attributes say.
+    #[arg(long)]
+    pub(crate) gpu_model: Option<String>,
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+}
+
+/// The GPU models a provider's attributes offer (`h100`, ...), sorted, without duplicates.
+pub(crate) fn gpu_models(attrs: &[kumo_types::Attribute]) -> Vec<String> {
+    let mut out: Vec<String> = attrs
+        .iter()
+        .filter(|a| a.value == "true")
+        .filter_map(|a| {
+            let rest = a.key.strip_prefix("capabilities/gpu/vendor/")?;
+            let (_vendor, rest) = rest.split_once("/model/")?;
+            Some(rest.split('/').next()?.to_string())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// `kumo query status`.
@@ -54,6 +83,42 @@ impl QueryCommand {
                             s.mempool.txs, s.mempool.bytes
                         );
                         println!("version:   {}", s.node_version);
+                    }
+                }
+            }
+            QueryCommand::Providers(a) => {
+                let client = a.node.client()?;
+                let all = block_on(client.providers())??;
+                let wanted = a.gpu_model.as_deref().map(str::to_ascii_lowercase);
+                let shown: Vec<_> = all
+                    .value
+                    .into_iter()
+                    .filter(|p| {
+                        wanted
+                            .as_ref()
+                            .is_none_or(|m| gpu_models(&p.fields.attributes).contains(m))
+                    })
+                    .collect();
+                match format {
+                    OutputFormat::Json => print_json(&shown)?,
+                    OutputFormat::Text => {
+                        if shown.is_empty() {
+                            println!("no providers");
+                        }
+                        for p in &shown {
+                            let gpus = gpu_models(&p.fields.attributes);
+                            println!(
+                                "{}  {}  leases {}  gpus {}",
+                                p.owner,
+                                p.fields.host_uri,
+                                p.active_leases,
+                                if gpus.is_empty() {
+                                    "-".to_string()
+                                } else {
+                                    gpus.join(",")
+                                }
+                            );
+                        }
                     }
                 }
             }
@@ -98,5 +163,35 @@ mod tests {
         };
         assert_eq!(a.node.node, "http://h:1");
         assert!(Cli::try_parse_from(["kumo", "query", "account", "not-an-address"]).is_err());
+        let cli =
+            Cli::try_parse_from(["kumo", "query", "providers", "--gpu-model", "h100"]).unwrap();
+        let Command::Query(QueryCommand::Providers(a)) = cli.command else {
+            panic!("not query providers");
+        };
+        assert_eq!(a.gpu_model.as_deref(), Some("h100"));
+    }
+
+    #[test]
+    fn gpu_models_come_from_the_capabilities_attributes() {
+        let attrs = kumo_gpu::attributes::provider_attributes(
+            &kumo_gpu::declared::devices(&[kumo_gpu::DeclaredGpus {
+                model: "h100".into(),
+                ram: "80Gi".into(),
+                interface: "sxm".into(),
+                count: 1,
+                vendor: "nvidia".into(),
+                uuids: vec![],
+                pci_bus_ids: vec![],
+            }])
+            .unwrap(),
+        );
+        let mut all = attrs.clone();
+        all.push(kumo_types::Attribute::new("region", "eu"));
+        all.push(kumo_types::Attribute::new(
+            "capabilities/gpu/vendor/nvidia/model/a100",
+            "false",
+        ));
+        assert_eq!(gpu_models(&all), ["h100"]);
+        assert!(gpu_models(&[]).is_empty());
     }
 }

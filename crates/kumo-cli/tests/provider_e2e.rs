@@ -6,7 +6,9 @@
 //! One node and one provider serve every phase (each phase uses its own deployments), in order:
 //! lifecycle (bid → lease → manifest → HTTP through the ingress → logs → shell → close → nothing
 //! left), isolation and tokens, a tampered manifest, escrow running dry, orders that must get no
-//! bid, a persistent volume across a container restart, `kill -9` of the provider with 3 active
+//! bid, GPUs (the provider declares 2× h100: it bids on h100 orders and not on a100 ones, two
+//! leases get distinct GPUs and a third order no bid, across a `kill -9` and restart), a
+//! persistent volume across a container restart, `kill -9` of the provider with 3 active
 //! leases and a restart, then the price script (honoured; crashing or slow → no bid).
 //!
 //! Skipped without a Docker engine and the test images, unless `KUMO_REQUIRE_DOCKER=1`.
@@ -36,6 +38,8 @@ use kumo_types::{Address, Coin, DeploymentId, LeaseCloseReason, LeaseId, Msg, Or
 use kumo_workload::LogOptions;
 
 const IMAGE: &str = "kumo-test/busybox:1";
+/// The declared GPUs' UUIDs.
+const GPU_UUIDS: [&str; 2] = ["GPU-e2e-0", "GPU-e2e-1"];
 
 fn kumo(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_kumo"))
@@ -394,6 +398,19 @@ fn write_config(dir: &Path, testnet: &Testnet, w: &WorldPorts, script: Option<&P
     c.ingress.port_range_end = 41100;
     // 1 GiB of memory offered, whatever the machine has: the capacity case asks for more.
     c.capacity.memory_bytes = 1 << 30;
+    // Two GPUs declared by hand (this machine has none): `register` publishes them.
+    c.gpu.devices = vec![kumo_gpu::DeclaredGpus {
+        model: "h100".into(),
+        ram: "80Gi".into(),
+        interface: "sxm".into(),
+        count: 2,
+        vendor: "nvidia".into(),
+        uuids: GPU_UUIDS.iter().map(|s| s.to_string()).collect(),
+        pci_bus_ids: vec![],
+    }];
+    c.pricing
+        .gpu_per_model
+        .insert("h100".into(), "1000".parse().unwrap());
     let path = dir.join("provider.toml");
     std::fs::write(&path, c.to_toml()).unwrap();
     path
@@ -526,6 +543,7 @@ fn provider_end_to_end() {
         isolation(&w).await;
         escrow_runs_dry(&w).await;
         no_bid_when_unfit(&w, &provider).await;
+        gpus(&w, &mut provider).await;
         let survivors = volume_survives_restart_and_three_leases(&w).await;
         // kill -9 with 3 active leases, restart with the price script.
         provider.kill9();
@@ -1057,4 +1075,225 @@ async fn price_script(w: &World, provider: &ProviderProcess) {
         "timeout not logged"
     );
     assert!(log.contains("price script failed"), "crash not logged");
+}
+
+/// One service asking for one GPU of `model`.
+fn gpu_sdl(model: &str) -> String {
+    format!(
+        r#"version: "2.0"
+services:
+  train:
+    image: {IMAGE}
+    command: ["sh", "-c", "sleep 3600"]
+    expose:
+      - port: 80
+        as: 80
+        to:
+          - global: true
+profiles:
+  compute:
+    train:
+      resources:
+        cpu:
+          units: 0.1
+        memory:
+          size: 32Mi
+        storage:
+          - size: 32Mi
+        gpu:
+          units: 1
+          attributes:
+            vendor:
+              nvidia:
+                - model: {model}
+  placement:
+    dc:
+      attributes:
+        region: test
+      pricing:
+        train:
+          denom: ukumo
+          amount: 100000
+deployment:
+  train:
+    dc:
+      profile: train
+      count: 1
+"#
+    )
+}
+
+/// The provider's free and total count of its `h100 80Gi sxm` GPUs.
+async fn h100s(w: &World) -> (u32, u32) {
+    let s = w.gateway(&w.tenant_key).provider_status().await.unwrap();
+    let kind = "h100 80Gi sxm";
+    (
+        s.inventory.free.gpus.get(kind).copied().unwrap_or(0),
+        s.inventory.total.gpus.get(kind).copied().unwrap_or(0),
+    )
+}
+
+/// The GPU device ids of the lease's containers' device requests, as the engine reports them.
+fn device_request_ids(w: &World, lease: &LeaseId) -> Vec<String> {
+    let filter = format!("label=kumo.lease={}", lease_label(lease));
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &filter])
+        .output()
+        .unwrap();
+    let ids = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut found = Vec::new();
+    for id in ids.lines() {
+        let out = Command::new("docker")
+            .args([
+                "inspect",
+                "--format",
+                "{{json .HostConfig.DeviceRequests}}",
+                id,
+            ])
+            .output()
+            .unwrap();
+        let reqs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for r in reqs.as_array().into_iter().flatten() {
+            assert_eq!(r["Driver"], "nvidia", "{r}");
+            assert_eq!(r["Capabilities"], serde_json::json!([["gpu"]]), "{r}");
+            for d in r["DeviceIDs"].as_array().into_iter().flatten() {
+                found.push(d.as_str().unwrap().to_string());
+            }
+        }
+    }
+    let _ = &w.instance;
+    found
+}
+
+/// GPUs: matching by model, distinct devices per lease, none doubled across a `kill -9`.
+async fn gpus(w: &World, provider: &mut ProviderProcess) {
+    let me = w.node.provider(&w.provider).await.unwrap().value;
+    let attrs: Vec<&str> = me
+        .provider
+        .fields
+        .attributes
+        .iter()
+        .map(|a| a.key.as_str())
+        .collect();
+    assert!(
+        attrs.contains(&"capabilities/gpu/vendor/nvidia/model/h100/ram/80Gi/interface/sxm"),
+        "{attrs:?}"
+    );
+    assert_eq!(h100s(w).await, (2, 2));
+
+    // Another model: no bid.
+    let (a100, _) = w.deploy(&w.tenant, &gpu_sdl("a100"), 50_000_000).await;
+    // Two h100 orders: a bid each, offering one h100; both accepted.
+    let mut leases = Vec::new();
+    let mut manifests = Vec::new();
+    for _ in 0..2 {
+        let (dep, manifest) = w.deploy(&w.tenant, &gpu_sdl("h100"), 50_000_000).await;
+        let bid = w
+            .bid(dep.group(1).order(1), Duration::from_secs(30))
+            .await
+            .expect("a bid on an h100 order");
+        assert_eq!(kumo_types::gpu::summary(&bid.gpus), "1× h100 80Gi sxm");
+        w.tenant
+            .submit(vec![Msg::CreateLease { bid: bid.id }])
+            .await
+            .unwrap();
+        leases.push(bid.id);
+        manifests.push(manifest);
+    }
+    // The third h100 order finds both GPUs held: no bid.
+    let (third, _) = w.deploy(&w.tenant, &gpu_sdl("h100"), 50_000_000).await;
+    for d in [a100, third] {
+        assert!(
+            w.bid(d.group(1).order(1), Duration::from_secs(3))
+                .await
+                .is_none(),
+            "bid on {d:?}"
+        );
+    }
+    let log = provider.log();
+    assert!(
+        log.contains("provider offers none of the GPUs requested"),
+        "a100 reason"
+    );
+    assert!(
+        log.contains("GPUs: needs 1 GPUs of the requested model, 0 free"),
+        "h100 reason"
+    );
+    wait_for("both GPUs held by the leases", 20, || async {
+        h100s(w).await == (0, 2)
+    })
+    .await;
+
+    // A manifest for the first lease: the container is created with a device request for its
+    // GPU, and starting it fails with a clear error (no NVIDIA runtime on this engine).
+    let err = w
+        .gateway(&w.tenant_key)
+        .put_manifest(leases[0].dseq, &manifests[0])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NVIDIA container runtime"), "{err}");
+    let before = device_request_ids(w, &leases[0]);
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert!(GPU_UUIDS.contains(&before[0].as_str()), "{before:?}");
+
+    // kill -9 and restart: the assignments are the same, nothing doubled.
+    provider.kill9();
+    provider.spawn();
+    wait_for("the restarted provider's gateway", 60, || async {
+        w.gateway(&w.tenant_key).provider_status().await.is_ok()
+    })
+    .await;
+    assert_eq!(h100s(w).await, (0, 2));
+    let (fourth, _) = w.deploy(&w.tenant, &gpu_sdl("h100"), 50_000_000).await;
+    assert!(
+        w.bid(fourth.group(1).order(1), Duration::from_secs(3))
+            .await
+            .is_none(),
+        "a bid with both GPUs leased"
+    );
+    wait_for("the GPU container to be there again", 20, || async {
+        !device_request_ids(w, &leases[0]).is_empty()
+    })
+    .await;
+    assert_eq!(
+        device_request_ids(w, &leases[0]),
+        before,
+        "same GPU after restart"
+    );
+
+    // The first lease closes: its GPU is free, and a new h100 order gets it.
+    w.tenant
+        .submit(vec![Msg::CloseLease {
+            id: leases[0],
+            reason: LeaseCloseReason::Owner,
+        }])
+        .await
+        .unwrap();
+    wait_for("the closed lease's GPU to be free", 20, || async {
+        h100s(w).await == (1, 2)
+    })
+    .await;
+    let (fifth, _) = w.deploy(&w.tenant, &gpu_sdl("h100"), 50_000_000).await;
+    let bid = w
+        .bid(fifth.group(1).order(1), Duration::from_secs(30))
+        .await
+        .expect("a bid once a GPU is free");
+    assert_eq!(kumo_types::gpu::summary(&bid.gpus), "1× h100 80Gi sxm");
+
+    // Clean up: every GPU deployment closed, every GPU free again.
+    for d in [
+        a100,
+        third,
+        fourth,
+        fifth,
+        leases[0].deployment(),
+        leases[1].deployment(),
+    ] {
+        let _ = w.tenant.submit(vec![Msg::CloseDeployment { id: d }]).await;
+    }
+    wait_for("every GPU free again", 20, || async {
+        h100s(w).await == (2, 2)
+    })
+    .await;
 }

@@ -146,6 +146,7 @@ async fn marketplace_reads_are_typed() {
             order,
             price: kumo_types::DecCoin::new("ukumo", "9".parse().unwrap()),
             deposit: kumo_types::Coin::new("ukumo", 500_000),
+            gpus: vec![],
         }],
     ))
     .await;

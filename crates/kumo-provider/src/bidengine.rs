@@ -2,9 +2,11 @@
 //!
 //! Steps: fetch the order's group from the chain; match attributes, signedBy (the auditors'
 //! attestations of this provider) and storage/GPU capabilities (`kumo_types::matching`); refuse
-//! GPUs (issue 8) and VM groups while `[vm]` is disabled; check the group fits the free inventory and reserve it (under one lock, so
-//! two orders cannot both take the last core); price it; send `CreateBid`. Any "no" releases
-//! the reservation and is logged with its reason. Each order runs in a task of its own, so a
+//! VM groups while `[vm]` is disabled; check the group fits the free inventory, pick specific
+//! free GPUs of the requested model ([`crate::gpus::select`]) and reserve both (under one lock,
+//! so two orders cannot both take the last core or the last GPU); price it (GPUs by model);
+//! send `CreateBid` with the GPUs offered. Any "no" releases the reservation (and its GPUs) and
+//! is logged with its reason. Each order runs in a task of its own, so a
 //! slow price script never holds up other orders or lease events.
 //!
 //! Reservations are released on `BidLost`, `BidClosed` and `OrderClosed` (which covers expiry),
@@ -86,23 +88,29 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
     }
     matching::match_group(&group, &me.provider.fields.attributes, &attestations)
         .map_err(|e| e.to_string())?;
-    if group.resources.iter().any(|u| u.resources.gpu.units > 0) {
-        return Err("the group asks for GPUs, which this provider does not offer yet".into());
-    }
-    let need = inventory::group_needs(&group);
-    {
+    let mut need = inventory::group_needs(&group);
+    let gpus = {
         let _one_at_a_time = p.reserve_lock.lock().await;
         let view = p.inventory_view().map_err(|e| e.to_string())?;
         fits(&need, &view.free).map_err(|e| format!("capacity: {e}"))?;
+        let held = p.state.gpu_holders().map_err(|e| e.to_string())?;
+        let gpus = crate::gpus::select(&p.inventory.devices, &held, &group)
+            .map_err(|e| format!("GPUs: {e}"))?;
+        need.gpus = crate::gpus::count_by_kind(&gpus);
+        let uuids: Vec<String> = gpus.iter().map(|d| d.uuid.clone()).collect();
         p.state
-            .put_reservation(&Reservation {
-                order: *order,
-                held: need,
-                bid_sent: false,
-            })
+            .reserve(
+                &Reservation {
+                    order: *order,
+                    held: need,
+                    bid_sent: false,
+                },
+                &uuids,
+            )
             .map_err(|e| e.to_string())?;
-    }
-    let price = pricing::price(&p.config.pricing, order, &group, max)
+        gpus
+    };
+    let price = pricing::price(&p.config.pricing, order, &group, &gpus, max)
         .await
         .map_err(|e| e.to_string())?;
     if price.amount > max.amount {
@@ -113,6 +121,7 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
             order: *order,
             price: price.clone(),
             deposit: p.config.bid_deposit.clone(),
+            gpus: kumo_gpu::device::offers(&gpus),
         }])
         .await
         .map_err(|e| format!("CreateBid failed: {e}"))?;

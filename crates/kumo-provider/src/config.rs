@@ -66,6 +66,8 @@ pub struct ProviderConfig {
     pub capacity: CapacityConfig,
     /// Virtual machines (`runtime: vm` services).
     pub vm: VmSection,
+    /// Its GPUs: found through NVML, or declared by hand.
+    pub gpu: GpuConfig,
 }
 
 /// The VM backend (`[vm]`): off by default; when on, the daemon runs `runtime: vm` services
@@ -114,6 +116,28 @@ impl VmSection {
         c.qemu_img = self.qemu_img.clone();
         c.allow_file_urls = self.allow_file_urls;
         c
+    }
+}
+
+/// GPUs (see `docs/provider.md`, "GPUs").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuConfig {
+    /// Look for NVIDIA GPUs through NVML when no devices are declared.
+    pub nvml: bool,
+    /// GPUs declared by hand; when any are, NVML is not asked.
+    pub devices: Vec<kumo_gpu::DeclaredGpus>,
+    /// Where sysfs is (VFIO passthrough checks read it).
+    pub sysfs: PathBuf,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        GpuConfig {
+            nvml: true,
+            devices: Vec::new(),
+            sysfs: "/sys".into(),
+        }
     }
 }
 
@@ -166,7 +190,8 @@ pub struct PricingConfig {
     pub storage_default_per_gib: Dec,
     /// Linear: per global endpoint per block.
     pub endpoint: Dec,
-    /// Linear: per GPU per block, by model (GPU orders are refused until GPUs are supported).
+    /// Linear: per GPU per block, by Akash model name (`h100`); the key `default` prices
+    /// models not listed. A GPU order for a model with no price gets no bid.
     pub gpu_per_model: BTreeMap<String, Dec>,
     /// Script: the program and its arguments; gets the order as JSON on stdin, prints the
     /// price per block (a decimal number in the order's denomination) on stdout.
@@ -240,6 +265,7 @@ impl Default for ProviderConfig {
             ingress: IngressConfig::default(),
             capacity: CapacityConfig::default(),
             vm: VmSection::default(),
+            gpu: GpuConfig::default(),
         }
     }
 }
@@ -373,6 +399,7 @@ impl ProviderConfig {
                 self.key.backend
             ));
         }
+        kumo_gpu::declared::devices(&self.gpu.devices)?;
         for (name, f) in [
             ("cpu_overcommit", self.capacity.cpu_overcommit),
             ("memory_overcommit", self.capacity.memory_overcommit),
@@ -451,7 +478,8 @@ memory_per_gib = {mem}
 storage_per_gib = {storage}
 storage_default_per_gib = {storage_default}
 endpoint = {endpoint}
-# GPU prices by model (GPU orders get no bid until GPUs are supported).
+# Per GPU per block, by model (h100, a100, rtx4090, ...); "default" prices other models.
+# A GPU order for a model with no price gets no bid.
 gpu_per_model = {gpu}
 # Script: the order as JSON on stdin, the price per block on stdout. A crash, a timeout or
 # anything but a number means no bid (and a warning in the log).
@@ -502,7 +530,21 @@ qemu = {vm_qemu}
 qemu_img = {vm_qemu_img}
 # Read file:// image URLs (images on this host); off, only http(s) URLs are fetched.
 allow_file_urls = {vm_files}
-"#,
+
+[gpu]
+# Find NVIDIA GPUs through NVML (libnvidia-ml, loaded at start; none: no GPUs).
+nvml = {nvml}
+# Where sysfs is mounted (GPU passthrough to VMs is checked there).
+sysfs = {sysfs}
+# Or declare GPUs by hand (then NVML is not asked), one table per kind:
+# [[gpu.devices]]
+# model = "h100"          # Akash's model name
+# ram = "80Gi"
+# interface = "sxm"       # pcie or sxm
+# count = 2
+# uuids = ["GPU-...", "GPU-..."]               # optional: what Docker's --gpus device= names
+# pci_bus_ids = ["0000:3b:00.0", "0000:3c:00.0"] # optional: for VFIO passthrough to VMs
+{gpu_devices}"#,
             node = q(&self.node),
             data_dir = q(&self.data_dir.display().to_string()),
             manifest_timeout = d(&self.manifest_timeout),
@@ -550,6 +592,28 @@ allow_file_urls = {vm_files}
             vm_qemu = q(&self.vm.qemu),
             vm_qemu_img = q(&self.vm.qemu_img),
             vm_files = self.vm.allow_file_urls,
+            nvml = self.gpu.nvml,
+            sysfs = q(&self.gpu.sysfs.display().to_string()),
+            gpu_devices = self
+                .gpu
+                .devices
+                .iter()
+                .map(|d| {
+                    let list = |v: &[String]| {
+                        v.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ")
+                    };
+                    format!(
+                        "[[gpu.devices]]\nmodel = {}\nram = {}\ninterface = {}\ncount = {}\nvendor = {}\nuuids = [{}]\npci_bus_ids = [{}]\n",
+                        q(&d.model),
+                        q(&d.ram),
+                        q(&d.interface),
+                        d.count,
+                        q(&d.vendor),
+                        list(&d.uuids),
+                        list(&d.pci_bus_ids)
+                    )
+                })
+                .collect::<String>(),
         )
     }
 }
@@ -633,6 +697,18 @@ mod tests {
         c.pricing
             .storage_per_gib
             .insert("beta2".into(), Dec::from_int(7));
+        c.pricing
+            .gpu_per_model
+            .insert("h100".into(), Dec::from_int(900));
+        c.gpu.devices.push(kumo_gpu::DeclaredGpus {
+            model: "h100".into(),
+            ram: "80Gi".into(),
+            interface: "sxm".into(),
+            count: 2,
+            vendor: "nvidia".into(),
+            uuids: vec!["GPU-a".into(), "GPU-b".into()],
+            pci_bus_ids: vec![],
+        });
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("provider.toml");
         std::fs::write(&path, c.to_toml()).unwrap();

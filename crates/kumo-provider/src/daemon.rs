@@ -112,10 +112,15 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
         docker_cfg.endpoint = Some(config.backend.docker_endpoint.clone());
     }
     let docker = DockerBackend::connect(docker_cfg).await?;
-    let inventory =
-        Inventory::discover(docker.docker(), &config.data_dir, &config.capacity).await?;
+    let devices = crate::gpus::discover(&config.gpu).map_err(ProviderError::Other)?;
+    let inventory = Inventory::discover(docker.docker(), &config.data_dir, &config.capacity)
+        .await?
+        .with_gpus(devices);
     let vm = if config.vm.enabled {
-        let vm = VmBackend::new(config.vm.backend_config())
+        let mut vm_config = config.vm.backend_config();
+        // GPU passthrough checks read the same sysfs as the GPU inventory.
+        vm_config.sysfs = config.gpu.sysfs.clone();
+        let vm = VmBackend::new(vm_config)
             .await
             .map_err(|e| ProviderError::Other(format!("[vm]: {e}")))?;
         info!(accel = %vm.accel().accel, "VMs enabled");

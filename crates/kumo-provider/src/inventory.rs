@@ -3,8 +3,8 @@
 //! overcommit factors; minus what active leases and open bids hold.
 //!
 //! Storage is one disk pool (key `disk`) shared by every class except `ram`, which is memory
-//! (tmpfs). GPUs: [`Inventory::gpus`] is the hook for issue 8; today there are none and GPU
-//! orders get no bid.
+//! (tmpfs). GPUs are specific devices ([`Inventory::devices`]); amounts count them by kind
+//! (`h100 80Gi sxm`), and which devices a bid takes is decided in [`crate::gpus`].
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -23,6 +23,8 @@ pub const RAM: &str = "ram";
 pub struct Inventory {
     /// After limits and overcommit.
     pub total: ResourceAmounts,
+    /// The host's GPUs (never overcommitted).
+    pub devices: Vec<kumo_gpu::GpuDevice>,
 }
 
 impl Inventory {
@@ -65,14 +67,17 @@ impl Inventory {
                 cpu_millis: limit(cpu_millis, cap.cpu_millis, cap.cpu_overcommit),
                 memory_bytes: limit(memory, cap.memory_bytes, cap.memory_overcommit),
                 storage_bytes: storage,
-                gpus: Self::gpus(),
+                gpus: BTreeMap::new(),
             },
+            devices: Vec::new(),
         }
     }
 
-    /// GPUs by model: none until GPU support (issue 8) discovers them.
-    pub fn gpus() -> BTreeMap<String, u32> {
-        BTreeMap::new()
+    /// The same capacity with these GPUs.
+    pub fn with_gpus(mut self, devices: Vec<kumo_gpu::GpuDevice>) -> Self {
+        self.total.gpus = crate::gpus::count_by_kind(&devices);
+        self.devices = devices;
+        self
     }
 
     /// Total, held and free, given what leases and bids hold.
@@ -93,7 +98,17 @@ impl Inventory {
                     (k.clone(), v.saturating_sub(used))
                 })
                 .collect(),
-            gpus: BTreeMap::new(),
+            gpus: self
+                .total
+                .gpus
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.saturating_sub(sum.gpus.get(k).copied().unwrap_or(0)),
+                    )
+                })
+                .collect(),
         };
         InventoryView {
             total: self.total.clone(),
@@ -116,7 +131,8 @@ pub fn add(a: &mut ResourceAmounts, b: &ResourceAmounts) {
 }
 
 /// What a group needs in total: every unit × its count. `ram` volumes count as memory; other
-/// volumes draw on the disk pool.
+/// volumes draw on the disk pool. GPUs are not counted here: they are specific devices, chosen
+/// by [`crate::gpus::select`].
 pub fn group_needs(spec: &GroupSpec) -> ResourceAmounts {
     let mut out = ResourceAmounts::default();
     for unit in &spec.resources {
@@ -130,9 +146,6 @@ pub fn group_needs(spec: &GroupSpec) -> ResourceAmounts {
             } else {
                 *out.storage_bytes.entry(DISK.to_string()).or_default() += s.bytes * n;
             }
-        }
-        if r.gpu.units > 0 {
-            *out.gpus.entry("any".to_string()).or_default() += (r.gpu.units * n) as u32;
         }
     }
     out
@@ -157,9 +170,6 @@ pub fn fits(need: &ResourceAmounts, free: &ResourceAmounts) -> Result<(), String
         if *v > have {
             return Err(format!("needs {v} bytes of {k} storage, {have} free"));
         }
-    }
-    if need.gpus.values().any(|n| *n > 0) {
-        return Err("needs GPUs, which this provider does not offer yet".into());
     }
     Ok(())
 }

@@ -108,9 +108,37 @@ impl Provider {
             .ok_or_else(|| ProviderError::Other(format!("lease {} has no group", lease_key(&id))))?
             .spec
             .clone();
+        let mut held = inventory::group_needs(&spec);
+        let key = lease_key(&id);
+        let mut gpus = self.state.gpus_of(&key)?;
+        let wanted: u64 = spec
+            .resources
+            .iter()
+            .map(|u| u.resources.gpu.units * u64::from(u.count))
+            .sum();
+        if (gpus.len() as u64) < wanted {
+            // A lease without its bid's reservation here (found at reconciliation): take free
+            // GPUs now, under the same lock the bid engine reserves with.
+            let _one_at_a_time = self.reserve_lock.lock().await;
+            let holders = self.state.gpu_holders()?;
+            match crate::gpus::select(&self.inventory.devices, &holders, &spec) {
+                Ok(found) => {
+                    let uuids: Vec<String> = found.iter().map(|d| d.uuid.clone()).collect();
+                    self.state.take_gpus(&id, &uuids)?;
+                    gpus = uuids;
+                }
+                Err(e) => warn!(lease = %key, "the lease's GPUs: {e}"),
+            }
+        }
+        held.gpus = crate::gpus::count_by_kind(
+            self.inventory
+                .devices
+                .iter()
+                .filter(|d| gpus.contains(&d.uuid)),
+        );
         let rec = LeaseRecord {
             id,
-            held: inventory::group_needs(&spec),
+            held,
             spec,
             created_ms: now_ms(),
             manifest: None,
@@ -304,14 +332,22 @@ impl Provider {
             .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
         let status = self
             .backend
-            .deploy(id, &group, &self.deploy_options(&rec))
+            .deploy(id, &group, &self.deploy_options(&rec, &group))
             .await?;
         self.set_routes(&rec, &status);
         info!(lease = %lease_key(id), "manifest accepted and deployed");
         Ok(())
     }
 
-    fn deploy_options(&self, rec: &LeaseRecord) -> DeployOptions {
+    fn deploy_options(&self, rec: &LeaseRecord, group: &ManifestGroup) -> DeployOptions {
+        let held = self.state.gpus_of(&lease_key(&rec.id)).unwrap_or_default();
+        let devices: Vec<kumo_gpu::GpuDevice> = self
+            .inventory
+            .devices
+            .iter()
+            .filter(|d| held.contains(&d.uuid))
+            .cloned()
+            .collect();
         DeployOptions {
             env: vec![format!("AKASH_INGRESS_HOST={}", self.config.ingress.domain)],
             // VM services take their forwarded ports from here; containers use the ingress's
@@ -328,6 +364,7 @@ impl Provider {
                     host_port: p.external_port,
                 })
                 .collect(),
+            gpus: crate::gpus::replica_assignments(group, &devices),
         }
     }
 
@@ -406,7 +443,7 @@ impl Provider {
                 warn!(lease = %lease_key(&rec.id), "replicas missing: deploying again");
                 match self
                     .backend
-                    .deploy(&rec.id, group, &self.deploy_options(&rec))
+                    .deploy(&rec.id, group, &self.deploy_options(&rec, group))
                     .await
                 {
                     Ok(s) => s,
@@ -500,12 +537,19 @@ impl Provider {
         }
         for rec in self.state.leases()? {
             if let Some(group) = &rec.manifest {
-                let status = self
+                // One lease that cannot run (a GPU container on an engine without the NVIDIA
+                // runtime, say) must not keep the provider from starting: warn and go on.
+                match self
                     .backend
-                    .deploy(&rec.id, group, &self.deploy_options(&rec))
-                    .await?;
-                self.set_routes(&rec, &status);
-                report.redeployed += 1;
+                    .deploy(&rec.id, group, &self.deploy_options(&rec, group))
+                    .await
+                {
+                    Ok(status) => {
+                        self.set_routes(&rec, &status);
+                        report.redeployed += 1;
+                    }
+                    Err(e) => warn!(lease = %lease_key(&rec.id), "deploying again: {e}"),
+                }
             }
         }
         let open: BTreeSet<_> = self
@@ -524,6 +568,10 @@ impl Provider {
             if !open.contains(&r.order) {
                 self.state.remove_reservation(&r.order)?;
             }
+        }
+        let pruned = self.state.prune_gpus()?;
+        if pruned > 0 {
+            info!(gpus = pruned, "GPUs held by nothing any more: freed");
         }
         info!(?report, "reconciled chain, records and engine");
         Ok(report)

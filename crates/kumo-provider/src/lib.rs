@@ -7,6 +7,7 @@
 //!   names and host ports, bid reservations, the last processed height.
 //! - [`inventory`]: what the engine and the disk offer, capped and overcommitted, minus what
 //!   leases and open bids hold.
+//! - [`gpus`]: the host's GPUs (NVML or declared) and which of them a bid or lease gets.
 //! - [`pricing`]: linear prices per resource, or an external command.
 //! - [`bidengine`]: on `OrderCreated`, match, reserve, price and bid.
 //! - [`lease`]: a lease's life: manifest accepted (hash checked), deployed, routed; closed on
@@ -24,6 +25,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod gateway;
+pub mod gpus;
 pub mod inventory;
 pub mod lease;
 pub mod pricing;

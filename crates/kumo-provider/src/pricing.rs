@@ -6,8 +6,13 @@
 //!
 //! ```json
 //! {"order": {"owner": "kumo1…", "dseq": 7, "gseq": 1, "oseq": 1}, "denom": "ukumo",
-//!  "max_price": "1000", "group": { "name": "…", "requirements": {…}, "resources": [ … ] }}
+//!  "max_price": "1000", "group": { "name": "…", "requirements": {…}, "resources": [ … ] },
+//!  "gpus": [{"vendor": "nvidia", "model": "h100", "ram": "80Gi", "interface": "sxm", "count": 1}]}
 //! ```
+//!
+//! `gpus` lists the specific GPUs the provider reserved for the order, by kind (empty when the
+//! group needs none). The linear strategy prices each of them by `gpu_per_model[model]`
+//! (or `gpu_per_model.default`); a model with neither gets no bid.
 //!
 //! A script that fails, prints something else or runs past `script_timeout` gives no price
 //! ([`PricingError`]); it is killed, and the order simply gets no bid.
@@ -44,6 +49,9 @@ pub enum PricingError {
         /// The end of what it wrote to stderr.
         stderr: String,
     },
+    /// A GPU model has no price.
+    #[error("no price for GPU model {0:?}: add it (or \"default\") to pricing.gpu_per_model")]
+    NoGpuPrice(String),
     /// Its output is not a price.
     #[error("price script printed {0:?}, not a decimal price")]
     Garbage(String),
@@ -63,6 +71,8 @@ pub struct ScriptInput<'a> {
     pub max_price: Dec,
     /// The group: requirements and resources.
     pub group: &'a GroupSpec,
+    /// The GPUs reserved for it, by kind.
+    pub gpus: Vec<kumo_types::GpuOffer>,
 }
 
 /// The price per block for `group`, in `max.denom`.
@@ -70,18 +80,24 @@ pub async fn price(
     cfg: &PricingConfig,
     order: &OrderId,
     group: &GroupSpec,
+    gpus: &[kumo_gpu::GpuDevice],
     max: &DecCoin,
 ) -> Result<DecCoin, PricingError> {
     let amount = if cfg.strategy == "script" {
-        script(cfg, order, group, max).await?
+        script(cfg, order, group, gpus, max).await?
     } else {
-        linear(cfg, group)?
+        linear(cfg, group, gpus)?
     };
     Ok(DecCoin::new(max.denom.clone(), amount))
 }
 
-/// The sum over units of count × (CPU + memory + storage + endpoints + GPUs) prices.
-pub fn linear(cfg: &PricingConfig, group: &GroupSpec) -> Result<Dec, PricingError> {
+/// The sum over units of count × (CPU + memory + storage + endpoints) prices, plus each
+/// reserved GPU's price by model.
+pub fn linear(
+    cfg: &PricingConfig,
+    group: &GroupSpec,
+    gpus: &[kumo_gpu::GpuDevice],
+) -> Result<Dec, PricingError> {
     let mut total: u128 = 0;
     let mul = |a: Dec, n: u128, d: u128| -> Result<u128, PricingError> {
         a.atto()
@@ -103,19 +119,19 @@ pub fn linear(cfg: &PricingConfig, group: &GroupSpec) -> Result<Dec, PricingErro
             one += mul(per, s.bytes.into(), GIB)?;
         }
         one += mul(cfg.endpoint, r.endpoints.len() as u128, 1)?;
-        if r.gpu.units > 0 {
-            // The cheapest model the provider prices; GPU discovery (issue 8) will pick the model.
-            let per = cfg
-                .gpu_per_model
-                .values()
-                .min()
-                .copied()
-                .unwrap_or(Dec::ZERO);
-            one += mul(per, r.gpu.units.into(), 1)?;
-        }
         total = one
             .checked_mul(unit.count.into())
             .and_then(|v| v.checked_add(total))
+            .ok_or(PricingError::Overflow)?;
+    }
+    for d in gpus {
+        let per = cfg
+            .gpu_per_model
+            .get(&d.model)
+            .or_else(|| cfg.gpu_per_model.get("default"))
+            .ok_or_else(|| PricingError::NoGpuPrice(d.model.clone()))?;
+        total = total
+            .checked_add(per.atto())
             .ok_or(PricingError::Overflow)?;
     }
     Ok(Dec::from_atto(total.max(1)))
@@ -125,6 +141,7 @@ async fn script(
     cfg: &PricingConfig,
     order: &OrderId,
     group: &GroupSpec,
+    gpus: &[kumo_gpu::GpuDevice],
     max: &DecCoin,
 ) -> Result<Dec, PricingError> {
     let input = serde_json::to_vec(&ScriptInput {
@@ -132,6 +149,7 @@ async fn script(
         denom: &max.denom,
         max_price: max.amount,
         group,
+        gpus: kumo_gpu::device::offers(gpus),
     })
     .expect("serializes");
     let program = cfg.script[0].clone();
@@ -214,8 +232,47 @@ mod tests {
             memory_per_gib: Dec::from_int(10),
             ..PricingConfig::default()
         };
-        assert_eq!(linear(&cfg, &group(500, 2, 1)).unwrap(), Dec::from_int(70));
-        assert_eq!(linear(&cfg, &group(500, 2, 3)).unwrap(), Dec::from_int(210));
+        assert_eq!(
+            linear(&cfg, &group(500, 2, 1), &[]).unwrap(),
+            Dec::from_int(70)
+        );
+        assert_eq!(
+            linear(&cfg, &group(500, 2, 3), &[]).unwrap(),
+            Dec::from_int(210)
+        );
+    }
+
+    fn gpu(model: &str) -> kumo_gpu::GpuDevice {
+        kumo_gpu::GpuDevice {
+            index: 0,
+            uuid: "GPU-0".into(),
+            vendor: "nvidia".into(),
+            model: model.into(),
+            memory_bytes: 80 << 30,
+            interface: kumo_gpu::Interface::Sxm,
+            pci_bus_id: None,
+        }
+    }
+
+    #[test]
+    fn gpus_are_priced_by_model_and_an_unpriced_model_gets_no_price() {
+        let mut cfg = PricingConfig {
+            cpu_per_core: Dec::from_int(100),
+            memory_per_gib: Dec::from_int(10),
+            ..PricingConfig::default()
+        };
+        cfg.gpu_per_model.insert("h100".into(), Dec::from_int(1000));
+        cfg.gpu_per_model.insert("a100".into(), Dec::from_int(400));
+        let g = group(500, 2, 1);
+        assert_eq!(
+            linear(&cfg, &g, &[gpu("h100"), gpu("h100"), gpu("a100")]).unwrap(),
+            Dec::from_int(70 + 2400)
+        );
+        let e = linear(&cfg, &g, &[gpu("t4")]).unwrap_err();
+        assert!(e.to_string().contains("\"t4\""), "{e}");
+        cfg.gpu_per_model
+            .insert("default".into(), Dec::from_int(50));
+        assert_eq!(linear(&cfg, &g, &[gpu("t4")]).unwrap(), Dec::from_int(120));
     }
 
     fn order() -> OrderId {
@@ -235,14 +292,15 @@ mod tests {
             ..PricingConfig::default()
         };
         let max = DecCoin::new("ukumo", Dec::from_int(1000));
-        price(&cfg, &order(), &group(1000, 1, 1), &max).await
+        price(&cfg, &order(), &group(1000, 1, 1), &[gpu("h100")], &max).await
     }
 
     #[tokio::test]
     async fn script_reads_the_order_and_its_answer_is_the_price() {
-        // The script sees the order's JSON: it answers 42 only when the denom is in it.
+        // The script sees the order's JSON: it answers 42 only when the denom and the reserved
+        // GPU are in it.
         let p = run_script(
-            "grep -q '\"denom\":\"ukumo\"' && echo 42.5",
+            "grep '\"denom\":\"ukumo\"' | grep -q '\"model\":\"h100\",\"ram\":\"80Gi\",\"interface\":\"sxm\",\"count\":1' && echo 42.5",
             Duration::from_secs(5),
         )
         .await

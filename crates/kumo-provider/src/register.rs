@@ -1,7 +1,9 @@
 //! `kumo provider register`: puts the provider's record on chain from its config
 //! (`CreateProvider`, or `UpdateProvider` when it exists): host URI, attributes (with
-//! `capabilities/vm = true` added when `[vm]` is enabled), contact details
-//! and the gateway certificate's SHA-256 fingerprint, which tenants pin.
+//! `capabilities/vm = true` added when `[vm]` is enabled), contact details and the gateway
+//! certificate's SHA-256 fingerprint, which tenants pin. The GPU attributes
+//! (`capabilities/gpu/vendor/nvidia/model/<model>[/ram/<size>][/interface/<iface>]`) come from
+//! the GPUs found (NVML or `[[gpu.devices]]`), replacing any written by hand.
 
 use kumo_client::signer::Signer;
 use kumo_sdl::VM_CAPABILITY;
@@ -23,11 +25,15 @@ pub struct Registered {
     pub tls_cert_sha256: String,
 }
 
-/// The fields the chain record gets.
-pub fn fields(config: &ProviderConfig, fingerprint: [u8; 32]) -> ProviderFields {
+/// The fields the chain record gets, for a host with these GPUs.
+pub fn fields(
+    config: &ProviderConfig,
+    gpus: &[kumo_gpu::GpuDevice],
+    fingerprint: [u8; 32],
+) -> ProviderFields {
     ProviderFields {
         host_uri: config.gateway.host_uri.clone(),
-        attributes: attributes(config),
+        attributes: kumo_gpu::attributes::with_gpu_attributes(&attributes(config), gpus),
         info: ProviderInfo {
             email: config.info.email.clone(),
             website: config.info.website.clone(),
@@ -52,7 +58,8 @@ pub async fn register(
     signer: &Signer,
     fingerprint: [u8; 32],
 ) -> Result<Registered, ProviderError> {
-    let f = fields(config, fingerprint);
+    let gpus = crate::gpus::discover(&config.gpu).map_err(ProviderError::Other)?;
+    let f = fields(config, &gpus, fingerprint);
     let exists = match signer.client().provider(&signer.address()).await {
         Ok(_) => true,
         Err(e) if e.is_not_found() => false,

@@ -24,6 +24,7 @@ use crate::ProviderError;
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 const RESERVATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("reservations");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const GPUS: TableDefinition<&str, &str> = TableDefinition::new("gpus");
 const LAST_HEIGHT: &str = "last_height";
 
 /// A lease this provider runs (or waits for the manifest of).
@@ -114,6 +115,22 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("records serialize")
 }
 
+/// Drops every GPU row held by `key`, inside `w`.
+fn drop_gpus_of(w: &redb::WriteTransaction, key: &str) -> Result<(), ProviderError> {
+    let mut t = w.open_table(GPUS).map_err(db_err)?;
+    let mine: Vec<String> = t
+        .iter()
+        .map_err(db_err)?
+        .filter_map(|e| e.ok())
+        .filter(|(_, v)| v.value() == key)
+        .map(|(k, _)| k.value().to_string())
+        .collect();
+    for k in mine {
+        t.remove(k.as_str()).map_err(db_err)?;
+    }
+    Ok(())
+}
+
 impl State {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<State, ProviderError> {
@@ -124,6 +141,7 @@ impl State {
             w.open_table(LEASES).map_err(db_err)?;
             w.open_table(RESERVATIONS).map_err(db_err)?;
             w.open_table(META).map_err(db_err)?;
+            w.open_table(GPUS).map_err(db_err)?;
         }
         w.commit().map_err(db_err)?;
         Ok(State { db })
@@ -195,6 +213,7 @@ impl State {
             let v = t.remove(lease_key(id).as_str()).map_err(db_err)?;
             v.map(|v| decode(v.value())).transpose()?
         };
+        drop_gpus_of(&w, &lease_key(id))?;
         w.commit().map_err(db_err)?;
         Ok(old)
     }
@@ -290,17 +309,125 @@ impl State {
         Ok(t.get(order_key(order).as_str()).map_err(db_err)?.is_some())
     }
 
-    /// Drops an order's reservation; whether there was one.
+    /// Drops an order's reservation, and the GPUs it held unless a lease for the order holds
+    /// them now; whether there was one.
     pub fn remove_reservation(&self, order: &OrderId) -> Result<bool, ProviderError> {
+        let key = order_key(order);
         let w = self.db.begin_write().map_err(db_err)?;
         let had = w
             .open_table(RESERVATIONS)
             .map_err(db_err)?
-            .remove(order_key(order).as_str())
+            .remove(key.as_str())
             .map_err(db_err)?
             .is_some();
+        let leased = w
+            .open_table(LEASES)
+            .map_err(db_err)?
+            .get(key.as_str())
+            .map_err(db_err)?
+            .is_some();
+        if !leased {
+            drop_gpus_of(&w, &key)?;
+        }
         w.commit().map_err(db_err)?;
         Ok(had)
+    }
+
+    /// Writes a reservation and takes the GPUs `gpus` (UUIDs) for its order, together; fails,
+    /// writing nothing, when another order or lease holds one of them.
+    pub fn reserve(&self, r: &Reservation, gpus: &[String]) -> Result<(), ProviderError> {
+        let key = order_key(&r.order);
+        let w = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = w.open_table(GPUS).map_err(db_err)?;
+            for uuid in gpus {
+                if let Some(holder) = t.get(uuid.as_str()).map_err(db_err)? {
+                    let holder = holder.value().to_string();
+                    if holder != key {
+                        return Err(ProviderError::Other(format!(
+                            "GPU {uuid} is already held by {holder}"
+                        )));
+                    }
+                }
+                t.insert(uuid.as_str(), key.as_str()).map_err(db_err)?;
+            }
+            w.open_table(RESERVATIONS)
+                .map_err(db_err)?
+                .insert(key.as_str(), encode(r).as_slice())
+                .map_err(db_err)?;
+        }
+        w.commit().map_err(db_err)
+    }
+
+    /// Takes GPUs for a lease that has none (one found on chain without a reservation here);
+    /// fails, writing nothing, when one is held by another order or lease.
+    pub fn take_gpus(&self, lease: &LeaseId, gpus: &[String]) -> Result<(), ProviderError> {
+        let key = lease_key(lease);
+        let w = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = w.open_table(GPUS).map_err(db_err)?;
+            for uuid in gpus {
+                if let Some(holder) = t.get(uuid.as_str()).map_err(db_err)?
+                    && holder.value() != key
+                {
+                    return Err(ProviderError::Other(format!(
+                        "GPU {uuid} is already held by {}",
+                        holder.value()
+                    )));
+                }
+                t.insert(uuid.as_str(), key.as_str()).map_err(db_err)?;
+            }
+        }
+        w.commit().map_err(db_err)
+    }
+
+    /// Every held GPU: UUID → the key of the order or lease holding it.
+    pub fn gpu_holders(&self) -> Result<std::collections::BTreeMap<String, String>, ProviderError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(GPUS).map_err(db_err)?;
+        let mut out = std::collections::BTreeMap::new();
+        for entry in t.iter().map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            out.insert(k.value().to_string(), v.value().to_string());
+        }
+        Ok(out)
+    }
+
+    /// The GPUs (UUIDs) a lease or order holds, sorted.
+    pub fn gpus_of(&self, key: &str) -> Result<Vec<String>, ProviderError> {
+        Ok(self
+            .gpu_holders()?
+            .into_iter()
+            .filter(|(_, k)| k == key)
+            .map(|(u, _)| u)
+            .collect())
+    }
+
+    /// Drops GPU rows whose holder is neither a lease nor a reservation any more (a crash
+    /// between two steps); how many.
+    pub fn prune_gpus(&self) -> Result<usize, ProviderError> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        let n = {
+            let leases = w.open_table(LEASES).map_err(db_err)?;
+            let bids = w.open_table(RESERVATIONS).map_err(db_err)?;
+            let mut t = w.open_table(GPUS).map_err(db_err)?;
+            let mut stale = Vec::new();
+            for entry in t.iter().map_err(db_err)? {
+                let (k, v) = entry.map_err(db_err)?;
+                let holder = v.value();
+                if leases.get(holder).map_err(db_err)?.is_none()
+                    && bids.get(holder).map_err(db_err)?.is_none()
+                {
+                    stale.push(k.value().to_string());
+                }
+            }
+            for k in &stale {
+                t.remove(k.as_str()).map_err(db_err)?;
+            }
+            stale.len()
+        };
+        w.commit().map_err(db_err)?;
+        Ok(n)
     }
 
     fn all<T: DeserializeOwned>(
@@ -349,6 +476,45 @@ mod tests {
             hosts: vec![],
             ports: vec![],
         }
+    }
+
+    fn reservation(n: u8) -> Reservation {
+        Reservation {
+            order: lease(n).order(),
+            held: ResourceAmounts::default(),
+            bid_sent: false,
+        }
+    }
+
+    #[test]
+    fn a_gpu_is_held_once_through_bid_lease_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.redb");
+        let gpus = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        {
+            let s = State::open(&path).unwrap();
+            s.reserve(&reservation(1), &gpus(&["GPU-a"])).unwrap();
+            // Another order cannot take GPU-a, and nothing of that attempt is written.
+            let e = s
+                .reserve(&reservation(2), &gpus(&["GPU-b", "GPU-a"]))
+                .unwrap_err();
+            assert!(e.to_string().contains("already held"), "{e}");
+            assert!(!s.has_reservation(&lease(2).order()).unwrap());
+            assert_eq!(s.gpu_holders().unwrap().len(), 1);
+            // The bid wins: the lease keeps the GPU even when the bid's events come after.
+            s.lease_started(&record(lease(1))).unwrap();
+            s.remove_reservation(&lease(1).order()).unwrap();
+            assert_eq!(s.gpus_of(&lease_key(&lease(1))).unwrap(), gpus(&["GPU-a"]));
+        }
+        let s = State::open(&path).unwrap();
+        assert_eq!(s.gpus_of(&lease_key(&lease(1))).unwrap(), gpus(&["GPU-a"]));
+        assert!(s.take_gpus(&lease(3), &gpus(&["GPU-a"])).is_err());
+        // The lease closes: its GPU is free again.
+        s.remove_lease(&lease(1)).unwrap();
+        assert!(s.gpu_holders().unwrap().is_empty());
+        s.take_gpus(&lease(3), &gpus(&["GPU-a"])).unwrap();
+        // A row whose holder has no lease or reservation (lease 3 has no record) is pruned.
+        assert_eq!(s.prune_gpus().unwrap(), 1);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - [`decimal`]: fixed-point decimals with 18 fractional digits and decimal coins (prices).
 //! - [`coin`]: integer coins (balances, deposits, fees) and sorted sets of them.
 //! - [`attributes`]: key/value attributes, placement requirements and `signedBy` rules.
+//! - [`gpu`]: the GPUs a bid offers (model, memory, interface, count).
 //! - [`matching`]: whether a provider's attributes and attestations satisfy a group, as Akash.
 //! - [`resources`]: CPU, memory, storage, GPU and endpoints of one unit of compute, and the
 //!   group specs a deployment puts on chain.
@@ -18,6 +19,7 @@ pub mod attributes;
 pub mod codec;
 pub mod coin;
 pub mod decimal;
+pub mod gpu;
 pub mod ids;
 pub mod keys;
 pub mod matching;
@@ -29,6 +31,7 @@ pub use address::{Address, AddressError};
 pub use attributes::{Attribute, PlacementRequirements, SignedBy};
 pub use coin::{Coin, CoinError, Coins};
 pub use decimal::{Dec, DecCoin, DecimalError};
+pub use gpu::GpuOffer;
 pub use ids::{BidId, DeploymentId, GroupId, LeaseId, OrderId};
 pub use keys::{PublicKey, SecretKey, Signature};
 pub use msg::{LeaseCloseReason, Msg, ProviderFields, ProviderInfo};

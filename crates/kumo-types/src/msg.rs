@@ -9,8 +9,8 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Address, Attribute, BidId, Coin, Coins, DecCoin, DeploymentId, GroupId, GroupSpec, LeaseId,
-    OrderId,
+    Address, Attribute, BidId, Coin, Coins, DecCoin, DeploymentId, GpuOffer, GroupId, GroupSpec,
+    LeaseId, OrderId,
 };
 
 /// 32 bytes as 64 hex digits in JSON.
@@ -177,6 +177,10 @@ pub enum Msg {
         price: DecCoin,
         /// Deposit held until the bid closes (refunded then).
         deposit: Coin,
+        /// The GPUs the provider reserved for the order (empty when the group needs none);
+        /// checked by [`crate::gpu::validate_offers`] and stored with the bid.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gpus: Vec<GpuOffer>,
     },
     /// market: the provider withdraws its bid (closing its lease, if any).
     CloseBid {

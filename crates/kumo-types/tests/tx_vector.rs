@@ -29,6 +29,7 @@ fn body() -> TxBody {
                 },
                 price: DecCoin::new("uusd", "0.5".parse().unwrap()),
                 deposit: Coin::new("ukumo", 500_000),
+                gpus: vec![],
             },
         ],
     }
@@ -59,10 +60,11 @@ const TX_HEX: &str = concat!(
     "0000b2d3595bf0060000000000000000",
     "05000000756b756d6f",
     "20a10700000000000000000000000000",
-    "6dca406d327fe2df89c624fed54f52f7b60a21a35fa7b3c416ccd8147ac68544",
-    "2cdc1a2982c95e15e022e01fd0edc8a9fc3747f07bd0f80aee93f3a726c84d0b",
+    "00000000",
+    "3b76956210b9acad79214c6260aa9418a56f0ff7f68120de8d311ec5818ad63c",
+    "86d67fc653d13d2fe566292c7d198c98aef7f1f65f1b608096af8add12fb5b0f",
 );
-const TX_HASH: &str = "67cce81e0dd1f725c4317e0064042398267ff336ce35c4d1cb3b394c9ba69c08";
+const TX_HASH: &str = "c24814b2d024ae7c33c354f0b1fb64ae5de7a316a03b80b44e14319214fe8014";
 
 #[test]
 fn documented_vector() {

@@ -55,6 +55,8 @@ pub struct VmConfig {
     pub allow_file_urls: bool,
     /// How long a restart waits for the guest to shut down cleanly before resetting it.
     pub powerdown_timeout: Duration,
+    /// Where sysfs is: GPU passthrough (VFIO) is checked there before QEMU starts.
+    pub sysfs: PathBuf,
 }
 
 impl VmConfig {
@@ -71,6 +73,7 @@ impl VmConfig {
             forward_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             allow_file_urls: false,
             powerdown_timeout: Duration::from_secs(60),
+            sysfs: "/sys".into(),
         }
     }
 }
@@ -250,12 +253,7 @@ impl VmBackend {
                 reason: "it is a container service: the VM backend runs only `runtime: vm` services (deploy it on the Docker backend)".into(),
             });
         };
-        if service.resources.gpu.units > 0 {
-            return Err(WorkloadError::Unsupported {
-                service: service.name.clone(),
-                reason: "GPUs are not passed through to VMs yet".into(),
-            });
-        }
+        let replica_gpus = passthrough_plan(&self.config.sysfs, service, opts)?;
         let cpus = u32::try_from(service.resources.cpu.millis.div_ceil(1000).max(1))
             .map_err(|_| invalid("too many CPUs".into()))?;
         let memory_mib = service.resources.memory.bytes.div_ceil(1 << 20).max(64);
@@ -318,7 +316,9 @@ impl VmBackend {
             )));
         }
         let mut plans = Vec::new();
-        for (replica, forwards) in (0..service.count).zip(replica_forwards) {
+        for ((replica, forwards), passthrough) in
+            (0..service.count).zip(replica_forwards).zip(replica_gpus)
+        {
             let seed = Seed::new(vm, &format!("{}-{replica}", service.name));
             let mut state = VmState {
                 lease: *lease,
@@ -332,6 +332,7 @@ impl VmBackend {
                 user: vm.user.clone(),
                 forwards,
                 accel: self.accel.accel,
+                passthrough,
                 launch_hash: String::new(),
             };
             state.launch_hash = launch_hash(&state, &seed, self.config.forward_address);
@@ -482,6 +483,46 @@ impl VmBackend {
 }
 
 /// Hash of what a VM is launched with.
+/// The PCI functions each replica passes through: its assigned GPUs', each checked in sysfs
+/// (IOMMU on, group isolated, bound to vfio-pci) so a host that cannot pass a GPU through
+/// fails here, with the reason, before any QEMU starts.
+fn passthrough_plan(
+    sysfs: &Path,
+    service: &ManifestService,
+    opts: &DeployOptions,
+) -> Result<Vec<Vec<String>>, WorkloadError> {
+    let units = service.resources.gpu.units as usize;
+    let unsupported = |reason: String| WorkloadError::Unsupported {
+        service: service.name.clone(),
+        reason,
+    };
+    let mut out = Vec::new();
+    for replica in 0..service.count {
+        if units == 0 {
+            out.push(Vec::new());
+            continue;
+        }
+        let ids: Vec<String> = opts
+            .gpus
+            .iter()
+            .find(|g| g.service == service.name && g.replica == replica)
+            .map(|g| g.pci_bus_ids.clone())
+            .unwrap_or_default();
+        if ids.len() != units {
+            return Err(unsupported(format!(
+                "replica {replica} needs {units} GPU(s) passed through but {} have a known PCI address: the provider must assign GPUs with pci_bus_ids",
+                ids.len()
+            )));
+        }
+        for id in &ids {
+            kumo_gpu::vfio::check(sysfs, id)
+                .map_err(|e| unsupported(format!("GPU passthrough: {e}")))?;
+        }
+        out.push(ids);
+    }
+    Ok(out)
+}
+
 fn launch_hash(state: &VmState, seed: &Seed, address: IpAddr) -> String {
     let json = serde_json::json!({
         "image": state.image_sha256,
@@ -490,6 +531,7 @@ fn launch_hash(state: &VmState, seed: &Seed, address: IpAddr) -> String {
         "memory": state.memory_mib,
         "forwards": state.forwards,
         "accel": state.accel,
+        "passthrough": state.passthrough,
         "address": address,
         "meta": seed.meta_data,
         "user": seed.user_data,
@@ -873,6 +915,68 @@ impl Backend for VmBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gpu_vm(units: u64) -> ManifestService {
+        serde_json::from_value(serde_json::json!({
+            "name": "train", "image": "", "count": 1, "expose": [],
+            "resources": {"id": 1, "cpu": {"millis": 1000}, "memory": {"bytes": 1073741824},
+                          "storage": [], "gpu": {"units": units}, "endpoints": []},
+            "vm": {"image": {"url": "https://example.com/d.qcow2", "sha256": "00"},
+                   "ssh_keys": [], "user": "kumo"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn gpu_passthrough_is_checked_in_sysfs_before_qemu() {
+        let sysfs = tempfile::tempdir().unwrap();
+        let opts = DeployOptions {
+            gpus: vec![kumo_workload::GpuAssignment {
+                service: "train".into(),
+                replica: 0,
+                device_ids: vec!["GPU-0".into()],
+                pci_bus_ids: vec!["0000:3b:00.0".into()],
+            }],
+            ..Default::default()
+        };
+        // No IOMMU groups in this sysfs: refused with the reason and the fix.
+        let e = passthrough_plan(sysfs.path(), &gpu_vm(1), &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no IOMMU") && e.contains("intel_iommu=on"),
+            "{e}"
+        );
+        // No PCI address for the GPU: refused too.
+        let e = passthrough_plan(sysfs.path(), &gpu_vm(1), &DeployOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pci_bus_ids"), "{e}");
+        // A GPU bound to vfio-pci, alone in its group: passed through.
+        let root = sysfs.path();
+        let dev = root.join("devices/0000:3b:00.0");
+        std::fs::create_dir_all(root.join("kernel/iommu_groups/7/devices")).unwrap();
+        std::fs::create_dir_all(root.join("bus/pci/devices")).unwrap();
+        std::fs::create_dir_all(root.join("bus/pci/drivers/vfio-pci")).unwrap();
+        std::fs::create_dir_all(&dev).unwrap();
+        std::os::unix::fs::symlink(root.join("kernel/iommu_groups/7"), dev.join("iommu_group"))
+            .unwrap();
+        std::os::unix::fs::symlink(root.join("bus/pci/drivers/vfio-pci"), dev.join("driver"))
+            .unwrap();
+        std::os::unix::fs::symlink(&dev, root.join("bus/pci/devices/0000:3b:00.0")).unwrap();
+        std::os::unix::fs::symlink(
+            &dev,
+            root.join("kernel/iommu_groups/7/devices/0000:3b:00.0"),
+        )
+        .unwrap();
+        let plan = passthrough_plan(root, &gpu_vm(1), &opts).unwrap();
+        assert_eq!(plan, vec![vec!["0000:3b:00.0".to_string()]]);
+        // A service without GPUs passes nothing through.
+        assert_eq!(
+            passthrough_plan(root, &gpu_vm(0), &DeployOptions::default()).unwrap(),
+            vec![Vec::<String>::new()]
+        );
+    }
 
     #[test]
     fn console_lines_lose_colours_and_carriage_returns() {

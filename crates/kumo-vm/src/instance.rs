@@ -63,6 +63,10 @@ pub struct VmState {
     pub forwards: Vec<Forward>,
     /// The accelerator QEMU runs with.
     pub accel: Accel,
+    /// PCI functions (`0000:3b:00.0`) of the GPUs passed through to it (VFIO), checked with
+    /// `kumo_gpu::vfio::check` before QEMU starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passthrough: Vec<String>,
     /// Hash of everything the QEMU command line and seed depend on: when a new manifest gives
     /// a different one, the VM is relaunched (its disk kept when the image is the same).
     pub launch_hash: String,
@@ -249,7 +253,13 @@ impl Launch<'_> {
             "-pidfile".into(),
             path(dir.pidfile()),
         ]
-        .into()
+        .into_iter()
+        .chain(
+            s.passthrough
+                .iter()
+                .flat_map(|bdf| ["-device".to_string(), format!("vfio-pci,host={bdf}")]),
+        )
+        .collect()
     }
 
     /// Starts QEMU in the background; returns once it runs (QEMU's parent process exits after

@@ -92,6 +92,25 @@ pub struct DeployOptions {
     /// does not read it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_ports: Vec<HostPort>,
+    /// The specific GPUs each replica of a GPU service gets (the provider assigned them to the
+    /// lease). Docker: a device request for their UUIDs (`--gpus device=…`); VMs: VFIO
+    /// passthrough of their PCI functions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuAssignment>,
+}
+
+/// The GPUs one replica of a service gets.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GpuAssignment {
+    /// The service.
+    pub service: String,
+    /// The replica's index.
+    pub replica: u32,
+    /// The devices' ids as the NVIDIA container runtime knows them (NVML UUIDs `GPU-…`).
+    pub device_ids: Vec<String>,
+    /// Their PCI addresses (`0000:3b:00.0`) where known, for VFIO passthrough.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pci_bus_ids: Vec<String>,
 }
 
 /// One host port forwarded to a port of one replica (VM services).

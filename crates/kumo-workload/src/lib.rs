@@ -27,8 +27,9 @@ pub mod error;
 
 pub use backend::{
     Backend, DeployOptions, DeploymentStatus, EventKind, EventStream, ExecControl, ExecOutput,
-    ExecRequest, ExecSession, HostPort, LogLine, LogOptions, LogStream, ReplicaState,
-    ReplicaStatus, ServicePort, ServiceStatus, StdStream, TeardownReport, WorkloadEvent,
+    ExecRequest, ExecSession, GpuAssignment, HostPort, LogLine, LogOptions, LogStream,
+    ReplicaState, ReplicaStatus, ServicePort, ServiceStatus, StdStream, TeardownReport,
+    WorkloadEvent,
 };
 pub use docker::{DockerBackend, DockerConfig};
 pub use error::WorkloadError;

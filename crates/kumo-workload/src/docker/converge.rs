@@ -39,7 +39,7 @@ impl DockerBackend {
         let limits = self.config.limits();
         let mut seen = HashSet::new();
         for service in &group.services {
-            spec::check(service)?;
+            spec::check(service, opts)?;
             if !seen.insert(service.name.as_str()) {
                 return Err(WorkloadError::InvalidService {
                     service: service.name.clone(),
@@ -181,7 +181,19 @@ impl DockerBackend {
         self.docker
             .start_container(id, None)
             .await
-            .map_err(|e| WorkloadError::engine(format!("starting container {name}"), e))
+            .map_err(|e| {
+                // Docker's words for a GPU device request on an engine without the NVIDIA
+                // runtime ("could not select device driver \"nvidia\" ...") say nothing of
+                // the fix.
+                let action = if e.to_string().contains("could not select device driver") {
+                    format!(
+                        "starting GPU container {name} (this Docker engine has no NVIDIA container runtime: the provider's operator must install the NVIDIA Container Toolkit)"
+                    )
+                } else {
+                    format!("starting container {name}")
+                };
+                WorkloadError::engine(action, e)
+            })
     }
 
     /// Stops a replica gracefully and removes it (with its anonymous volumes).

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, Mount,
+    ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, HostConfigLogConfig, Mount,
     MountTmpfsOptions, MountType, MountVolumeOptions, NetworkingConfig, RestartPolicy,
     RestartPolicyNameEnum,
 };
@@ -65,18 +65,26 @@ pub(crate) struct ReplicaPlan {
 }
 
 /// The checks that must pass before anything of a group is created.
-pub(crate) fn check(service: &ManifestService) -> Result<(), WorkloadError> {
+pub(crate) fn check(service: &ManifestService, opts: &DeployOptions) -> Result<(), WorkloadError> {
     if service.is_vm() {
         return Err(WorkloadError::Unsupported {
             service: service.name.clone(),
             reason: "it asks for `runtime: vm`, which the Docker backend cannot run: deploy it on the VM backend (kumo-vm)".into(),
         });
     }
-    if service.resources.gpu.units > 0 {
-        return Err(WorkloadError::Unsupported {
-            service: service.name.clone(),
-            reason: "GPUs are not supported by the Docker backend yet".into(),
-        });
+    let units = service.resources.gpu.units as usize;
+    if units > 0 {
+        for replica in 0..service.count {
+            let given = gpus_of(opts, &service.name, replica).len();
+            if given != units {
+                return Err(WorkloadError::Unsupported {
+                    service: service.name.clone(),
+                    reason: format!(
+                        "replica {replica} needs {units} GPU(s) but the provider assigned {given}: nothing was started"
+                    ),
+                });
+            }
+        }
     }
     if service.resources.memory.bytes > i64::MAX as u64 {
         return Err(invalid(service, "memory limit is too large"));
@@ -176,6 +184,26 @@ pub(crate) fn parse_ports_label(label: &str) -> Vec<ServicePort> {
         .collect()
 }
 
+/// The GPU device ids assigned to one replica.
+fn gpus_of<'a>(opts: &'a DeployOptions, service: &str, replica: u32) -> &'a [String] {
+    opts.gpus
+        .iter()
+        .find(|g| g.service == service && g.replica == replica)
+        .map_or(&[], |g| g.device_ids.as_slice())
+}
+
+/// The device request that gives a container these GPUs: what `docker run --gpus
+/// device=GPU-…,GPU-…` sends. Starting it needs the NVIDIA container runtime on the engine.
+pub(crate) fn gpu_device_request(device_ids: &[String]) -> DeviceRequest {
+    DeviceRequest {
+        driver: Some("nvidia".into()),
+        count: None,
+        device_ids: Some(device_ids.to_vec()),
+        capabilities: Some(vec![vec!["gpu".into()]]),
+        options: None,
+    }
+}
+
 /// A hash of everything that shapes the service's containers. The replica count is in it too:
 /// every replica carries the count in a label (status reports it), and labels cannot change,
 /// so a new count recreates the service's replicas. (A lease's count is fixed on chain; only a
@@ -191,6 +219,7 @@ pub(crate) fn spec_hash(
         "version": SPEC_VERSION,
         "service": service,
         "env": opts.env,
+        "gpus": opts.gpus.iter().filter(|g| g.service == service.name).collect::<Vec<_>>(),
         "pids_limit": limits.pids_limit,
         "log": [limits.log_max_size, limits.log_max_files],
     });
@@ -300,6 +329,10 @@ pub(crate) fn replica_plan(
                 ("max-file".to_string(), limits.log_max_files.to_string()),
             ])),
         }),
+        device_requests: {
+            let ids = gpus_of(opts, &service.name, replica);
+            (!ids.is_empty()).then(|| vec![gpu_device_request(ids)])
+        },
         ..Default::default()
     };
     let endpoint = EndpointSettings {
@@ -575,10 +608,59 @@ mod tests {
     }
 
     #[test]
+    fn each_gpu_replica_gets_a_device_request_for_its_own_gpus() {
+        let mut s = service();
+        s.resources.gpu.units = 1;
+        let opts = DeployOptions {
+            gpus: (0..2)
+                .map(|r| crate::GpuAssignment {
+                    service: "db".into(),
+                    replica: r,
+                    device_ids: vec![format!("GPU-{r}")],
+                    pci_bus_ids: vec![],
+                })
+                .collect(),
+            ..Default::default()
+        };
+        assert!(check(&s, &opts).is_ok());
+        for r in 0..2 {
+            let p = replica_plan(
+                "p1",
+                &lease(),
+                &Names::new("p1", &lease()),
+                &s,
+                r,
+                &opts,
+                &limits(),
+            );
+            let req = p.body.host_config.unwrap().device_requests.unwrap();
+            assert_eq!(req.len(), 1);
+            assert_eq!(req[0].driver.as_deref(), Some("nvidia"));
+            assert_eq!(req[0].device_ids, Some(vec![format!("GPU-{r}")]));
+            assert_eq!(req[0].capabilities, Some(vec![vec!["gpu".to_string()]]));
+        }
+        // Another assignment is another spec: the containers are recreated with the new GPUs.
+        let mut moved = opts.clone();
+        moved.gpus[0].device_ids = vec!["GPU-7".into()];
+        assert_ne!(
+            spec_hash(&s, &opts, &limits()),
+            spec_hash(&s, &moved, &limits())
+        );
+        // A service without GPUs gets no device request.
+        let plain = plan(&service(), 0);
+        assert!(plain.body.host_config.unwrap().device_requests.is_none());
+    }
+
+    #[test]
     fn check_refuses_what_cannot_run() {
         let mut s = service();
         s.resources.gpu.units = 1;
-        assert!(matches!(check(&s), Err(WorkloadError::Unsupported { .. })));
+        let none = DeployOptions::default();
+        let err = check(&s, &none).unwrap_err().to_string();
+        assert!(
+            err.contains("needs 1 GPU(s) but the provider assigned 0"),
+            "{err}"
+        );
         let mut s = service();
         s.vm = Some(kumo_sdl::manifest::VmSpec {
             image: kumo_sdl::manifest::VmImage {
@@ -589,13 +671,17 @@ mod tests {
             user: "kumo".into(),
             user_data: None,
         });
-        let err = check(&s).unwrap_err().to_string();
+        let err = check(&s, &DeployOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("runtime: vm"), "{err}");
         let mut s = service();
         s.params.as_mut().unwrap().storage.as_mut().unwrap()[0].name = "nope".into();
-        let err = check(&s).unwrap_err().to_string();
+        let err = check(&s, &DeployOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"nope\""), "{err}");
-        assert!(check(&service()).is_ok());
+        assert!(check(&service(), &DeployOptions::default()).is_ok());
     }
 
     #[test]
