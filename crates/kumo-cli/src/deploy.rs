@@ -295,7 +295,7 @@ impl ProgressView {
     }
 }
 
-/// The bid table's header. GPU: the models a bid offers (issue 8 fills the column).
+/// The bid table's header. GPU: what a bid offers (count, model, memory, interface).
 fn bid_header() -> String {
     format!(
         "  {:>3}  {:<44}  {:>16}  {:>14}  {:<6}  {}",

@@ -125,7 +125,7 @@ pub struct BidOffer {
     pub attributes: Vec<Attribute>,
     /// The provider's gateway.
     pub host_uri: String,
-    /// GPU models offered with the bid (issue 8 fills it; `None` until then).
+    /// The GPUs the bid offers (`1× h100 80Gi sxm`); `None` without GPUs.
     pub gpu: Option<String>,
 }
 
@@ -247,20 +247,21 @@ pub async fn deploy(
         .map(|g| {
             providers
                 .values()
-                // (`attributes_subset_of` indexes the first requirement eagerly: skip empty lists.)
                 .filter(|p| {
-                    g.requirements.attributes.is_empty()
-                        || attributes_subset_of(&g.requirements.attributes, &p.fields.attributes)
-                            .is_ok()
+                    attributes_subset_of(&g.requirements.attributes, &p.fields.attributes).is_ok()
                 })
                 .count()
         })
+        .collect();
+    let wants_gpus: Vec<bool> = groups
+        .iter()
+        .map(|g| g.resources.iter().any(|u| u.resources.gpu.units > 0))
         .collect();
     let mut offers: Vec<Vec<BidOffer>> = vec![Vec::new(); groups.len()];
     let mut first_at: Vec<Option<Instant>> = vec![None; groups.len()];
     let began = Instant::now();
     let deadline = began + opts.bid_wait;
-    let offer_of = |bid: BidId, price: DecCoin| {
+    let offer_of = |bid: BidId, price: DecCoin, gpus: &[kumo_types::gpu::GpuOffer]| {
         let p = providers.get(&bid.provider);
         BidOffer {
             bid,
@@ -269,7 +270,7 @@ pub async fn deploy(
             price,
             attributes: p.map(|p| p.fields.attributes.clone()).unwrap_or_default(),
             host_uri: p.map(|p| p.fields.host_uri.clone()).unwrap_or_default(),
-            gpu: None,
+            gpu: (!gpus.is_empty()).then(|| kumo_types::gpu::summary(gpus)),
         }
     };
     let complete =
@@ -313,7 +314,22 @@ pub async fn deploy(
             if offers[i].iter().any(|o| o.bid == bid) {
                 continue;
             }
-            let offer = offer_of(bid, price);
+            // The event has no GPU offer: a GPU group's bid is read once for its table row.
+            let gpus = if wants_gpus[i] {
+                node.bids(&BidsQuery {
+                    order: Some(OrderIdParam(orders[i])),
+                    provider: Some(bid.provider),
+                    state: None,
+                })
+                .await
+                .ok()
+                .and_then(|b| b.value.into_iter().find(|b| b.id == bid))
+                .map(|b| b.gpus)
+                .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let offer = offer_of(bid, price, &gpus);
             on(Progress::BidArrived(offer.clone()));
             offers[i].push(offer);
             first_at[i].get_or_insert_with(Instant::now);
@@ -332,7 +348,7 @@ pub async fn deploy(
             .value;
         for b in open {
             if !offers[i].iter().any(|o| o.bid == b.id) {
-                let offer = offer_of(b.id, b.price);
+                let offer = offer_of(b.id, b.price, &b.gpus);
                 on(Progress::BidArrived(offer.clone()));
                 offers[i].push(offer);
             }
