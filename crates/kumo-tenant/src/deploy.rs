@@ -661,39 +661,12 @@ mod tests {
     use super::*;
 
     fn groups(price: u64) -> Vec<GroupSpec> {
-        let sdl = format!(
-            r#"version: "2.0"
-services:
-  web:
-    image: nginx
-    expose:
-      - port: 80
-        to:
-          - global: true
-profiles:
-  compute:
-    web:
-      resources:
-        cpu:
-          units: 0.5
-        memory:
-          size: 64Mi
-        storage:
-          size: 64Mi
-  placement:
-    dc:
-      pricing:
-        web:
-          denom: ukumo
-          amount: {price}
-deployment:
-  web:
-    dc:
-      profile: web
-      count: 2
-"#
-        );
-        kumo_sdl::parse(&sdl).unwrap().groups().to_vec()
+        crate::test_sdl::WebSdl {
+            price,
+            count: 2,
+            ..Default::default()
+        }
+        .groups()
     }
 
     fn with_deposit(d: &str) -> DeployOptions {

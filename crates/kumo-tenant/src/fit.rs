@@ -145,43 +145,14 @@ mod tests {
     use super::*;
 
     fn group(yaml_memory: &str) -> GroupSpec {
-        let sdl = format!(
-            r#"version: "2.0"
-services:
-  web:
-    image: nginx
-    expose:
-      - port: 80
-        to:
-          - global: true
-profiles:
-  compute:
-    web:
-      resources:
-        cpu:
-          units: 0.5
-        memory:
-          size: {yaml_memory}
-        storage:
-          - size: 1Gi
-          - name: scratch
-            size: 64Mi
-            attributes:
-              class: ram
-  placement:
-    dc:
-      pricing:
-        web:
-          denom: ukumo
-          amount: 10
-deployment:
-  web:
-    dc:
-      profile: web
-      count: 2
-"#
-        );
-        kumo_sdl::parse(&sdl).unwrap().groups()[0].clone()
+        crate::test_sdl::WebSdl {
+            memory: yaml_memory,
+            storage: "\n          - size: 1Gi\n          - name: scratch\n            size: 64Mi\n            attributes:\n              class: ram",
+            count: 2,
+            ..Default::default()
+        }
+        .groups()[0]
+            .clone()
     }
 
     #[test]

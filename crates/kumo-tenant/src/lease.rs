@@ -478,41 +478,12 @@ mod tests {
     use super::*;
 
     fn sdl(env: &str, memory: &str) -> Vec<kumo_types::GroupSpec> {
-        let text = format!(
-            r#"version: "2.0"
-services:
-  web:
-    image: nginx
-    env:
-      - {env}
-    expose:
-      - port: 80
-        to:
-          - global: true
-profiles:
-  compute:
-    web:
-      resources:
-        cpu:
-          units: 0.5
-        memory:
-          size: {memory}
-        storage:
-          size: 64Mi
-  placement:
-    dc:
-      pricing:
-        web:
-          denom: ukumo
-          amount: 10
-deployment:
-  web:
-    dc:
-      profile: web
-      count: 1
-"#
-        );
-        kumo_sdl::parse(&text).unwrap().groups().to_vec()
+        crate::test_sdl::WebSdl {
+            memory,
+            env: Some(env),
+            ..Default::default()
+        }
+        .groups()
     }
 
     #[test]

@@ -21,6 +21,8 @@ mod error;
 pub mod fit;
 pub mod lease;
 pub mod report;
+#[cfg(test)]
+mod test_sdl;
 
 use kumo_client::{NodeClient, signer::Signer};
 use kumo_gateway::client::GatewayClient;
