@@ -13,13 +13,16 @@
 //!
 //! Skipped without a Docker engine and the test images, unless `KUMO_REQUIRE_DOCKER=1`.
 
+mod support;
+
 use std::{
     io::Write,
     net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
+use support::ProviderProcess;
 
 use futures::StreamExt;
 use kumo_client::{
@@ -98,62 +101,6 @@ fn docker_objects(instance: &str, extra: &str) -> (usize, usize, usize) {
         count(&["network", "ls", "-q"]),
         count(&["volume", "ls", "-q"]),
     )
-}
-
-/// A `kumo provider run` child, killed on drop.
-struct ProviderProcess {
-    config: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl ProviderProcess {
-    fn start(config: &Path) -> ProviderProcess {
-        let log = config.with_extension("log");
-        let mut p = ProviderProcess {
-            config: config.to_path_buf(),
-            log,
-            child: None,
-        };
-        p.spawn();
-        p
-    }
-
-    fn spawn(&mut self) {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let err = out.try_clone().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kumo"))
-            .args(["provider", "run", "--config"])
-            .arg(&self.config)
-            .env("RUST_LOG", "info,kumo_provider=debug")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start kumo provider run");
-        self.child = Some(child);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for ProviderProcess {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 struct World {

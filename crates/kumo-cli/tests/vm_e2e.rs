@@ -15,13 +15,16 @@
 //! Skipped with a notice without QEMU, OpenSSH or Docker; `KUMO_REQUIRE_QEMU=1` makes that a
 //! failure. Progress: `cargo test -p kumo-cli --test vm_e2e -- --nocapture`.
 
+mod support;
+
 use std::{
     io::{BufRead, BufReader, Write},
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
+use support::ProviderProcess;
 
 use kumo_vm::bench::SshTarget;
 
@@ -138,61 +141,6 @@ fn is_listening(port: u16) -> bool {
         Duration::from_secs(1),
     )
     .is_ok()
-}
-
-/// A `kumo provider run` child, killed on drop.
-struct ProviderProcess {
-    config: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl ProviderProcess {
-    fn start(config: &Path) -> ProviderProcess {
-        let mut p = ProviderProcess {
-            config: config.to_path_buf(),
-            log: config.with_extension("log"),
-            child: None,
-        };
-        p.spawn();
-        p
-    }
-
-    fn spawn(&mut self) {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let err = out.try_clone().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kumo"))
-            .args(["provider", "run", "--config"])
-            .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start kumo provider run");
-        self.child = Some(child);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for ProviderProcess {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 /// The QEMU pid files under a VM data directory (one per VM that exists).
@@ -486,9 +434,23 @@ fn a_vm_on_a_devnet_from_deploy_to_close() {
     let dseq = report["dseq"].to_string();
     assert_eq!(report["provider"], vm_provider.as_str(), "{report}");
     progress(&format!("deployment {dseq} leased by the VM provider"));
+    // Every bid on the order, in any state: the VM provider's only.
+    let tenant_addr = t.json(&["keys", "show", "tenant"])["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bids = Command::new("curl")
+        .args([
+            "-sf",
+            &format!("{}/v1/bids?order={tenant_addr}/{dseq}/1/1", t.node),
+        ])
+        .output()
+        .expect("curl");
+    let bids = String::from_utf8_lossy(&bids.stdout);
+    assert!(bids.contains(&vm_provider), "{bids}");
     assert!(
-        !docker_only.log().contains("\"bid\"") && !docker_only.log().contains("bid created"),
-        "the Docker-only provider must not bid on a VM order:\n{}",
+        !bids.contains(&docker_addr),
+        "the Docker-only provider must not bid on a VM order: {bids}\n{}",
         docker_only.log()
     );
 
