@@ -16,7 +16,7 @@
 use std::{
     collections::BTreeSet,
     net::SocketAddr,
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use kumo_gateway::{
@@ -60,6 +60,30 @@ pub struct ReconcileReport {
     pub records_added: usize,
     /// Leases with a manifest deployed again (converged; nothing duplicated).
     pub redeployed: usize,
+}
+
+/// The running replicas of a container service that accept connections on every port the
+/// ingress proxies to them. A replica whose process has not opened its port yet is not
+/// available: the ingress would answer 502, and "running" is meant to say the URLs work.
+async fn ready_replicas(st: &kumo_workload::ServiceStatus, ports: &[u16]) -> u32 {
+    let mut ready = 0;
+    for replica in st
+        .instances
+        .iter()
+        .filter(|i| i.state == kumo_workload::ReplicaState::Running)
+    {
+        let Some(ip) = replica.ip else { continue };
+        let mut all = true;
+        for port in ports {
+            let connect = tokio::net::TcpStream::connect(SocketAddr::new(ip, *port));
+            all &= matches!(
+                tokio::time::timeout(Duration::from_millis(300), connect).await,
+                Ok(Ok(_))
+            );
+        }
+        ready += u32::from(all);
+    }
+    ready
 }
 
 /// The generated host name of a lease's service: a hash, so it says nothing about the tenant.
@@ -602,7 +626,19 @@ impl Provider {
         let mut all_ready = true;
         let mut any = false;
         for s in &group.services {
-            let available = status.service(&s.name).map_or(0, |st| st.running);
+            let mut http_ports: Vec<u16> = rec
+                .hosts
+                .iter()
+                .filter(|h| h.service == s.name)
+                .map(|h| h.port)
+                .collect();
+            http_ports.dedup();
+            let available = match status.service(&s.name) {
+                None => 0,
+                // QEMU's forwarded port accepts before the guest listens: nothing to probe.
+                Some(st) if http_ports.is_empty() || is_vm(&rec, &s.name) => st.running,
+                Some(st) => ready_replicas(st, &http_ports).await,
+            };
             all_ready &= available >= s.count;
             any |= available > 0;
             let uris = rec
