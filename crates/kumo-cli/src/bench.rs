@@ -75,9 +75,10 @@ pub(crate) struct DeployArgs {
 /// What `kumo bench vm` boots.
 #[derive(Debug, Args)]
 pub(crate) struct VmArgs {
-    /// The disk image (qcow2 or raw), e.g. the path `bash scripts/vm-test-image.sh` prints.
+    /// The disk image (qcow2 or raw). Default: the test guest `bash scripts/vm-test-image.sh`
+    /// cached (the newest in $KUMO_VM_IMAGE_DIR, else /var/cache/kumo/vm-images).
     #[arg(long)]
-    image: std::path::PathBuf,
+    image: Option<std::path::PathBuf>,
     /// How long to wait for SSH.
     #[arg(long, value_parser = kumo_node::home::parse_duration, default_value = "600s")]
     timeout: std::time::Duration,
@@ -238,8 +239,23 @@ impl BenchCommand {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .enable_all()
                     .build()?;
+                let image = match a.image.clone() {
+                    Some(image) => image,
+                    None => {
+                        let dir = kumo_vm::bench::test_image_dir();
+                        kumo_vm::bench::cached_test_image(&dir).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "no --image given and no test guest in {}: build it once with \
+                                 `sudo bash scripts/vm-test-image.sh` (it prints the image's \
+                                 path), or pass --image PATH",
+                                dir.display()
+                            )
+                        })?
+                    }
+                };
+                progress(&format!("image {}", image.display()));
                 let r =
-                    runtime.block_on(kumo_vm::bench::run_local(&a.image, a.timeout, &progress))?;
+                    runtime.block_on(kumo_vm::bench::run_local(&image, a.timeout, &progress))?;
                 match format {
                     OutputFormat::Json => print_json(&r)?,
                     OutputFormat::Text => println!(
@@ -340,10 +356,12 @@ mod tests {
             panic!("not bench vm");
         };
         assert_eq!(a.timeout, std::time::Duration::from_secs(600));
-        assert!(
-            Cli::try_parse_from(["kumo", "bench", "vm"]).is_err(),
-            "--image is required"
-        );
+        assert_eq!(a.image, Some("/tmp/d.qcow2".into()));
+        let cli = Cli::try_parse_from(["kumo", "bench", "vm", "-o", "json"]).unwrap();
+        let Command::Bench(super::BenchCommand::Vm(a)) = cli.command else {
+            panic!("not bench vm");
+        };
+        assert_eq!(a.image, None, "the cached test guest is the default");
     }
 
     use super::ChainArgs;

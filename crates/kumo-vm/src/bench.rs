@@ -171,6 +171,29 @@ pub enum BenchError {
     Workload(#[from] WorkloadError),
 }
 
+/// Where `scripts/vm-test-image.sh` caches the test guest: `$KUMO_VM_IMAGE_DIR`, else
+/// `/var/cache/kumo/vm-images`.
+pub fn test_image_dir() -> PathBuf {
+    std::env::var_os("KUMO_VM_IMAGE_DIR")
+        .map_or_else(|| PathBuf::from("/var/cache/kumo/vm-images"), PathBuf::from)
+}
+
+/// The newest test guest in `dir` (`kumo-test-debian-*.qcow2`, as `scripts/vm-test-image.sh`
+/// names it); none if it holds none.
+pub fn cached_test_image(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("kumo-test-debian-") && name.ends_with(".qcow2")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, path)| path)
+}
+
 /// `kumo bench vm`: boots the local disk image `image` (a cloud image with cloud-init, or the
 /// guest of `scripts/vm-test-image.sh`) as a one-VM lease (2 vCPUs, 512 MiB, a disk of the
 /// image's size rounded up to a GiB, port 22 forwarded) in a temporary directory, with a fresh
@@ -254,4 +277,31 @@ pub async fn run_local(
         backend.accel().accel
     ));
     Ok(lease_to_ssh(&backend, &lease, &group, &opts, &key, timeout).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_cached_test_guest_is_the_default_image() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(cached_test_image(dir.path()), None);
+        assert_eq!(cached_test_image(&dir.path().join("missing")), None);
+        let old = dir.path().join("kumo-test-debian-aaaa.qcow2");
+        let new = dir.path().join("kumo-test-debian-bbbb.qcow2");
+        std::fs::write(&old, b"old").unwrap();
+        std::fs::write(dir.path().join("other.qcow2"), b"not ours").unwrap();
+        std::fs::create_dir(dir.path().join("build.XYZ")).unwrap();
+        assert_eq!(cached_test_image(dir.path()), Some(old.clone()));
+        std::fs::write(&new, b"new").unwrap();
+        let earlier = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(earlier)
+            .unwrap();
+        assert_eq!(cached_test_image(dir.path()), Some(new));
+    }
 }
