@@ -684,3 +684,37 @@ async fn batch_submit_answers_per_transaction() {
     assert_eq!(s, 413);
     assert_error(&v, "payload_too_large");
 }
+
+/// A batch that waits for commit is answered with the block that commits its last pending
+/// transaction, not when the next block comes (the load generator of `kumo bench node` lost a
+/// whole block per round to that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_wait_is_answered_by_the_block_that_commits_it() {
+    use kumo_api::NodeBackend as _;
+    let mut alice = Actor::from_seed(1);
+    let bob = Actor::from_seed(2);
+    // No block but those the test makes.
+    let n = Node::start(&[alice.addr, bob.addr], Duration::from_secs(3600)).await;
+    let a0 = send(&mut alice, &bob, "1ukumo");
+    let hash = kumo_types::tx::tx_hash(&a0);
+    let body = serde_json::to_vec(&serde_json::json!({ "txs": [hex::encode(&a0)] })).unwrap();
+    let submit = n.post(
+        "/v1/txs/batch?wait=commit&timeout_ms=30000",
+        "application/json",
+        body,
+    );
+    let one_block = async {
+        while !n.node.backend().mempool_contains(&hash) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        n.node.backend().make_block()
+    };
+    let ((s, v), height) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(submit, one_block)
+    })
+    .await
+    .expect("the batch is answered once its block is committed, without another block");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["results"][0]["status"], "committed", "{v}");
+    assert_eq!(v["results"][0]["height"], height, "{v}");
+}
