@@ -178,6 +178,8 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
         let config = self.node.config().clone();
 
         // Pace the chain: the child of a block is proposed `block_time` after the block.
+        // `crate::pacing::Paced` has waited already, outside the actor, for a parent this node
+        // executed; this wait covers the others (a parent replayed after a restart).
         let earliest = parent_ts + config.block_time.as_millis() as u64;
         let now = Self::now_ms(&runtime);
         if now < earliest {
@@ -235,6 +237,10 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
             state_range: Self::range_of(&merkleized),
             txs,
         };
+        self.node
+            .inner
+            .block_times
+            .record(block.digest(), timestamp_ms);
         self.node.state().insert(
             block.digest(),
             Layer {
@@ -302,6 +308,10 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
         if merkleized.root() != block.state_root {
             warn!(height, "block's state root differs from ours");
         }
+        self.node
+            .inner
+            .block_times
+            .record(digested.digest(), block.timestamp_ms);
         self.node.state().insert(
             digested.digest(),
             Layer {

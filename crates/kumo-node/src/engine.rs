@@ -67,6 +67,7 @@ use crate::{
     block::{Block, BlockLimits, Digest},
     follow, gossip,
     node::Node,
+    pacing::Paced,
 };
 
 /// Height-independent epoch: the validator set is fixed for the chain's life (for now).
@@ -483,7 +484,11 @@ where
 
     let deferred = Deferred::new(
         context.child("deferred"),
-        stateful_mailbox.clone(),
+        Paced::new(
+            stateful_mailbox.clone(),
+            node.inner.block_times.clone(),
+            config.block_time,
+        ),
         marshal.clone(),
         FixedEpocher::new(NZU64!(EPOCH_LENGTH)),
     );

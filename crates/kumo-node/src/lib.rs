@@ -10,6 +10,7 @@
 //! - [`engine`]: wires one node (a validator, or a follower that never votes) on any
 //!   commonware runtime and p2p network.
 //! - `follow`: how a follower takes the validators' finalizations (verified) into marshal.
+//! - [`pacing`]: the block time, waited for before a proposal reaches stateful's actor.
 //! - [`node`]: the [`Node`] handle: submit transactions, read the finalized state, receive
 //!   finalized blocks through a [`BlockSink`].
 //! - [`pool`]: the [`TxPool`] seam and a simple FIFO pool; [`mempool`]: the real mempool
@@ -31,6 +32,7 @@ mod gossip;
 pub mod home;
 pub mod mempool;
 pub mod node;
+pub mod pacing;
 pub mod pool;
 pub mod process;
 pub mod service;

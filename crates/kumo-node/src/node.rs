@@ -12,6 +12,7 @@ use kumo_types::tx::{TxEnvelope, VerifiedTx, tx_hash};
 
 use crate::{
     block::{BlockLimits, Digest},
+    pacing::BlockTimes,
     pool::{PoolError, TxHash, TxPool},
     state::ChainState,
 };
@@ -138,6 +139,8 @@ pub(crate) struct Inner {
     genesis_store: MemStore,
     pub(crate) tip: Mutex<Option<FinalizedTip>>,
     pub(crate) gossip: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    /// Timestamps of recent blocks, for pacing proposals ([`crate::pacing`]).
+    pub(crate) block_times: BlockTimes,
 }
 
 /// A handle on a node: cheap to clone, shared by the consensus application and its users.
@@ -161,6 +164,7 @@ impl Node {
                 genesis_store,
                 tip: Mutex::new(None),
                 gossip: Mutex::new(None),
+                block_times: BlockTimes::default(),
             }),
         })
     }
