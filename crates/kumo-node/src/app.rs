@@ -24,7 +24,7 @@
 //! State sync from peers is not used: a node that is behind replays finalized blocks from
 //! marshal (its own and its peers'), see `ARCHITECTURE.md`.
 
-use std::{marker::PhantomData, num::NonZeroU64, time::UNIX_EPOCH};
+use std::{marker::PhantomData, num::NonZeroU64};
 
 use commonware_consensus::{
     Heightable as _,
@@ -59,6 +59,7 @@ use tracing::{debug, error, info, warn};
 use crate::{
     block::{Block, BlockContext, Digest},
     node::{FinalizedBlock, FinalizedTip, Node},
+    pacing::{unix_ms, wait_before_proposing},
     state::{ChainState, Execution, Layer},
 };
 
@@ -119,14 +120,6 @@ impl<E: Runtime> KumoApp<E> {
         }
     }
 
-    /// Milliseconds since the Unix epoch on `runtime`'s clock.
-    fn now_ms(runtime: &E) -> u64 {
-        runtime
-            .current()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    }
-
     /// Writes a diff into a QMDB batch, in key order.
     fn write_diff(
         mut batch: <Databases<E> as DatabaseSet<E>>::Unmerkleized,
@@ -180,14 +173,11 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
         // Pace the chain: the child of a block is proposed `block_time` after the block.
         // `crate::pacing::Paced` has waited already, outside the actor, for a parent this node
         // executed; this wait covers the others (a parent replayed after a restart).
-        let earliest = parent_ts + config.block_time.as_millis() as u64;
-        let now = Self::now_ms(&runtime);
-        if now < earliest {
-            runtime
-                .sleep(std::time::Duration::from_millis(earliest - now))
-                .await;
+        let wait = wait_before_proposing(parent_ts, config.block_time, unix_ms(&runtime));
+        if !wait.is_zero() {
+            runtime.sleep(wait).await;
         }
-        let timestamp_ms = Self::now_ms(&runtime).max(parent_ts + 1);
+        let timestamp_ms = unix_ms(&runtime).max(parent_ts + 1);
 
         let candidates = config
             .pool
@@ -273,7 +263,7 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
             warn!(height, "invalid block: timestamp not above its parent's");
             return None;
         }
-        if candidate && block.timestamp_ms > Self::now_ms(&runtime) + MAX_CLOCK_AHEAD_MS {
+        if candidate && block.timestamp_ms > unix_ms(&runtime) + MAX_CLOCK_AHEAD_MS {
             warn!(
                 height,
                 timestamp_ms = block.timestamp_ms,

@@ -61,6 +61,14 @@ impl BlockTimes {
     }
 }
 
+/// Milliseconds since the Unix epoch on `clock`.
+pub fn unix_ms(clock: &impl Clock) -> u64 {
+    clock
+        .current()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// How long to wait, at `now_ms`, before proposing on a parent stamped `parent_ms`.
 pub fn wait_before_proposing(parent_ms: u64, block_time: Duration, now_ms: u64) -> Duration {
     let earliest = parent_ms.saturating_add(block_time.as_millis() as u64);
@@ -114,12 +122,7 @@ where
     ) -> Option<Digested<Block>> {
         let (_, parent) = context.1.parent;
         if let Some(parent_ms) = self.times.get(&parent) {
-            let now_ms = context
-                .0
-                .current()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            let wait = wait_before_proposing(parent_ms, self.block_time, now_ms);
+            let wait = wait_before_proposing(parent_ms, self.block_time, unix_ms(&context.0));
             if !wait.is_zero() {
                 context.0.sleep(wait).await;
             }
