@@ -13,8 +13,9 @@
 //! | `headers` | height | the block without its transactions and events |
 //! | `txs` | (height, index) | a transaction, its outcome, where its events are |
 //! | `block_hashes` | block hash | height |
-//! | `tx_hashes` | tx hash | (height, index) |
+//! | `tx_hashes` | tx hash | (height, index), written in batches (`tx_index.rs`) |
 //! | `events` | (height, index) | an event and its transaction's hash |
+//! | `meta` | name | the last height `tx_hashes` holds every hash of |
 //!
 //! Values are a version byte and Borsh (`encoding.rs`), each event stored once; the JSON shapes
 //! the API serves are built when read. (Before version 1 values were JSON, each event stored
@@ -35,13 +36,17 @@
 
 mod encoding;
 pub mod record;
+mod tx_index;
 
-use std::path::Path;
+use std::{path::Path, sync::Mutex};
 
 use encoding::{StoredError, StoredEventValue, StoredHeader, StoredTx};
 use kumo_chain::EventRecord;
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use tx_index::{INDEXED_THROUGH, Inclusion, Pending};
+
+pub use tx_index::INDEX_BATCH;
 
 pub use record::{
     BlockMeta, BlockRecord, EventCursor, Hash32, StoredEvent, TxCode, TxErrorRecord, TxOutcome,
@@ -53,6 +58,7 @@ const TXS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("txs");
 const BLOCK_HASHES: TableDefinition<Hash32, u64> = TableDefinition::new("block_hashes");
 const TX_HASHES: TableDefinition<Hash32, (u64, u32)> = TableDefinition::new("tx_hashes");
 const EVENTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("events");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Why the store refused or failed an operation.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +145,13 @@ pub struct BlockHeader {
 /// Finalized blocks, transactions and events in a redb file.
 pub struct BlockStore {
     db: Database,
+    /// Hashes of stored blocks not yet in `tx_hashes` (see `tx_index.rs`).
+    pending: Mutex<Pending>,
+    /// Held through [`BlockStore::put_block`], so that a block's pending hashes are recorded
+    /// before the next block decides what to flush.
+    writer: Mutex<()>,
+    /// How many pending hashes trigger a flush.
+    index_batch: usize,
 }
 
 impl std::fmt::Debug for BlockStore {
@@ -248,22 +261,74 @@ impl BlockStore {
             w.open_table(BLOCK_HASHES).map_err(db_err)?;
             w.open_table(TX_HASHES).map_err(db_err)?;
             w.open_table(EVENTS).map_err(db_err)?;
+            let mut meta = w.open_table(META).map_err(db_err)?;
+            if meta.get(INDEXED_THROUGH).map_err(db_err)?.is_none() {
+                // A new store, or one written before the index was batched: every stored
+                // block is indexed.
+                let latest = headers_last(&w.open_table(HEADERS).map_err(db_err)?)?;
+                meta.insert(INDEXED_THROUGH, latest.unwrap_or(0))
+                    .map_err(db_err)?;
+            }
         }
         w.commit().map_err(db_err)?;
-        Ok(BlockStore { db })
+        let pending = Mutex::new(BlockStore::unindexed(&db)?);
+        Ok(BlockStore {
+            db,
+            pending,
+            writer: Mutex::new(()),
+            index_batch: INDEX_BATCH,
+        })
+    }
+
+    /// Writes the transaction-hash index once `entries` hashes have gathered instead of
+    /// [`INDEX_BATCH`] (1: with every block). For tests and tuning: reads and crash safety are
+    /// the same at any size.
+    pub fn with_index_batch(mut self, entries: usize) -> BlockStore {
+        self.index_batch = entries.max(1);
+        self
+    }
+
+    /// The hashes of the blocks past the index's mark, read back from `txs` (after a restart).
+    fn unindexed(db: &Database) -> Result<Pending, BlockStoreError> {
+        let r = db.begin_read().map_err(db_err)?;
+        let through = r
+            .open_table(META)
+            .map_err(db_err)?
+            .get(INDEXED_THROUGH)
+            .map_err(db_err)?
+            .map_or(0, |v| v.value());
+        let mut pending = Pending::default();
+        let txs = r.open_table(TXS).map_err(db_err)?;
+        for entry in txs
+            .range((through.saturating_add(1), 0)..)
+            .map_err(db_err)?
+        {
+            let (k, v) = entry.map_err(db_err)?;
+            let (height, index) = k.value();
+            let t: StoredTx = decode(v.value(), || format!("tx ({height}, {index})"))?;
+            pending.add(
+                t.hash,
+                Inclusion {
+                    height,
+                    index,
+                    rejected: TxCode::from(t.code) == TxCode::Rejected,
+                },
+            );
+        }
+        Ok(pending)
     }
 
     /// The highest stored height; none while the store is empty.
     pub fn latest_height(&self) -> Result<Option<u64>, BlockStoreError> {
         let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(HEADERS).map_err(db_err)?;
-        Ok(t.last().map_err(db_err)?.map(|(k, _)| k.value()))
+        headers_last(&r.open_table(HEADERS).map_err(db_err)?)
     }
 
     /// Stores a finalized block. The first block may have any height; every later one must be
     /// the last stored height + 1, or an already stored height with identical content (a no-op).
     pub fn put_block(&self, block: &BlockRecord) -> Result<Put, BlockStoreError> {
         check_consistent(block)?;
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let h = block.height;
         match self.latest_height()? {
             Some(last) if h <= last => {
@@ -289,6 +354,15 @@ impl BlockStore {
             tx_count: u32::try_from(block.txs.len()).map_err(|_| too_many("transactions"))?,
             end_events_from: u32::try_from(tx_events).map_err(|_| too_many("events"))?,
         };
+        // This block's hashes, and the pending ones too when it is time to flush them.
+        let (flush, mut new_hashes) = {
+            let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if pending.len() + block.txs.len() >= self.index_batch {
+                (true, pending.clone())
+            } else {
+                (false, Pending::default())
+            }
+        };
         let w = self.db.begin_write().map_err(db_err)?;
         {
             let mut headers = w.open_table(HEADERS).map_err(db_err)?;
@@ -309,7 +383,6 @@ impl BlockStore {
                 .insert(block.hash, h)
                 .map_err(db_err)?;
             let mut txs = w.open_table(TXS).map_err(db_err)?;
-            let mut tx_hashes = w.open_table(TX_HASHES).map_err(db_err)?;
             let mut first_event = 0u32;
             for tx in &block.txs {
                 // Fits: the events of all transactions fit a u32 (checked above).
@@ -327,24 +400,41 @@ impl BlockStore {
                 first_event += event_count;
                 txs.insert((h, tx.index), encoding::encode(&stored).as_slice())
                     .map_err(db_err)?;
-                // A hash may appear more than once on chain (a replay included and rejected).
-                // Its lookup keeps the first inclusion that took effect, else the first one.
-                let keep_old = match tx_hashes.get(tx.hash).map_err(db_err)? {
-                    None => false,
-                    Some(at) => {
-                        let at = at.value();
-                        let old = txs.get(at).map_err(db_err)?.map(|v| v.value().to_vec());
-                        let old: Option<StoredTx> = match old {
-                            Some(bytes) => Some(decode(&bytes, || format!("tx {at:?}"))?),
-                            None => None,
-                        };
-                        old.is_some_and(|o| TxCode::from(o.code) != TxCode::Rejected)
-                            || tx.result.code == TxCode::Rejected
+                new_hashes.add(
+                    tx.hash,
+                    Inclusion {
+                        height: h,
+                        index: tx.index,
+                        rejected: tx.result.code == TxCode::Rejected,
+                    },
+                );
+            }
+            if flush {
+                let mut tx_hashes = w.open_table(TX_HASHES).map_err(db_err)?;
+                for (hash, new) in new_hashes.sorted() {
+                    let Some(old) = tx_hashes
+                        .insert(hash, new.at())
+                        .map_err(db_err)?
+                        .map(|v| v.value())
+                    else {
+                        continue;
+                    };
+                    // The same bytes were included before (a replay).
+                    let old_rejected = match txs.get(old).map_err(db_err)? {
+                        Some(v) => {
+                            let t: StoredTx = decode(v.value(), || format!("tx {old:?}"))?;
+                            TxCode::from(t.code) == TxCode::Rejected
+                        }
+                        None => true,
+                    };
+                    if !tx_index::replaces(old_rejected, &new) {
+                        tx_hashes.insert(hash, old).map_err(db_err)?;
                     }
-                };
-                if !keep_old {
-                    tx_hashes.insert(tx.hash, (h, tx.index)).map_err(db_err)?;
                 }
+                w.open_table(META)
+                    .map_err(db_err)?
+                    .insert(INDEXED_THROUGH, h)
+                    .map_err(db_err)?;
             }
             let mut events = w.open_table(EVENTS).map_err(db_err)?;
             for e in block.events() {
@@ -358,6 +448,15 @@ impl BlockStore {
             }
         }
         w.commit().map_err(db_err)?;
+        // Only now: a reader that finds a hash here reads a committed transaction.
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if flush {
+            pending.clear();
+        } else {
+            for (hash, new) in new_hashes.sorted() {
+                pending.add(hash, new);
+            }
+        }
         Ok(Put::Written)
     }
 
@@ -444,6 +543,12 @@ impl BlockStore {
 
     /// [`BlockStore::tx`] for each of `hashes`, in one read transaction.
     pub fn txs(&self, hashes: &[Hash32]) -> Result<Vec<Option<(u64, TxRecord)>>, BlockStoreError> {
+        // The pending hashes before the read transaction: a hash a flush took from them after
+        // this look is in the table that transaction reads.
+        let pending: Vec<Option<Inclusion>> = {
+            let p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            hashes.iter().map(|h| p.get(h)).collect()
+        };
         let r = self.db.begin_read().map_err(db_err)?;
         let at = r.open_table(TX_HASHES).map_err(db_err)?;
         let tables = (
@@ -452,8 +557,19 @@ impl BlockStore {
         );
         hashes
             .iter()
-            .map(|hash| {
-                let Some((h, i)) = at.get(hash).map_err(db_err)?.map(|v| v.value()) else {
+            .zip(pending)
+            .map(|(hash, pending)| {
+                let indexed = || -> Result<Option<(u64, u32)>, BlockStoreError> {
+                    Ok(at.get(hash).map_err(db_err)?.map(|v| v.value()))
+                };
+                let found = match pending {
+                    // Took effect: no other inclusion of these bytes did.
+                    Some(p) if !p.rejected => Some(p.at()),
+                    // A rejected replay defers to an earlier inclusion.
+                    Some(p) => Some(indexed()?.unwrap_or(p.at())),
+                    None => indexed()?,
+                };
+                let Some((h, i)) = found else {
                     return Ok(None);
                 };
                 let raw = tables.0.get((h, i)).map_err(db_err)?.ok_or_else(|| {
@@ -493,6 +609,13 @@ impl BlockStore {
         }
         Ok(out)
     }
+}
+
+/// The highest height in a `headers` table.
+fn headers_last(
+    headers: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<Option<u64>, BlockStoreError> {
+    Ok(headers.last().map_err(db_err)?.map(|(k, _)| k.value()))
 }
 
 /// Refuses blocks whose parts disagree on where they are.
