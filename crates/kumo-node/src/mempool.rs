@@ -119,6 +119,15 @@ impl TxPool for ChainPool {
             })
     }
 
+    fn insert_admitted(&self, tx: Vec<u8>, admission: Admission) -> Result<TxHash, PoolError> {
+        self.lock()
+            .insert(tx, |_| Ok::<_, TxRejected>(admission))
+            .map_err(|e| match e {
+                MempoolError::AlreadyInMempool(_) => PoolError::Duplicate,
+                e => PoolError::Mempool(e),
+            })
+    }
+
     fn reap(&self, max_txs: usize, max_bytes: usize) -> Vec<Vec<u8>> {
         self.lock().reap(max_txs, max_bytes)
     }

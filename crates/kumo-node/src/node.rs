@@ -8,6 +8,7 @@ use commonware_utils::channel::mpsc;
 use kumo_chain::{
     App, EventRecord, Genesis, MemStore, Store, TxReceipt, TxRejected, store::Overlay,
 };
+use kumo_mempool::Admission;
 use kumo_types::tx::{TxEnvelope, VerifiedTx, tx_hash};
 
 use crate::{
@@ -261,19 +262,18 @@ impl Node {
                 state.signature_verified(v.hash);
             }
         }
-        let checked: Vec<Result<VerifiedTx, TxRejected>> = self.with_finalized_state(|store, _| {
+        let checked: Vec<Result<Admission, TxRejected>> = self.with_finalized_state(|store, _| {
             let app = App::load(Overlay::new(store)).expect("the finalized state holds a chain");
             checked
                 .into_iter()
-                .map(|c| c.and_then(|v| app.check_verified(&v).map(|()| v)))
+                .map(|c| c.and_then(|v| admission(&app, &v)))
                 .collect()
         });
         let gossip = self.inner.gossip.lock().expect("gossip lock").clone();
         txs.into_iter()
             .zip(checked)
             .map(|(tx, checked)| {
-                checked?;
-                let hash = self.pool().insert(tx.clone())?;
+                let hash = self.pool().insert_admitted(tx.clone(), checked?)?;
                 if let Some(gossip) = &gossip {
                     let _ = gossip.try_send(tx);
                 }
@@ -323,16 +323,27 @@ impl Node {
                 state.signature_verified(v.hash);
             }
         }
-        let admitted: Vec<&[u8]> = self.with_finalized_state(|store, _| {
+        let admitted: Vec<(&[u8], Admission)> = self.with_finalized_state(|store, _| {
             let app = App::load(Overlay::new(store)).expect("the finalized state holds a chain");
             verified
                 .iter()
-                .filter(|(_, v)| app.check_verified(v).is_ok())
-                .map(|(bytes, _)| *bytes)
+                .filter_map(|(bytes, v)| admission(&app, v).ok().map(|a| (*bytes, a)))
                 .collect()
         });
-        for tx in admitted {
-            let _ = self.pool().insert(tx.to_vec());
+        for (tx, admission) in admitted {
+            let _ = self.pool().insert_admitted(tx.to_vec(), admission);
         }
     }
+}
+
+/// Checks a verified transaction against the finalized state (chain id, fee, nonce not below
+/// the account's) and returns what the pool admits it by.
+fn admission<S: Store>(app: &App<S>, tx: &VerifiedTx) -> Result<Admission, TxRejected> {
+    app.check_verified(tx)?;
+    Ok(Admission {
+        sender: tx.sender,
+        nonce: tx.body.nonce,
+        fee: tx.body.fee.amount,
+        account_nonce: app.account_nonce(&tx.sender),
+    })
 }

@@ -37,6 +37,17 @@ pub enum PoolError {
 pub trait TxPool: Send + Sync + 'static {
     /// Adds an admitted transaction. Returns its hash.
     fn insert(&self, tx: Vec<u8>) -> Result<TxHash, PoolError>;
+    /// [`TxPool::insert`] for a transaction whose admission facts the caller already read
+    /// (while checking it against the finalized state), so that the pool need not parse it or
+    /// read the state again. By default the same as [`TxPool::insert`].
+    fn insert_admitted(
+        &self,
+        tx: Vec<u8>,
+        admission: kumo_mempool::Admission,
+    ) -> Result<TxHash, PoolError> {
+        let _ = admission;
+        self.insert(tx)
+    }
     /// Up to `max_txs` transactions of at most `max_bytes` together, in the order they should
     /// run. They stay in the pool until [`TxPool::remove`].
     fn reap(&self, max_txs: usize, max_bytes: usize) -> Vec<Vec<u8>>;
