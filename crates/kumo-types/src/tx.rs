@@ -171,9 +171,14 @@ impl<'a> TxEnvelope<'a> {
 
     /// Decodes the body; only called once the signature is known good.
     fn decode_verified(self) -> Result<VerifiedTx, TxError> {
+        self.decode_verified_hashed(tx_hash(self.bytes))
+    }
+
+    /// [`TxEnvelope::decode_verified`] with the bytes' hash already computed.
+    fn decode_verified_hashed(self, hash: [u8; 32]) -> Result<VerifiedTx, TxError> {
         let body = self.body_unverified()?;
         Ok(VerifiedTx {
-            hash: tx_hash(self.bytes),
+            hash,
             len: self.bytes.len(),
             signer: self.signer,
             sender: Address::from_public_key(&self.signer),
@@ -211,10 +216,8 @@ pub fn verify_batch_trusting(
     envelopes: &[TxEnvelope<'_>],
     verified_before: impl Fn(&[u8; 32]) -> bool,
 ) -> Vec<Result<VerifiedTx, TxError>> {
-    let trusted: Vec<bool> = envelopes
-        .iter()
-        .map(|e| verified_before(&tx_hash(e.bytes)))
-        .collect();
+    let hashes: Vec<[u8; 32]> = envelopes.iter().map(|e| tx_hash(e.bytes)).collect();
+    let trusted: Vec<bool> = hashes.iter().map(&verified_before).collect();
     let all_good = crate::keys::verify_batch(
         envelopes
             .iter()
@@ -225,9 +228,10 @@ pub fn verify_batch_trusting(
     envelopes
         .iter()
         .zip(&trusted)
-        .map(|(e, trusted)| {
+        .zip(hashes)
+        .map(|((e, trusted), hash)| {
             if all_good || *trusted {
-                e.decode_verified()
+                e.decode_verified_hashed(hash)
             } else {
                 e.verify()
             }
