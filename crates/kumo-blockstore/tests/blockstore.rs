@@ -370,3 +370,48 @@ fn json_shape_uses_hex() {
     let back: BlockRecord = serde_json::from_value(v).unwrap();
     assert_eq!(back, b);
 }
+
+#[test]
+fn readers_racing_the_writer_find_every_stored_hash() {
+    // A writer stores blocks (the index written every few blocks) while readers look up the
+    // hashes of every block already stored: none may be missing, before, during or after the
+    // write of the index.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Chain::new();
+    let blocks: Vec<BlockRecord> = (0..40)
+        .map(|i| {
+            let txs = (0..4).map(|k| c.send((i + k) % 2 == 0, "1ukumo")).collect();
+            c.block(txs)
+        })
+        .collect();
+    let store = std::sync::Arc::new(open(&dir).with_index_batch(10));
+    let stored = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (store, stored, blocks) = (store.clone(), stored.clone(), blocks.clone());
+            std::thread::spawn(move || {
+                let mut checks = 0;
+                loop {
+                    let upto = stored.load(std::sync::atomic::Ordering::SeqCst);
+                    let hashes: Vec<[u8; 32]> = blocks[..upto]
+                        .iter()
+                        .flat_map(|b| b.txs.iter().map(|t| t.hash))
+                        .collect();
+                    let found = store.txs(&hashes).unwrap();
+                    assert!(found.iter().all(Option::is_some), "a stored hash is missing");
+                    checks += 1;
+                    if upto == blocks.len() {
+                        return checks;
+                    }
+                }
+            })
+        })
+        .collect();
+    for (i, b) in blocks.iter().enumerate() {
+        store.put_block(b).unwrap();
+        stored.store(i + 1, std::sync::atomic::Ordering::SeqCst);
+    }
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+}
