@@ -398,7 +398,10 @@ fn readers_racing_the_writer_find_every_stored_hash() {
                         .flat_map(|b| b.txs.iter().map(|t| t.hash))
                         .collect();
                     let found = store.txs(&hashes).unwrap();
-                    assert!(found.iter().all(Option::is_some), "a stored hash is missing");
+                    assert!(
+                        found.iter().all(Option::is_some),
+                        "a stored hash is missing"
+                    );
                     checks += 1;
                     if upto == blocks.len() {
                         return checks;
