@@ -453,9 +453,7 @@ impl BlockStore {
         if flush {
             pending.clear();
         } else {
-            for (hash, new) in new_hashes.sorted() {
-                pending.add(hash, new);
-            }
+            pending.merge(new_hashes);
         }
         Ok(Put::Written)
     }

@@ -4,7 +4,8 @@
 //! Every transaction reaches [`TxPool::insert`] after [`crate::Node::check_tx`] verified it
 //! (the API's submissions and peers' gossip alike), so insertion does not verify the signature
 //! again: it reads the sender, nonce and fee out of the checked bytes and the sender's next
-//! nonce out of the finalized state. After each finalized block, [`ChainPool::after_block`]
+//! nonce out of the finalized state, or takes them from the check ([`TxPool::insert_admitted`],
+//! the batch paths, which read them while checking). After each finalized block, [`ChainPool::after_block`]
 //! drops what the block included and rechecks the rest against the new state (nonces, fees),
 //! without verifying signatures again.
 //!
@@ -108,24 +109,22 @@ fn admission(node: &Node, bytes: &[u8]) -> Result<Admission, TxRejected> {
     })
 }
 
+/// The mempool's answer in the [`TxPool`]'s terms.
+fn pool_error(r: Result<TxHash, MempoolError<TxRejected>>) -> Result<TxHash, PoolError> {
+    r.map_err(|e| match e {
+        MempoolError::AlreadyInMempool(_) => PoolError::Duplicate,
+        e => PoolError::Mempool(e),
+    })
+}
+
 impl TxPool for ChainPool {
     fn insert(&self, tx: Vec<u8>) -> Result<TxHash, PoolError> {
         let node = self.node().ok_or(PoolError::Starting)?;
-        self.lock()
-            .insert(tx, |b| admission(&node, b))
-            .map_err(|e| match e {
-                MempoolError::AlreadyInMempool(_) => PoolError::Duplicate,
-                e => PoolError::Mempool(e),
-            })
+        pool_error(self.lock().insert(tx, |b| admission(&node, b)))
     }
 
     fn insert_admitted(&self, tx: Vec<u8>, admission: Admission) -> Result<TxHash, PoolError> {
-        self.lock()
-            .insert(tx, |_| Ok::<_, TxRejected>(admission))
-            .map_err(|e| match e {
-                MempoolError::AlreadyInMempool(_) => PoolError::Duplicate,
-                e => PoolError::Mempool(e),
-            })
+        pool_error(self.lock().insert(tx, |_| Ok(admission)))
     }
 
     fn reap(&self, max_txs: usize, max_bytes: usize) -> Vec<Vec<u8>> {
