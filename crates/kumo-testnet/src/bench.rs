@@ -255,6 +255,18 @@ pub fn node(
         } else {
             run(senders, clients, load).await
         };
+        if !report.failed.is_empty() {
+            let mut why: std::collections::BTreeMap<&str, usize> = Default::default();
+            for (_, reason) in &report.failed {
+                *why.entry(reason.as_str()).or_default() += 1;
+            }
+            let why: Vec<String> = why.iter().map(|(r, n)| format!("{n} × {r}")).collect();
+            progress(&format!(
+                "{} transactions were not committed: {}",
+                report.failed.len(),
+                why.join("; ")
+            ));
+        }
         let from = start + config.warmup;
         let to = start + config.duration;
         let from_ms = unix_ms(start_wall + config.warmup);

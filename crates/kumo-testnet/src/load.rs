@@ -279,10 +279,11 @@ async fn submit_until_done(
 
 /// As [`run`], but each node's clients send their transactions in batches
 /// (`POST /v1/txs/batch?wait=commit`): the senders of node `i` (sender `s` goes to node
-/// `s mod n`) share `window` batching clients, client `j` sending every sender's transactions
-/// `j, j + window, j + 2 × window, …`, one batch per round, the next round once the node answers
-/// that the batch is committed. So each sender still has at most `window` transactions in flight,
-/// as with [`run`], and a transaction's latency is its batch's (first submission → the answer).
+/// `s mod n`) are split among `window` batching clients, and each client sends its senders' next
+/// `window` transactions as one batch, the next batch once the node answers that this one is
+/// committed, as a client with a queue of its own transactions would. So each sender still has
+/// at most `window` transactions in flight, as with [`run`], and a transaction's latency is its
+/// batch's (first submission → the answer).
 /// A node that does not answer is asked again (no failover: this load is for benchmarks).
 pub async fn run_batched(
     senders: Vec<Sender>,
@@ -297,7 +298,9 @@ pub async fn run_batched(
     let mut tasks = Vec::new();
     for (n, client) in nodes.into_iter().enumerate() {
         for slot in 0..window {
-            let mine: Vec<usize> = (0..senders.len()).filter(|s| s % count == n).collect();
+            let mine: Vec<usize> = (0..senders.len())
+                .filter(|s| s % count == n && (s / count) % window == slot)
+                .collect();
             let (senders, shared, config, client) = (
                 senders.clone(),
                 shared.clone(),
@@ -310,10 +313,9 @@ pub async fn run_batched(
                     if config.stop_at.is_some_and(|t| Instant::now() >= t) {
                         break;
                     }
-                    let at = round * window + slot;
                     let batch: Vec<&SignedTx> = mine
                         .iter()
-                        .filter_map(|s| senders[*s].txs.get(at))
+                        .flat_map(|s| senders[*s].txs.iter().skip(round * window).take(window))
                         .collect();
                     if batch.is_empty() {
                         break;
