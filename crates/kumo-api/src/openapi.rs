@@ -250,7 +250,7 @@ fn schemas() -> Value {
                 "hash": hex32,
                 "status": string_enum(&["pending", "committed", "error"]),
                 "height": { "type": "integer", "description": "when committed" },
-                "tx": schema("TxRecord"),
+                "result": schema("TxSummary"),
                 "error": { "type": "object", "required": ["code", "message"], "description": "when error: what POST /v1/txs would have answered",
                            "properties": { "code": { "type": "string" }, "message": { "type": "string" }, "reason": { "type": "string" } } }
             }
@@ -274,6 +274,21 @@ fn schemas() -> Value {
                 "hash": hex32, "index": { "type": "integer" },
                 "bytes": { "type": "string", "description": "hex" },
                 "result": schema("TxOutcome")
+            }
+        },
+        "TxSummary": {
+            "type": "object", "required": ["index", "code"],
+            "description": "when committed: its place in the block and what happened (GET /v1/txs/{hash} has its events too)",
+            "properties": {
+                "index": { "type": "integer" },
+                "code": string_enum(&["ok", "failed", "rejected"]),
+                "error": { "type": "object", "required": ["kind", "message"],
+                    "properties": {
+                        "kind": { "type": "string", "description": "msg_failed, or the rejection reason" },
+                        "message": { "type": "string" },
+                        "msg_index": { "type": ["integer", "null"] },
+                        "msg": { "type": ["string", "null"] }
+                    } }
             }
         },
         "TxOutcome": {

@@ -362,14 +362,14 @@ async fn submit_batch<B: NodeBackend>(
                 hash,
                 status: BatchItemStatus::Pending,
                 height: None,
-                tx: None,
+                result: None,
                 error: None,
             },
             Err(e) => BatchItem {
                 hash,
                 status: BatchItemStatus::Error,
                 height: None,
-                tx: None,
+                result: None,
                 error: Some(ApiError::from(e).body().error),
             },
         })
@@ -402,14 +402,14 @@ async fn wait_all_committed<B: NodeBackend>(
             return Ok(());
         }
         let hashes: Vec<Hash32> = pending.iter().map(|i| items[*i].hash).collect();
-        let found = blocks(api, move |b| b.txs(&hashes)).await?;
+        let found = blocks(api, move |b| b.tx_summaries(&hashes)).await?;
         let mut left = Vec::new();
         for (i, found) in pending.into_iter().zip(found) {
             match found {
                 Some((height, tx)) => {
                     items[i].status = BatchItemStatus::Committed;
                     items[i].height = Some(height);
-                    items[i].tx = Some(tx);
+                    items[i].result = Some(tx);
                 }
                 None => left.push(i),
             }
@@ -422,14 +422,14 @@ async fn wait_all_committed<B: NodeBackend>(
             .collect();
         if !gone.is_empty() {
             let hashes: Vec<Hash32> = gone.iter().map(|i| items[*i].hash).collect();
-            let found = blocks(api, move |b| b.txs(&hashes)).await?;
+            let found = blocks(api, move |b| b.tx_summaries(&hashes)).await?;
             for (i, found) in gone.into_iter().zip(found) {
                 let item = &mut items[i];
                 match found {
                     Some((height, tx)) => {
                         item.status = BatchItemStatus::Committed;
                         item.height = Some(height);
-                        item.tx = Some(tx);
+                        item.result = Some(tx);
                     }
                     None => {
                         item.status = BatchItemStatus::Error;

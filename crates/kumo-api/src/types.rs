@@ -12,7 +12,7 @@ use kumo_blockstore::{EventCursor, StoredEvent, TxRecord};
 use kumo_types::{Address, OrderId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use kumo_blockstore::{BlockRecord, TxCode, TxOutcome};
+pub use kumo_blockstore::{BlockRecord, TxCode, TxOutcome, TxSummary};
 pub use kumo_chain::query::{
     AccountView, AtHeight, ChainStatus, DeploymentView, EscrowView, ProviderView,
 };
@@ -239,9 +239,10 @@ pub struct BatchItem {
     /// When committed: the block height.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u64>,
-    /// When committed: the transaction and its outcome.
+    /// When committed: its place in the block and its outcome (`GET /v1/txs/{hash}` has its
+    /// events too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tx: Option<TxRecord>,
+    pub result: Option<TxSummary>,
     /// When an error: why (the code and message `POST /v1/txs` would answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,

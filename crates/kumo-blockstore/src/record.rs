@@ -125,6 +125,19 @@ pub struct TxRecord {
     pub result: TxOutcome,
 }
 
+/// A committed transaction's place and outcome without its bytes and events: what a batch
+/// submission answers for each of its transactions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxSummary {
+    /// Its position in the block.
+    pub index: u32,
+    /// What happened.
+    pub code: TxCode,
+    /// Why it failed or was rejected; none when ok.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TxErrorRecord>,
+}
+
 /// The three things that can happen to a transaction in a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -122,6 +122,22 @@ fn roundtrip_block_txs_and_events() {
     assert_eq!((err.kind.as_str(), err.msg_index), ("msg_failed", Some(0)));
     assert_eq!(f.result.sender, Some(c.alice.addr));
 
+    // Summaries: the same places and outcomes, without bytes and events; unknown hashes none.
+    let hashes: Vec<_> = [&ok, &failed, &rejected, &vec![0u8]]
+        .iter()
+        .map(|t| kumo_types::tx::tx_hash(t))
+        .collect();
+    let summaries = store.tx_summaries(&hashes).unwrap();
+    let full = store.txs(&hashes).unwrap();
+    assert!(summaries[3].is_none() && full[3].is_none());
+    for (s, f) in summaries.iter().zip(&full).take(3) {
+        let ((sh, s), (fh, f)) = (s.as_ref().unwrap(), f.as_ref().unwrap());
+        assert_eq!(
+            (sh, s.index, s.code, &s.error),
+            (fh, f.index, f.result.code, &f.result.error)
+        );
+    }
+
     // Events: the ok tx's fee and transfer, the failed tx's fee; in order, numbered.
     let events = store.events(EventCursor::at_height(0), 100).unwrap();
     let expected: Vec<StoredEvent> = b.events().collect();
