@@ -1,6 +1,6 @@
 //! How the store's values are written: one version byte, then Borsh.
 //!
-//! Each event is stored once, in the `events` table; a transaction's value says which of the
+//! Each event is stored once, in the `event_rows` table; a transaction's value says which of the
 //! block's events are its own (`first_event`, `event_count`) and a header where the end-of-block
 //! events start, so reading a transaction or a block joins them back. Heights, indexes and
 //! hashes that are a value's key are not repeated in it.
@@ -109,6 +109,13 @@ impl From<StoredError> for TxErrorRecord {
 pub(crate) struct StoredEventValue {
     pub(crate) tx_hash: Option<Hash32>,
     pub(crate) event: Event,
+}
+
+/// [`StoredEventValue`] borrowed, for writing (the same bytes).
+#[derive(BorshSerialize)]
+pub(crate) struct StoredEventRef<'a> {
+    pub(crate) tx_hash: &'a Option<Hash32>,
+    pub(crate) event: &'a Event,
 }
 
 /// The version byte and the Borsh bytes of `v`.

@@ -11,15 +11,16 @@
 //! | table | key | value |
 //! | --- | --- | --- |
 //! | `headers` | height | the block without its transactions and events |
-//! | `txs` | (height, index) | a transaction, its outcome, where its events are |
+//! | `tx_rows` | (height, index / 64) | 64 transactions, their outcomes, where their events are (`chunk.rs`) |
 //! | `block_hashes` | block hash | height |
 //! | `tx_hashes` | tx hash | (height, index), written in batches (`tx_index.rs`) |
-//! | `events` | (height, index) | an event and its transaction's hash |
-//! | `meta` | name | the last height `tx_hashes` holds every hash of |
+//! | `event_rows` | (height, index / 64) | 64 events and their transactions' hashes |
+//! | `meta` | name | the layout ([`LAYOUT`]); the last height `tx_hashes` holds every hash of |
 //!
 //! Values are a version byte and Borsh (`encoding.rs`), each event stored once; the JSON shapes
 //! the API serves are built when read. (Before version 1 values were JSON, each event stored
-//! twice: about three times the bytes, and the node's costliest write.)
+//! twice: about three times the bytes, and the node's costliest write. Before layout 2 each
+//! transaction and event was a row of its own.)
 //!
 //! ```
 //! use kumo_blockstore::{BlockRecord, BlockStore, Put};
@@ -34,13 +35,15 @@
 //! assert_eq!(store.latest_height().unwrap(), Some(1));
 //! ```
 
+mod chunk;
 mod encoding;
 pub mod record;
 mod tx_index;
 
 use std::{path::Path, sync::Mutex};
 
-use encoding::{StoredError, StoredEventValue, StoredHeader, StoredTx};
+use chunk::{CHUNK, Row, RowBuilder};
+use encoding::{StoredError, StoredEventRef, StoredEventValue, StoredHeader, StoredTx};
 use kumo_chain::EventRecord;
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -54,11 +57,17 @@ pub use record::{
 };
 
 const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
-const TXS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("txs");
+const TXS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("tx_rows");
 const BLOCK_HASHES: TableDefinition<Hash32, u64> = TableDefinition::new("block_hashes");
 const TX_HASHES: TableDefinition<Hash32, (u64, u32)> = TableDefinition::new("tx_hashes");
-const EVENTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("events");
+const EVENTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("event_rows");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The table layout this version writes and reads (the `meta` key `layout`): 2 is rows of
+/// [`chunk::CHUNK`] transactions or events. Stores of layout 1 (one row each, no `layout` key)
+/// are refused at open.
+pub const LAYOUT: u64 = 2;
+const LAYOUT_KEY: &str = "layout";
 
 /// Why the store refused or failed an operation.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +102,14 @@ pub enum BlockStoreError {
     /// The database failed (disk full, I/O error, file locked by another process, ...).
     #[error("block store: {0}")]
     Db(#[from] redb::Error),
+    /// The file was written with another table layout (by another version of Kumo).
+    #[error(
+        "block store: the file has table layout {found}, this version of Kumo reads layout {LAYOUT} (no migration yet): start the node from a fresh home"
+    )]
+    Layout {
+        /// The file's layout (1: before layouts were recorded).
+        found: u64,
+    },
     /// A stored value does not decode: the file is damaged or from an incompatible version.
     #[error(
         "block store: stored {what} does not decode ({error}): the file is damaged or from an incompatible version"
@@ -170,11 +187,19 @@ fn decode<T: borsh::BorshDeserialize>(
     })
 }
 
-/// The `txs` and `events` tables of a read transaction.
+/// The `tx_rows` and `event_rows` tables of a read transaction.
 type Tables = (
     ReadOnlyTable<(u64, u32), &'static [u8]>,
     ReadOnlyTable<(u64, u32), &'static [u8]>,
 );
+
+/// Reads a stored row's frame.
+fn parse_row<'a>(raw: &'a [u8], what: impl FnOnce() -> String) -> Result<Row<'a>, BlockStoreError> {
+    Row::parse(raw).map_err(|error| BlockStoreError::Corrupt {
+        what: what(),
+        error,
+    })
+}
 
 /// The events `(height, from..from + count)` (`count` none: to the block's end).
 fn read_events(
@@ -187,18 +212,29 @@ fn read_events(
         return Ok(Vec::new());
     }
     let to = count.map_or(u32::MAX, |c| from.saturating_add(c - 1));
+    let ((_, first_row), skip) = chunk::locate(height, from);
+    let ((_, last_row), _) = chunk::locate(height, to);
     let mut out = Vec::new();
     for entry in events
-        .range((height, from)..=(height, to))
+        .range((height, first_row)..=(height, last_row))
         .map_err(db_err)?
     {
         let (k, v) = entry.map_err(db_err)?;
-        let e: StoredEventValue = decode(v.value(), || format!("event {:?}", k.value()))?;
-        out.push(EventRecord {
-            height,
-            tx_hash: e.tx_hash,
-            event: e.event,
-        });
+        let r = k.value().1;
+        let row = parse_row(v.value(), || format!("events of block {height}, row {r}"))?;
+        let skip = if r == first_row { skip } else { 0 };
+        for (pos, item) in (skip..).zip(row.items_from(skip)) {
+            let index = r * CHUNK + pos as u32;
+            if index > to {
+                break;
+            }
+            let e: StoredEventValue = decode(item, || format!("event ({height}, {index})"))?;
+            out.push(EventRecord {
+                height,
+                tx_hash: e.tx_hash,
+                event: e.event,
+            });
+        }
     }
     if let Some(c) = count
         && out.len() != c as usize
@@ -219,7 +255,13 @@ fn tx_record(
     raw: &[u8],
 ) -> Result<TxRecord, BlockStoreError> {
     let t: StoredTx = decode(raw, || format!("tx ({height}, {index})"))?;
-    Ok(TxRecord {
+    let events = read_events(events, height, t.first_event, Some(t.event_count))?;
+    Ok(joined(t, index, events))
+}
+
+/// A stored transaction and its events, as the API serves them.
+fn joined(t: StoredTx, index: u32, events: Vec<EventRecord>) -> TxRecord {
+    TxRecord {
         hash: t.hash,
         index,
         bytes: t.bytes,
@@ -228,9 +270,9 @@ fn tx_record(
             error: t.error.map(Into::into),
             sender: t.sender,
             fee: t.fee,
-            events: read_events(events, height, t.first_event, Some(t.event_count))?,
+            events,
         },
-    })
+    }
 }
 
 impl BlockStore {
@@ -262,6 +304,16 @@ impl BlockStore {
             w.open_table(TX_HASHES).map_err(db_err)?;
             w.open_table(EVENTS).map_err(db_err)?;
             let mut meta = w.open_table(META).map_err(db_err)?;
+            let stored = headers_last(&w.open_table(HEADERS).map_err(db_err)?)?;
+            let layout = meta.get(LAYOUT_KEY).map_err(db_err)?.map(|v| v.value());
+            match layout {
+                Some(LAYOUT) => {}
+                Some(found) => return Err(BlockStoreError::Layout { found }),
+                None if stored.is_some() => return Err(BlockStoreError::Layout { found: 1 }),
+                None => {
+                    meta.insert(LAYOUT_KEY, LAYOUT).map_err(db_err)?;
+                }
+            }
             if meta.get(INDEXED_THROUGH).map_err(db_err)?.is_none() {
                 // A new store, or one written before the index was batched: every stored
                 // block is indexed.
@@ -304,16 +356,20 @@ impl BlockStore {
             .map_err(db_err)?
         {
             let (k, v) = entry.map_err(db_err)?;
-            let (height, index) = k.value();
-            let t: StoredTx = decode(v.value(), || format!("tx ({height}, {index})"))?;
-            pending.add(
-                t.hash,
-                Inclusion {
-                    height,
-                    index,
-                    rejected: TxCode::from(t.code) == TxCode::Rejected,
-                },
-            );
+            let (height, r) = k.value();
+            let row = parse_row(v.value(), || format!("txs of block {height}, row {r}"))?;
+            for (pos, item) in row.items_from(0).enumerate() {
+                let index = r * CHUNK + pos as u32;
+                let t: StoredTx = decode(item, || format!("tx ({height}, {index})"))?;
+                pending.add(
+                    t.hash,
+                    Inclusion {
+                        height,
+                        index,
+                        rejected: TxCode::from(t.code) == TxCode::Rejected,
+                    },
+                );
+            }
         }
         Ok(pending)
     }
@@ -384,6 +440,8 @@ impl BlockStore {
                 .map_err(db_err)?;
             let mut txs = w.open_table(TXS).map_err(db_err)?;
             let mut first_event = 0u32;
+            let mut row = RowBuilder::default();
+            let mut row_key = chunk::locate(h, 0).0;
             for tx in &block.txs {
                 // Fits: the events of all transactions fit a u32 (checked above).
                 let event_count = tx.result.events.len() as u32;
@@ -398,8 +456,12 @@ impl BlockStore {
                     event_count,
                 };
                 first_event += event_count;
-                txs.insert((h, tx.index), encoding::encode(&stored).as_slice())
-                    .map_err(db_err)?;
+                row.push(&encoding::encode(&stored));
+                if row.is_full() {
+                    txs.insert(row_key, row.finish().as_slice())
+                        .map_err(db_err)?;
+                    row_key.1 += 1;
+                }
                 new_hashes.add(
                     tx.hash,
                     Inclusion {
@@ -408,6 +470,10 @@ impl BlockStore {
                         rejected: tx.result.code == TxCode::Rejected,
                     },
                 );
+            }
+            if !row.is_empty() {
+                txs.insert(row_key, row.finish().as_slice())
+                    .map_err(db_err)?;
             }
             if flush {
                 let mut tx_hashes = w.open_table(TX_HASHES).map_err(db_err)?;
@@ -420,10 +486,16 @@ impl BlockStore {
                         continue;
                     };
                     // The same bytes were included before (a replay).
-                    let old_rejected = match txs.get(old).map_err(db_err)? {
+                    let (key, pos) = chunk::locate(old.0, old.1);
+                    let old_rejected = match txs.get(key).map_err(db_err)? {
                         Some(v) => {
-                            let t: StoredTx = decode(v.value(), || format!("tx {old:?}"))?;
-                            TxCode::from(t.code) == TxCode::Rejected
+                            match parse_row(v.value(), || format!("row {key:?}"))?.get(pos) {
+                                Some(item) => {
+                                    let t: StoredTx = decode(item, || format!("tx {old:?}"))?;
+                                    TxCode::from(t.code) == TxCode::Rejected
+                                }
+                                None => true,
+                            }
                         }
                         None => true,
                     };
@@ -437,13 +509,23 @@ impl BlockStore {
                     .map_err(db_err)?;
             }
             let mut events = w.open_table(EVENTS).map_err(db_err)?;
-            for e in block.events() {
-                let value = StoredEventValue {
-                    tx_hash: e.tx_hash,
-                    event: e.event,
-                };
+            let mut row_key = chunk::locate(h, 0).0;
+            let block_events = block.txs.iter().flat_map(|t| &t.result.events);
+            for e in block_events.chain(&block.end_events) {
+                row.push(&encoding::encode(&StoredEventRef {
+                    tx_hash: &e.tx_hash,
+                    event: &e.event,
+                }));
+                if row.is_full() {
+                    events
+                        .insert(row_key, row.finish().as_slice())
+                        .map_err(db_err)?;
+                    row_key.1 += 1;
+                }
+            }
+            if !row.is_empty() {
                 events
-                    .insert((h, e.index), encoding::encode(&value).as_slice())
+                    .insert(row_key, row.finish().as_slice())
                     .map_err(db_err)?;
             }
         }
@@ -470,6 +552,7 @@ impl BlockStore {
             r.open_table(TXS).map_err(db_err)?,
             r.open_table(EVENTS).map_err(db_err)?,
         );
+        let mut events = read_events(&tables.1, height, 0, None)?.into_iter();
         let mut txs = Vec::with_capacity(header.tx_count as usize);
         for entry in tables
             .0
@@ -477,7 +560,20 @@ impl BlockStore {
             .map_err(db_err)?
         {
             let (k, v) = entry.map_err(db_err)?;
-            txs.push(tx_record(&tables, height, k.value().1, v.value())?);
+            let r = k.value().1;
+            let row = parse_row(v.value(), || format!("txs of block {height}, row {r}"))?;
+            for (pos, item) in row.items_from(0).enumerate() {
+                let index = r * CHUNK + pos as u32;
+                let t: StoredTx = decode(item, || format!("tx ({height}, {index})"))?;
+                let own: Vec<EventRecord> = events.by_ref().take(t.event_count as usize).collect();
+                if own.len() != t.event_count as usize {
+                    return Err(BlockStoreError::Corrupt {
+                        what: format!("events of tx ({height}, {index})"),
+                        error: format!("{} of {} are stored", own.len(), t.event_count),
+                    });
+                }
+                txs.push(joined(t, index, own));
+            }
         }
         if txs.len() != header.tx_count as usize {
             return Err(BlockStoreError::Corrupt {
@@ -497,7 +593,7 @@ impl BlockStore {
             proposer: header.proposer,
             state_root: header.state_root,
             txs,
-            end_events: read_events(&tables.1, height, header.end_events_from, None)?,
+            end_events: events.collect(),
         }))
     }
 
@@ -596,13 +692,15 @@ impl BlockStore {
                 let Some((h, i)) = found else {
                     return Ok(None);
                 };
-                let raw = tables.0.get((h, i)).map_err(db_err)?.ok_or_else(|| {
-                    BlockStoreError::Corrupt {
-                        what: format!("tx {}", hex::encode(hash)),
-                        error: format!("indexed at ({h}, {i}) but not stored there"),
-                    }
-                })?;
-                Ok(Some((h, read(&tables, h, i, raw.value())?)))
+                let not_there = || BlockStoreError::Corrupt {
+                    what: format!("tx {}", hex::encode(hash)),
+                    error: format!("indexed at ({h}, {i}) but not stored there"),
+                };
+                let (key, pos) = chunk::locate(h, i);
+                let raw = tables.0.get(key).map_err(db_err)?.ok_or_else(not_there)?;
+                let row = parse_row(raw.value(), || format!("txs of block {h}, row {}", key.1))?;
+                let item = row.get(pos).ok_or_else(not_there)?;
+                Ok(Some((h, read(&tables, h, i, item)?)))
             })
             .collect()
     }
@@ -616,20 +714,28 @@ impl BlockStore {
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(EVENTS).map_err(db_err)?;
         let mut out = Vec::new();
-        for entry in t
-            .range((from.height, from.index)..)
-            .map_err(db_err)?
-            .take(limit)
-        {
+        let (first, skip) = chunk::locate(from.height, from.index);
+        if limit == 0 {
+            return Ok(out);
+        }
+        for entry in t.range(first..).map_err(db_err)? {
             let (k, v) = entry.map_err(db_err)?;
-            let (height, index) = k.value();
-            let e: StoredEventValue = decode(v.value(), || format!("event {:?}", (height, index)))?;
-            out.push(StoredEvent {
-                height,
-                index,
-                tx_hash: e.tx_hash,
-                event: e.event,
-            });
+            let (height, r) = k.value();
+            let row = parse_row(v.value(), || format!("events of block {height}, row {r}"))?;
+            let skip = if (height, r) == first { skip } else { 0 };
+            for (pos, item) in (skip..).zip(row.items_from(skip)) {
+                let index = r * CHUNK + pos as u32;
+                let e: StoredEventValue = decode(item, || format!("event {:?}", (height, index)))?;
+                out.push(StoredEvent {
+                    height,
+                    index,
+                    tx_hash: e.tx_hash,
+                    event: e.event,
+                });
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
         }
         Ok(out)
     }

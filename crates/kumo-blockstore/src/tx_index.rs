@@ -9,7 +9,7 @@
 //! the table. Once [`INDEX_BATCH`] have gathered, the next block's write transaction also
 //! writes them all to `tx_hashes`, and records that every block up to its own height is indexed
 //! (`meta`: [`INDEXED_THROUGH`]). After a crash, the hashes of blocks past that mark are read
-//! back from the `txs` table at open ([`Pending`] is rebuilt), so nothing is lost.
+//! back from the `tx_rows` table at open ([`Pending`] is rebuilt), so nothing is lost.
 //!
 //! When the same bytes are included more than once (a replay, rejected), the index keeps the
 //! inclusion that took effect, else the first one. At most one inclusion of the same bytes can

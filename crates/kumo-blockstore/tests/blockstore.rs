@@ -19,7 +19,8 @@ impl Chain {
         let alice = Actor::from_seed(1);
         let bob = Actor::from_seed(2);
         Chain {
-            h: Harness::new(&[alice.addr, bob.addr], "10000000ukumo"),
+            // Enough for ~500,000 fees, short of the 999,999,999,999 a test fails to send.
+            h: Harness::new(&[alice.addr, bob.addr], "100000000000ukumo"),
             alice,
             bob,
             parent: [0; 32],
@@ -433,4 +434,87 @@ fn readers_racing_the_writer_find_every_stored_hash() {
     for r in readers {
         assert!(r.join().unwrap() > 0);
     }
+}
+
+/// Blocks are stored 64 transactions and 64 events to a row: blocks whose transactions and
+/// events span several rows read back whole, one by one, by hash, page by page and after a
+/// reopen.
+#[test]
+fn blocks_larger_than_a_row_read_back_every_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Chain::new();
+    let mut blocks = Vec::new();
+    // 0, 1, 64, 65 and 150 transactions (each with a fee and a transfer event).
+    for n in [0usize, 1, 64, 65, 150] {
+        let txs = (0..n).map(|k| c.send(k % 2 == 0, "1ukumo")).collect();
+        blocks.push(c.block(txs));
+    }
+    let all: Vec<StoredEvent> = blocks.iter().flat_map(|b| b.events()).collect();
+    let per_block: Vec<usize> = blocks.iter().map(|b| b.events().count()).collect();
+    assert_eq!(
+        per_block,
+        [0, 2, 128, 130, 300],
+        "every transaction pays and sends"
+    );
+    {
+        let store = open(&dir).with_index_batch(100);
+        for b in &blocks {
+            store.put_block(b).unwrap();
+        }
+    }
+    // Reopened: the hashes past the index's mark are read back from the rows.
+    let store = open(&dir);
+    for b in &blocks {
+        assert_eq!(store.block(b.height).unwrap().as_ref(), Some(b));
+        let hashes: Vec<_> = b.txs.iter().map(|t| t.hash).collect();
+        for (t, found) in b.txs.iter().zip(store.txs(&hashes).unwrap()) {
+            assert_eq!(found, Some((b.height, t.clone())));
+        }
+    }
+    for limit in [1, 7, 64, 100, 1000] {
+        let mut got = Vec::new();
+        let mut cursor = EventCursor::at_height(1);
+        loop {
+            let page = store.events(cursor, limit).unwrap();
+            assert!(page.len() <= limit);
+            let Some(last) = page.last() else { break };
+            cursor = last.next_cursor();
+            got.extend(page);
+        }
+        assert_eq!(got, all, "limit {limit}");
+    }
+    // A cursor in the middle of a row, in a later row, past a block's end.
+    let last = blocks.last().unwrap();
+    for from in [0u32, 63, 64, 65, 200, 299, 300, 10_000] {
+        let cursor = EventCursor {
+            height: last.height,
+            index: from,
+        };
+        let expected: Vec<_> = last.events().skip(from as usize).take(5).collect();
+        assert_eq!(store.events(cursor, 5).unwrap(), expected, "from {from}");
+    }
+}
+
+/// A store written with another table layout is refused at open with an error saying so, and
+/// left as it was.
+#[test]
+fn a_store_of_another_layout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blocks.redb");
+    {
+        let store = BlockStore::open(&path).unwrap();
+        store.put_block(&Chain::new().block(vec![])).unwrap();
+    }
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        w.open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+            .unwrap()
+            .remove("layout")
+            .unwrap();
+        w.commit().unwrap();
+    }
+    let e = BlockStore::open(&path).unwrap_err();
+    assert!(matches!(e, BlockStoreError::Layout { found: 1 }), "{e}");
+    assert!(e.to_string().contains("fresh home"), "{e}");
 }
