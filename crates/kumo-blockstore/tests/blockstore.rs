@@ -65,6 +65,21 @@ impl Chain {
     }
 }
 
+/// Every event from height 1, read `limit` at a time, each page resuming at the last one's end.
+fn every_page(store: &BlockStore, limit: usize) -> Vec<StoredEvent> {
+    let mut got = Vec::new();
+    let mut cursor = EventCursor::at_height(1);
+    loop {
+        let page = store.events(cursor, limit).unwrap();
+        assert!(page.len() <= limit);
+        let Some(last) = page.last() else {
+            return got;
+        };
+        cursor = last.next_cursor();
+        got.extend(page);
+    }
+}
+
 fn open(dir: &tempfile::TempDir) -> BlockStore {
     BlockStore::open(dir.path().join("blocks.redb")).unwrap()
 }
@@ -262,16 +277,7 @@ fn events_page_in_order_without_gaps_or_repeats() {
     }
     assert!(all.len() > 8, "enough events to page: {}", all.len());
     for limit in [1, 2, 3, 5] {
-        let mut got = Vec::new();
-        let mut cursor = EventCursor::at_height(1);
-        loop {
-            let page = store.events(cursor, limit).unwrap();
-            assert!(page.len() <= limit);
-            let Some(last) = page.last() else { break };
-            cursor = last.next_cursor();
-            got.extend(page);
-        }
-        assert_eq!(got, all, "limit {limit}");
+        assert_eq!(every_page(&store, limit), all, "limit {limit}");
     }
     // From a height: only that height's and later events.
     let from3 = store.events(EventCursor::at_height(3), 1000).unwrap();
@@ -472,16 +478,7 @@ fn blocks_larger_than_a_row_read_back_every_way() {
         }
     }
     for limit in [1, 7, 64, 100, 1000] {
-        let mut got = Vec::new();
-        let mut cursor = EventCursor::at_height(1);
-        loop {
-            let page = store.events(cursor, limit).unwrap();
-            assert!(page.len() <= limit);
-            let Some(last) = page.last() else { break };
-            cursor = last.next_cursor();
-            got.extend(page);
-        }
-        assert_eq!(got, all, "limit {limit}");
+        assert_eq!(every_page(&store, limit), all, "limit {limit}");
     }
     // A cursor in the middle of a row, in a later row, past a block's end.
     let last = blocks.last().unwrap();
