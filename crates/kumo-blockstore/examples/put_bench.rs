@@ -2,7 +2,7 @@
 //! shape of `kumo bench node`'s load: `--blocks` blocks of `--txs` sends from 1,000 accounts.
 //! Prints JSON: `{"blocks", "txs_per_block", "put_ms_mean", "put_us_per_tx"}`.
 //!
-//! `cargo run --release -p kumo-blockstore --example put_bench -- [BLOCKS] [TXS]`
+//! `cargo run --release -p kumo-blockstore --example put_bench -- [BLOCKS] [TXS] [INDEX_BATCH]`
 
 use std::time::Instant;
 
@@ -16,6 +16,7 @@ fn main() {
         .map(|a| a.parse::<usize>().expect("a number"));
     let blocks = args.next().unwrap_or(60);
     let per_block = args.next().unwrap_or(2000);
+    let index_batch = args.next().unwrap_or(kumo_blockstore::INDEX_BATCH);
     let mut actors: Vec<Actor> = (0..1000).map(Actor::numbered).collect();
     let addrs: Vec<_> = actors.iter().map(|a| a.addr).collect();
     let mut h = Harness::new(&addrs, "1000000000000ukumo");
@@ -55,7 +56,9 @@ fn main() {
         parent = hash;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = BlockStore::open(dir.path().join("blocks.redb")).expect("open");
+    let store = BlockStore::open(dir.path().join("blocks.redb"))
+        .expect("open")
+        .with_index_batch(index_batch);
     let start = Instant::now();
     for r in &records {
         store.put_block(r).expect("put");

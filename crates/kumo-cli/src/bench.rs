@@ -39,8 +39,9 @@ pub(crate) enum BenchCommand {
     /// batch waiting for its commit; --one-per-request sends one request per transaction) for
     /// --duration. Reports committed txs/s,
     /// the latency from submission to the node's commit answer (p50, p99) and the mean block
-    /// interval, measured after a warm-up. Runs `kumo bench chain` first for the ratio. Goals:
-    /// finality p50 ≤ 2 × block time; committed txs/s ≥ 25% of the chain's txs/s.
+    /// interval, measured after a warm-up. Runs `kumo bench chain` first (the median of 5
+    /// runs) for the ratio. Goals: finality p50 ≤ 2 × block time; committed txs/s ≥ 25% of the
+    /// chain's txs/s.
     Node(NodeArgs),
     /// Seconds from deploying a VM lease until its tenant logs in with SSH, and the
     /// accelerator (kvm, or tcg where KVM is missing or broken).
