@@ -256,12 +256,27 @@ fn four_validators_and_a_follower_keep_committing_through_kill_9_and_agree_after
         let committed_at_kill = committed_total(&clients[0]).await;
 
         // The other three validators keep finalizing blocks and committing transactions.
-        wait_until("blocks without node 2", Duration::from_secs(20), || async {
-            height(&clients[0]).await >= at_kill + 8
-                && height(&clients[3]).await >= at_kill + 8
-                && committed_total(&clients[1]).await > committed_at_kill
-        })
-        .await;
+        // (It timed out once in CI, never again in reruns: on a timeout, say where each node
+        // was and what it logged.)
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (h0, h3) = (height(&clients[0]).await, height(&clients[3]).await);
+            let c1 = committed_total(&clients[1]).await;
+            if h0 >= at_kill + 8 && h3 >= at_kill + 8 && c1 > committed_at_kill {
+                break;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = [0, 1, 3]
+                    .iter()
+                    .map(|&i| format!("--- node {i}'s log:\n{}", nodes[i].log_tail(25)))
+                    .collect();
+                panic!(
+                    "timed out: blocks without node 2 (killed at height {at_kill}, {committed_at_kill} committed; now nodes 0 and 3 at {h0} and {h3}, node 1 committed {c1})\n{}",
+                    logs.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert!(
             committed_total(&clients[0]).await > committed_at_kill,
             "no transaction committed while node 2 was down"
