@@ -25,9 +25,9 @@ pub(crate) struct RowBuilder {
 }
 
 impl RowBuilder {
-    /// Adds the next item.
-    pub(crate) fn push(&mut self, item: &[u8]) {
-        self.bytes.extend_from_slice(item);
+    /// Adds the next item: `write` appends its bytes.
+    pub(crate) fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.bytes);
         // A row holds 64 items of at most a block's size: far below 4 GiB.
         self.ends.push(self.bytes.len() as u32);
     }
@@ -127,7 +127,7 @@ mod tests {
         let mut b = RowBuilder::default();
         let mut rows = Vec::new();
         for it in &items {
-            b.push(it);
+            b.push_with(|row| row.extend_from_slice(it));
             if b.is_full() {
                 rows.push(b.finish());
             }
@@ -151,8 +151,8 @@ mod tests {
     #[test]
     fn damaged_rows_are_refused() {
         let mut b = RowBuilder::default();
-        b.push(b"abc");
-        b.push(b"de");
+        b.push_with(|row| row.extend_from_slice(b"abc"));
+        b.push_with(|row| row.extend_from_slice(b"de"));
         let row = b.finish();
         assert!(Row::parse(&row).is_ok());
         assert!(Row::parse(&row[..3]).is_err());

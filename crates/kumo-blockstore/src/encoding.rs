@@ -120,9 +120,15 @@ pub(crate) struct StoredEventRef<'a> {
 
 /// The version byte and the Borsh bytes of `v`.
 pub(crate) fn encode<T: BorshSerialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![VERSION];
-    v.serialize(&mut out).expect("writing to a Vec cannot fail");
+    let mut out = Vec::new();
+    encode_into(&mut out, v);
     out
+}
+
+/// [`encode`], appended to `out`.
+pub(crate) fn encode_into<T: BorshSerialize>(out: &mut Vec<u8>, v: &T) {
+    out.push(VERSION);
+    v.serialize(out).expect("writing to a Vec cannot fail");
 }
 
 /// Reads a value written by [`encode`]; the error says what is wrong.

@@ -440,28 +440,23 @@ impl BlockStore {
                 .map_err(db_err)?;
             let mut txs = w.open_table(TXS).map_err(db_err)?;
             let mut first_event = 0u32;
-            let mut row = RowBuilder::default();
-            let mut row_key = chunk::locate(h, 0).0;
-            for tx in &block.txs {
+            let stored = block.txs.iter().map(|tx| {
                 // Fits: the events of all transactions fit a u32 (checked above).
                 let event_count = tx.result.events.len() as u32;
-                let stored = StoredTx {
+                first_event += event_count;
+                StoredTx {
                     hash: tx.hash,
                     bytes: tx.bytes.clone(),
                     code: tx.result.code.into(),
                     error: tx.result.error.as_ref().map(StoredError::from),
                     sender: tx.result.sender,
                     fee: tx.result.fee.clone(),
-                    first_event,
+                    first_event: first_event - event_count,
                     event_count,
-                };
-                first_event += event_count;
-                row.push(&encoding::encode(&stored));
-                if row.is_full() {
-                    txs.insert(row_key, row.finish().as_slice())
-                        .map_err(db_err)?;
-                    row_key.1 += 1;
                 }
+            });
+            put_rows(&mut txs, h, stored)?;
+            for tx in &block.txs {
                 new_hashes.add(
                     tx.hash,
                     Inclusion {
@@ -470,10 +465,6 @@ impl BlockStore {
                         rejected: tx.result.code == TxCode::Rejected,
                     },
                 );
-            }
-            if !row.is_empty() {
-                txs.insert(row_key, row.finish().as_slice())
-                    .map_err(db_err)?;
             }
             if flush {
                 let mut tx_hashes = w.open_table(TX_HASHES).map_err(db_err)?;
@@ -509,25 +500,14 @@ impl BlockStore {
                     .map_err(db_err)?;
             }
             let mut events = w.open_table(EVENTS).map_err(db_err)?;
-            let mut row_key = chunk::locate(h, 0).0;
             let block_events = block.txs.iter().flat_map(|t| &t.result.events);
-            for e in block_events.chain(&block.end_events) {
-                row.push(&encoding::encode(&StoredEventRef {
+            let stored = block_events
+                .chain(&block.end_events)
+                .map(|e| StoredEventRef {
                     tx_hash: &e.tx_hash,
                     event: &e.event,
-                }));
-                if row.is_full() {
-                    events
-                        .insert(row_key, row.finish().as_slice())
-                        .map_err(db_err)?;
-                    row_key.1 += 1;
-                }
-            }
-            if !row.is_empty() {
-                events
-                    .insert(row_key, row.finish().as_slice())
-                    .map_err(db_err)?;
-            }
+                });
+            put_rows(&mut events, h, stored)?;
         }
         w.commit().map_err(db_err)?;
         // Only now: a reader that finds a hash here reads a committed transaction.
@@ -739,6 +719,28 @@ impl BlockStore {
         }
         Ok(out)
     }
+}
+
+/// Writes `items` as block `h`'s rows of [`CHUNK`] (`chunk.rs`), each encoded straight into its
+/// row.
+fn put_rows<T: borsh::BorshSerialize>(
+    table: &mut redb::Table<'_, (u64, u32), &'static [u8]>,
+    h: u64,
+    items: impl IntoIterator<Item = T>,
+) -> Result<(), BlockStoreError> {
+    let mut row = RowBuilder::default();
+    let mut key = chunk::locate(h, 0).0;
+    for item in items {
+        row.push_with(|bytes| encoding::encode_into(bytes, &item));
+        if row.is_full() {
+            table.insert(key, row.finish().as_slice()).map_err(db_err)?;
+            key.1 += 1;
+        }
+    }
+    if !row.is_empty() {
+        table.insert(key, row.finish().as_slice()).map_err(db_err)?;
+    }
+    Ok(())
 }
 
 /// The highest height in a `headers` table.
