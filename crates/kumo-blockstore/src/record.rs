@@ -63,14 +63,17 @@ pub struct BlockMeta {
 
 impl BlockRecord {
     /// The record of a block the state machine executed: `txs` are the block's transaction
-    /// bytes and `results` what `App::execute_txs` (or `execute_block`) returned for them.
+    /// bytes, `tx_hashes` their `tx_hash`es (in the same order) and `results` what
+    /// `App::execute_txs` (or `execute_block`) returned for them.
     pub fn from_execution(
         meta: BlockMeta,
         txs: &[Vec<u8>],
+        tx_hashes: &[Hash32],
         results: &[Result<TxReceipt, TxRejected>],
         end_events: &[EventRecord],
     ) -> BlockRecord {
         assert_eq!(txs.len(), results.len(), "one result per transaction");
+        assert_eq!(txs.len(), tx_hashes.len(), "one hash per transaction");
         BlockRecord {
             height: meta.height,
             hash: meta.hash,
@@ -81,9 +84,10 @@ impl BlockRecord {
             txs: txs
                 .iter()
                 .zip(results)
+                .zip(tx_hashes)
                 .enumerate()
-                .map(|(i, (bytes, r))| TxRecord {
-                    hash: kumo_types::tx::tx_hash(bytes),
+                .map(|(i, ((bytes, r), hash))| TxRecord {
+                    hash: *hash,
                     index: u32::try_from(i).expect("fewer than 2^32 transactions"),
                     bytes: bytes.clone(),
                     result: TxOutcome::from(r),

@@ -525,16 +525,33 @@ impl<S: Store> App<S> {
         txs: &[Vec<u8>],
         verified_before: impl Fn(&[u8; 32]) -> bool,
     ) -> Result<BlockOutput, BlockError> {
+        let hashes: Vec<[u8; 32]> = txs.iter().map(|t| kumo_types::tx::tx_hash(t)).collect();
+        self.execute_txs_hashed(height, txs, &hashes, verified_before)
+    }
+
+    /// As [`App::execute_txs_trusting`], given each transaction's hash (`hashes[i]` is
+    /// `tx_hash(&txs[i])`): a node computes them once per block and uses them again (block
+    /// store, mempool).
+    pub fn execute_txs_hashed(
+        &mut self,
+        height: u64,
+        txs: &[Vec<u8>],
+        hashes: &[[u8; 32]],
+        verified_before: impl Fn(&[u8; 32]) -> bool,
+    ) -> Result<BlockOutput, BlockError> {
+        assert_eq!(txs.len(), hashes.len(), "one hash per transaction");
         self.begin_block(height)?;
         let max = self.params.max_tx_bytes as usize;
         let parsed: Vec<Result<TxEnvelope<'_>, TxError>> =
             txs.iter().map(|t| TxEnvelope::parse(t, max)).collect();
-        let good: Vec<TxEnvelope<'_>> = parsed
+        let (good, good_hashes): (Vec<TxEnvelope<'_>>, Vec<[u8; 32]>) = parsed
             .iter()
-            .filter_map(|p| p.as_ref().ok().copied())
-            .collect();
+            .zip(hashes)
+            .filter_map(|(p, h)| p.as_ref().ok().map(|e| (*e, *h)))
+            .unzip();
         let mut verified =
-            kumo_types::tx::verify_batch_trusting(&good, verified_before).into_iter();
+            kumo_types::tx::verify_batch_trusting_hashed(&good, &good_hashes, verified_before)
+                .into_iter();
         let mut out = Vec::with_capacity(txs.len());
         for p in parsed {
             let r = match p {

@@ -47,10 +47,11 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
 use kumo_types::Address;
 
-pub use chain::{admit, readmit};
+pub use chain::{Readmit, admit, readmit};
 
 mod chain {
     use kumo_chain::{App, Store, TxRejected, bank};
+    use kumo_types::Address;
 
     use crate::Admission;
 
@@ -72,29 +73,57 @@ mod chain {
     /// change, so only what a block can change is read again: the sender's next nonce (a stale
     /// nonce is refused) and whether it can still pay the fee.
     pub fn readmit<S: Store>(app: &App<S>, tx: &Admission) -> Result<Admission, TxRejected> {
-        let account_nonce = app.account_nonce(&tx.sender);
-        if tx.nonce < account_nonce {
-            return Err(TxRejected::Nonce {
-                want: account_nonce,
-                got: tx.nonce,
-            });
+        Readmit::new(app).check(tx)
+    }
+
+    /// [`readmit`] for many transactions: an account's next nonce and fee balance are read once
+    /// for its run of pending transactions (a recheck visits each account's together), not once
+    /// per transaction.
+    pub struct Readmit<'a, S: Store> {
+        app: &'a App<S>,
+        /// The last sender read: its next nonce and fee-denomination balance.
+        last: Option<(Address, u64, u128)>,
+    }
+
+    impl<'a, S: Store> Readmit<'a, S> {
+        /// A checker reading `app`'s state.
+        pub fn new(app: &'a App<S>) -> Self {
+            Readmit { app, last: None }
         }
-        let denom = &app.params().fee_denom;
-        let have = bank::balance(app.store(), &tx.sender, denom);
-        if have < tx.fee {
-            return Err(TxRejected::CannotPayFee(
-                bank::BankError::InsufficientFunds {
-                    account: tx.sender,
-                    denom: denom.clone(),
-                    have,
-                    need: tx.fee,
-                },
-            ));
+
+        /// As [`readmit`].
+        pub fn check(&mut self, tx: &Admission) -> Result<Admission, TxRejected> {
+            let denom = &self.app.params().fee_denom;
+            let (account_nonce, have) = match self.last {
+                Some((sender, nonce, have)) if sender == tx.sender => (nonce, have),
+                _ => {
+                    let nonce = self.app.account_nonce(&tx.sender);
+                    let have = bank::balance(self.app.store(), &tx.sender, denom);
+                    self.last = Some((tx.sender, nonce, have));
+                    (nonce, have)
+                }
+            };
+            if tx.nonce < account_nonce {
+                return Err(TxRejected::Nonce {
+                    want: account_nonce,
+                    got: tx.nonce,
+                });
+            }
+            if have < tx.fee {
+                return Err(TxRejected::CannotPayFee(
+                    bank::BankError::InsufficientFunds {
+                        account: tx.sender,
+                        denom: denom.clone(),
+                        have,
+                        need: tx.fee,
+                    },
+                ));
+            }
+            Ok(Admission {
+                account_nonce,
+                ..tx.clone()
+            })
         }
-        Ok(Admission {
-            account_nonce,
-            ..tx.clone()
-        })
     }
 }
 
@@ -287,7 +316,8 @@ type EvictKey = (FeeRate, std::cmp::Reverse<u64>, TxHash);
 #[derive(Debug)]
 pub struct Mempool {
     config: Config,
-    txs: HashMap<TxHash, Pending>,
+    /// Keyed by sha256 output: a seeded fast hash spreads them as well as SipHash, for less.
+    txs: HashMap<TxHash, Pending, foldhash::fast::RandomState>,
     accounts: BTreeMap<Address, Account>,
     by_rate: BTreeSet<EvictKey>,
     bytes: usize,
@@ -299,7 +329,7 @@ impl Mempool {
     pub fn new(config: Config) -> Mempool {
         Mempool {
             config,
-            txs: HashMap::new(),
+            txs: HashMap::default(),
             accounts: BTreeMap::new(),
             by_rate: BTreeSet::new(),
             bytes: 0,

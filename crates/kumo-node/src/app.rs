@@ -24,7 +24,7 @@
 //! State sync from peers is not used: a node that is behind replays finalized blocks from
 //! marshal (its own and its peers'), see `ARCHITECTURE.md`.
 
-use std::{marker::PhantomData, num::NonZeroU64};
+use std::{marker::PhantomData, num::NonZeroU64, sync::Arc};
 
 use commonware_consensus::{
     Heightable as _,
@@ -52,7 +52,6 @@ use commonware_storage::{
 use commonware_utils::{NZU64, non_empty_range};
 use futures::StreamExt as _;
 use kumo_chain::{App, MemStore, Store as _, TxRejected, store::Overlay, store::Writes};
-use kumo_types::tx::tx_hash;
 use rand_core_010::Rng;
 use tracing::{debug, error, info, warn};
 
@@ -198,17 +197,23 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
         // that can never commit leave the pool; a nonce ahead of the account's may commit later.
         let mut txs = Vec::with_capacity(candidates.len());
         let mut results = Vec::with_capacity(candidates.len());
+        let mut tx_hashes = Vec::with_capacity(candidates.len());
         let mut dead = Vec::new();
-        for (tx, result) in candidates.into_iter().zip(execution.results) {
+        for ((tx, result), hash) in candidates
+            .into_iter()
+            .zip(execution.results)
+            .zip(execution.tx_hashes)
+        {
             match result {
                 Ok(receipt) => {
                     txs.push(tx);
                     results.push(Ok(receipt));
+                    tx_hashes.push(hash);
                 }
                 Err(TxRejected::Nonce { want, got }) if got > want => {}
                 Err(e) => {
                     debug!(error = %e, "dropping a transaction the chain rejects");
-                    dead.push(tx_hash(&tx));
+                    dead.push(hash);
                 }
             }
         }
@@ -225,22 +230,21 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
             timestamp_ms,
             state_root: merkleized.root(),
             state_range: Self::range_of(&merkleized),
-            txs,
+            txs: Arc::new(txs),
         };
-        self.node
-            .inner
-            .block_times
-            .record(block.digest(), timestamp_ms);
+        let digest = block.digest();
+        self.node.inner.block_times.record(digest, timestamp_ms);
         self.node.state().insert(
-            block.digest(),
+            digest,
             Layer {
                 parent: parent_digest,
                 height: parent_height + 1,
                 writes,
-                execution: Execution {
+                execution: Arc::new(Execution {
                     results,
                     end_events: execution.end_events,
-                },
+                    tx_hashes,
+                }),
             },
         );
         Some(Proposed { block, merkleized })
@@ -308,7 +312,7 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
                 parent: parent.digest(),
                 height,
                 writes,
-                execution,
+                execution: Arc::new(execution),
             },
         );
         Some(merkleized)
@@ -325,12 +329,12 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
     ) -> FinalizedBlock {
         let digest = block.digest();
         let height = block.height().get();
-        let execution = self
-            .node
-            .state()
-            .execution(&digest)
-            .cloned()
-            .unwrap_or_else(|| panic!("finalized block {height} was never executed here"));
+        let execution = Arc::clone(
+            self.node
+                .state()
+                .execution(&digest)
+                .unwrap_or_else(|| panic!("finalized block {height} was never executed here")),
+        );
         let finalized = FinalizedBlock {
             height: self.node.config().genesis.initial_height + height,
             digest: digest.into(),
@@ -343,9 +347,8 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
                 .try_into()
                 .expect("32-byte key"),
             state_root: block.state_root.into(),
-            txs: block.txs.clone(),
-            results: execution.results,
-            end_events: execution.end_events,
+            txs: Arc::clone(&block.txs),
+            execution,
         };
         self.node.config().sink.persist(&finalized);
         finalized
@@ -358,7 +361,8 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
         captured: FinalizedBlock,
         _readers: <Databases<E> as DatabaseSet<E>>::Readers,
     ) {
-        let digest = block.digest();
+        // Computed in `capture`: hashing the whole block again would cost as much.
+        let digest = Digest::from(captured.digest);
         let height = block.height().get();
         let chain_height = {
             let mut state = self.node.state();
@@ -376,8 +380,7 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
         // The sink first: a transaction must not leave the pool before the block that carries
         // it is where readers look for it.
         self.node.config().sink.finalized(&captured);
-        let hashes: Vec<_> = block.txs.iter().map(|t| tx_hash(t)).collect();
-        self.node.pool().remove(&hashes);
+        self.node.pool().remove(&captured.execution.tx_hashes);
     }
 }
 

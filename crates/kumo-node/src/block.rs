@@ -17,6 +17,8 @@
 //! [`BlockLimits`], which bound the number of transactions and their total size before anything
 //! is allocated.
 
+use std::sync::Arc;
+
 use commonware_codec::{
     Buf, EncodeSize, Error as CodecError, FixedSize, MaxEncodeSize, RangeCfg, Read, ReadExt as _,
     Write,
@@ -73,8 +75,9 @@ pub struct Block {
     pub state_root: Digest,
     /// QMDB operation range after this block (with the root, the state sync target).
     pub state_range: NonEmptyRange<Location>,
-    /// The signed transactions, in execution order.
-    pub txs: Vec<Vec<u8>>,
+    /// The signed transactions, in execution order (shared with the finalized block handed to
+    /// the sink, not copied).
+    pub txs: Arc<Vec<Vec<u8>>>,
 }
 
 impl Block {
@@ -96,7 +99,7 @@ impl Block {
             timestamp_ms: 0,
             state_root,
             state_range,
-            txs: Vec::new(),
+            txs: Arc::default(),
         }
     }
 
@@ -114,7 +117,7 @@ impl Write for Block {
         self.timestamp_ms.write(buf);
         self.state_root.write(buf);
         self.state_range.write(buf);
-        self.txs.write(buf);
+        self.txs.as_ref().write(buf);
     }
 }
 
@@ -126,7 +129,7 @@ impl EncodeSize for Block {
             + self.timestamp_ms.encode_size()
             + self.state_root.encode_size()
             + self.state_range.encode_size()
-            + self.txs.encode_size()
+            + self.txs.as_ref().encode_size()
     }
 }
 
@@ -144,7 +147,7 @@ impl Read for Block {
             RangeCfg::from(0..=limits.max_txs),
             (RangeCfg::from(0..=limits.max_tx_bytes), ()),
         );
-        let txs = Vec::<Vec<u8>>::read_cfg(buf, &cfg)?;
+        let txs = Arc::new(Vec::<Vec<u8>>::read_cfg(buf, &cfg)?);
         let block = Block {
             context,
             parent,
@@ -223,7 +226,7 @@ mod tests {
         );
         b.height = Height::new(3);
         b.timestamp_ms = 1_000;
-        b.txs = txs;
+        b.txs = Arc::new(txs);
         b
     }
 

@@ -17,7 +17,7 @@
 use std::sync::{Mutex, MutexGuard, OnceLock, Weak};
 
 use kumo_chain::{App, TxRejected, store::Overlay};
-use kumo_mempool::{Admission, Config, Mempool, MempoolError, readmit};
+use kumo_mempool::{Admission, Config, Mempool, MempoolError, Readmit};
 use kumo_types::{Address, tx::TxEnvelope};
 
 use crate::{
@@ -85,7 +85,8 @@ impl ChainPool {
         };
         node.with_finalized_state(|store, _| {
             let app = App::load(Overlay::new(store)).expect("the finalized state holds a chain");
-            pool.recheck_admitted(|a| readmit(&app, a)).len()
+            let mut readmit = Readmit::new(&app);
+            pool.recheck_admitted(|a| readmit.check(a)).len()
         })
     }
 }

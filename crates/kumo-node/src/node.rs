@@ -15,7 +15,7 @@ use crate::{
     block::{BlockLimits, Digest},
     pacing::BlockTimes,
     pool::{PoolError, TxHash, TxPool},
-    state::ChainState,
+    state::{ChainState, Execution},
 };
 
 /// A finalized block as the rest of the node sees it: header, transactions and what they did.
@@ -37,12 +37,29 @@ pub struct FinalizedBlock {
     pub proposer: [u8; 32],
     /// The state root after the block (QMDB operations root).
     pub state_root: [u8; 32],
-    /// The signed transactions, in execution order.
-    pub txs: Vec<Vec<u8>>,
-    /// One result per transaction (`Ok` = included; the receipt says if its messages failed).
-    pub results: Vec<Result<TxReceipt, TxRejected>>,
+    /// The signed transactions, in execution order (the block's own, shared).
+    pub txs: Arc<Vec<Vec<u8>>>,
+    /// What executing them did: one result per transaction (`Ok` = included; the receipt says
+    /// if its messages failed), the end of the block's events, and each transaction's hash.
+    /// Shared with the node's state, not copied.
+    pub execution: Arc<Execution>,
+}
+
+impl FinalizedBlock {
+    /// One result per transaction.
+    pub fn results(&self) -> &[Result<TxReceipt, TxRejected>] {
+        &self.execution.results
+    }
+
     /// Events of the end of the block.
-    pub end_events: Vec<EventRecord>,
+    pub fn end_events(&self) -> &[EventRecord] {
+        &self.execution.end_events
+    }
+
+    /// Each transaction's hash, in block order.
+    pub fn tx_hashes(&self) -> &[[u8; 32]] {
+        &self.execution.tx_hashes
+    }
 }
 
 /// Receives every finalized block (see [`FinalizedBlock`] for the delivery guarantee).

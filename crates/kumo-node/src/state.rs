@@ -19,6 +19,7 @@
 //! which block it belongs to.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use kumo_chain::{
     App, EventRecord, Genesis, MemStore, Store, TxReceipt, TxRejected,
@@ -34,6 +35,9 @@ pub struct Execution {
     pub results: Vec<Result<TxReceipt, TxRejected>>,
     /// Events of the end of the block (escrow depletion, order expiry).
     pub end_events: Vec<EventRecord>,
+    /// Each transaction's hash, in block order: computed once here for the block store, the
+    /// mempool and the API.
+    pub tx_hashes: Vec<[u8; 32]>,
 }
 
 /// Why the state could not execute or finalize a block.
@@ -80,8 +84,9 @@ pub struct Layer {
     pub height: u64,
     /// Writes in key order (`None` deletes).
     pub writes: Writes,
-    /// Transaction results and end-of-block events.
-    pub execution: Execution,
+    /// Transaction results and end-of-block events (shared with the finalized block handed to
+    /// the sink, not copied).
+    pub execution: Arc<Execution>,
 }
 
 /// A read view of the finalized base plus a chain of diffs, buffering its own writes.
@@ -167,7 +172,8 @@ impl Store for LayeredStore<'_> {
 /// entry that fell out only costs one more verification.
 #[derive(Debug, Default)]
 struct VerifiedSignatures {
-    set: HashSet<[u8; 32]>,
+    /// Keyed by sha256 output: a seeded fast hash spreads them as well as SipHash, for less.
+    set: HashSet<[u8; 32], foldhash::fast::RandomState>,
     order: VecDeque<[u8; 32]>,
 }
 
@@ -287,14 +293,16 @@ impl ChainState {
         };
         let height = self.genesis.initial_height + parent_height + 1;
         let verified = &self.verified.set;
+        let tx_hashes: Vec<[u8; 32]> = txs.iter().map(|t| kumo_types::tx::tx_hash(t)).collect();
         let (results, end_events) = app
-            .execute_txs_trusting(height, txs, |h| verified.contains(h))
+            .execute_txs_hashed(height, txs, &tx_hashes, |h| verified.contains(h))
             .map_err(|e| StateError::Block(e.to_string()))?;
         Ok((
             app.into_store().into_diff(),
             Execution {
                 results,
                 end_events,
+                tx_hashes,
             },
         ))
     }
@@ -307,7 +315,7 @@ impl ChainState {
     }
 
     /// What executing block `digest` produced, while it is held (executed, not yet finalized).
-    pub fn execution(&self, digest: &Digest) -> Option<&Execution> {
+    pub fn execution(&self, digest: &Digest) -> Option<&Arc<Execution>> {
         self.layers.get(digest).map(|l| &l.execution)
     }
 
@@ -325,7 +333,7 @@ impl ChainState {
                 got: height,
             });
         }
-        let layer = self
+        let mut layer = self
             .layers
             .remove(&digest)
             .ok_or(StateError::NotExecuted(digest))?;
@@ -335,7 +343,8 @@ impl ChainState {
                 height: height - 1,
             });
         }
-        apply_writes(&mut self.base, layer.writes.clone());
+        // The base takes the writes; the returned layer keeps the rest.
+        apply_writes(&mut self.base, std::mem::take(&mut layer.writes));
         self.base_height = height;
         self.base_digest = digest;
         self.prune();
@@ -424,7 +433,7 @@ mod tests {
                 parent,
                 height,
                 writes,
-                execution,
+                execution: Arc::new(execution),
             },
         );
     }

@@ -30,7 +30,7 @@ struct Blocks(Mutex<BTreeMap<u64, Seen>>);
 
 impl BlockSink for Blocks {
     fn finalized(&self, b: &FinalizedBlock) {
-        let committed = b.results.iter().flatten().map(|r| r.hash).collect();
+        let committed = b.results().iter().flatten().map(|r| r.hash).collect();
         self.0
             .lock()
             .unwrap()

@@ -217,6 +217,17 @@ pub fn verify_batch_trusting(
     verified_before: impl Fn(&[u8; 32]) -> bool,
 ) -> Vec<Result<VerifiedTx, TxError>> {
     let hashes: Vec<[u8; 32]> = envelopes.iter().map(|e| tx_hash(e.bytes)).collect();
+    verify_batch_trusting_hashed(envelopes, &hashes, verified_before)
+}
+
+/// As [`verify_batch_trusting`], given each envelope's [`tx_hash`] (`hashes[i]` of
+/// `envelopes[i]`): for a caller that needs the hashes anyway and computed them once.
+pub fn verify_batch_trusting_hashed(
+    envelopes: &[TxEnvelope<'_>],
+    hashes: &[[u8; 32]],
+    verified_before: impl Fn(&[u8; 32]) -> bool,
+) -> Vec<Result<VerifiedTx, TxError>> {
+    assert_eq!(envelopes.len(), hashes.len(), "one hash per envelope");
     let trusted: Vec<bool> = hashes.iter().map(&verified_before).collect();
     let all_good = crate::keys::verify_batch(
         envelopes
@@ -231,7 +242,7 @@ pub fn verify_batch_trusting(
         .zip(hashes)
         .map(|((e, trusted), hash)| {
             if all_good || *trusted {
-                e.decode_verified_hashed(hash)
+                e.decode_verified_hashed(*hash)
             } else {
                 e.verify()
             }

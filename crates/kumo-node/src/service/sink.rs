@@ -19,7 +19,6 @@ use std::sync::{
 };
 
 use kumo_blockstore::{BlockMeta, BlockRecord, BlockStore, Put};
-use kumo_mempool::TxHash;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -78,8 +77,9 @@ pub(crate) fn record(block: &FinalizedBlock, first_height: u64) -> BlockRecord {
             state_root: block.state_root,
         },
         &block.txs,
-        &block.results,
-        &block.end_events,
+        block.tx_hashes(),
+        block.results(),
+        block.end_events(),
     )
 }
 
@@ -116,15 +116,11 @@ impl BlockSink for StoreSink {
     }
 
     fn finalized(&self, block: &FinalizedBlock) {
-        let hashes: Vec<TxHash> = block
-            .txs
-            .iter()
-            .map(|t| kumo_types::tx::tx_hash(t))
-            .collect();
-        let dropped = self.shared.pool.after_block(&hashes);
+        let hashes = block.tx_hashes();
+        let dropped = self.shared.pool.after_block(hashes);
         self.shared
             .metrics
-            .block(block.timestamp_ms, &hashes, dropped);
+            .block(block.timestamp_ms, hashes, dropped);
         self.shared.committed.send_if_modified(|h| {
             let newer = block.height > *h;
             if newer {

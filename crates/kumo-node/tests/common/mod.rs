@@ -80,7 +80,7 @@ impl Recorder {
             .unwrap()
             .values()
             .flat_map(|b| {
-                b.results
+                b.results()
                     .iter()
                     .filter_map(|r| r.as_ref().ok().map(|r| r.hash))
             })
