@@ -13,9 +13,9 @@
 //! | `headers` | height | the block without its transactions and events |
 //! | `tx_rows` | (height, index / 64) | 64 transactions, their outcomes, where their events are (`chunk.rs`) |
 //! | `block_hashes` | block hash | height |
-//! | `tx_hashes` | tx hash | (height, index), written in batches (`tx_index.rs`) |
+//! | `tx_hash_runs`, `tx_hash_run_<id>` | run id; tx hash | the runs; (height, index, rejected), written in sorted runs merged eight at a time (`tx_index.rs`) |
 //! | `event_rows` | (height, index / 64) | 64 events and their transactions' hashes |
-//! | `meta` | name | the layout ([`LAYOUT`]); the last height `tx_hashes` holds every hash of |
+//! | `meta` | name | the layout ([`LAYOUT`]); the last height the runs hold every hash of |
 //!
 //! Values are a version byte and Borsh (`encoding.rs`), each event stored once; the JSON shapes
 //! the API serves are built when read. (Before version 1 values were JSON, each event stored
@@ -47,9 +47,21 @@ use encoding::{StoredError, StoredEventRef, StoredEventValue, StoredHeader, Stor
 use kumo_chain::EventRecord;
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use tx_index::{INDEXED_THROUGH, Inclusion, Pending};
+use tx_index::{INDEXED_THROUGH, Inclusion, Pending, RUNS, Runs};
 
-pub use tx_index::INDEX_BATCH;
+pub use tx_index::{FAN_IN, INDEX_BATCH};
+
+/// What the transaction-hash index holds ([`BlockStore::index_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Sorted runs written (see `tx_index.rs`).
+    pub runs: usize,
+    /// Entries in them: a hash included again (a replay) is in each run that holds an
+    /// inclusion of it, until those runs merge.
+    pub indexed: u64,
+    /// Hashes of stored blocks still only in memory.
+    pub pending: usize,
+}
 
 pub use record::{
     BlockMeta, BlockRecord, EventCursor, Hash32, StoredEvent, TxCode, TxErrorRecord, TxOutcome,
@@ -59,14 +71,14 @@ pub use record::{
 const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
 const TXS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("tx_rows");
 const BLOCK_HASHES: TableDefinition<Hash32, u64> = TableDefinition::new("block_hashes");
-const TX_HASHES: TableDefinition<Hash32, (u64, u32)> = TableDefinition::new("tx_hashes");
 const EVENTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("event_rows");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The table layout this version writes and reads (the `meta` key `layout`): 2 is rows of
-/// [`chunk::CHUNK`] transactions or events. Stores of layout 1 (one row each, no `layout` key)
-/// are refused at open.
-pub const LAYOUT: u64 = 2;
+/// [`chunk::CHUNK`] transactions or events, 3 the transaction-hash index in sorted runs. Stores
+/// of older layouts (1: one row each, no `layout` key; 2: one `tx_hashes` B-tree) are refused
+/// at open.
+pub const LAYOUT: u64 = 3;
 const LAYOUT_KEY: &str = "layout";
 
 /// Why the store refused or failed an operation.
@@ -162,7 +174,7 @@ pub struct BlockHeader {
 /// Finalized blocks, transactions and events in a redb file.
 pub struct BlockStore {
     db: Database,
-    /// Hashes of stored blocks not yet in `tx_hashes` (see `tx_index.rs`).
+    /// Hashes of stored blocks not yet in the index's runs (see `tx_index.rs`).
     pending: Mutex<Pending>,
     /// Held through [`BlockStore::put_block`], so that a block's pending hashes are recorded
     /// before the next block decides what to flush.
@@ -301,7 +313,7 @@ impl BlockStore {
             w.open_table(HEADERS).map_err(db_err)?;
             w.open_table(TXS).map_err(db_err)?;
             w.open_table(BLOCK_HASHES).map_err(db_err)?;
-            w.open_table(TX_HASHES).map_err(db_err)?;
+            w.open_table(RUNS).map_err(db_err)?;
             w.open_table(EVENTS).map_err(db_err)?;
             let mut meta = w.open_table(META).map_err(db_err)?;
             let stored = headers_last(&w.open_table(HEADERS).map_err(db_err)?)?;
@@ -372,6 +384,20 @@ impl BlockStore {
             }
         }
         Ok(pending)
+    }
+
+    /// How many runs the transaction-hash index has and what they and memory hold.
+    pub fn index_stats(&self) -> Result<IndexStats, BlockStoreError> {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let r = self.db.begin_read().map_err(db_err)?;
+        let (runs, indexed) = Runs::open(&r)
+            .and_then(|runs| runs.stats())
+            .map_err(db_err)?;
+        Ok(IndexStats {
+            runs,
+            indexed,
+            pending,
+        })
     }
 
     /// The highest stored height; none while the store is empty.
@@ -467,33 +493,7 @@ impl BlockStore {
                 );
             }
             if flush {
-                let mut tx_hashes = w.open_table(TX_HASHES).map_err(db_err)?;
-                for (hash, new) in new_hashes.sorted() {
-                    let Some(old) = tx_hashes
-                        .insert(hash, new.at())
-                        .map_err(db_err)?
-                        .map(|v| v.value())
-                    else {
-                        continue;
-                    };
-                    // The same bytes were included before (a replay).
-                    let (key, pos) = chunk::locate(old.0, old.1);
-                    let old_rejected = match txs.get(key).map_err(db_err)? {
-                        Some(v) => {
-                            match parse_row(v.value(), || format!("row {key:?}"))?.get(pos) {
-                                Some(item) => {
-                                    let t: StoredTx = decode(item, || format!("tx {old:?}"))?;
-                                    TxCode::from(t.code) == TxCode::Rejected
-                                }
-                                None => true,
-                            }
-                        }
-                        None => true,
-                    };
-                    if !tx_index::replaces(old_rejected, &new) {
-                        tx_hashes.insert(hash, old).map_err(db_err)?;
-                    }
-                }
+                tx_index::flush(&w, &new_hashes, self.index_batch).map_err(db_err)?;
                 w.open_table(META)
                     .map_err(db_err)?
                     .insert(INDEXED_THROUGH, h)
@@ -650,7 +650,7 @@ impl BlockStore {
             hashes.iter().map(|h| p.get(h)).collect()
         };
         let r = self.db.begin_read().map_err(db_err)?;
-        let at = r.open_table(TX_HASHES).map_err(db_err)?;
+        let runs = Runs::open(&r).map_err(db_err)?;
         let tables = (
             r.open_table(TXS).map_err(db_err)?,
             r.open_table(EVENTS).map_err(db_err)?,
@@ -660,7 +660,7 @@ impl BlockStore {
             .zip(pending)
             .map(|(hash, pending)| {
                 let indexed = || -> Result<Option<(u64, u32)>, BlockStoreError> {
-                    Ok(at.get(hash).map_err(db_err)?.map(|v| v.value()))
+                    Ok(runs.get(hash).map_err(db_err)?.map(|i| i.at()))
                 };
                 let found = match pending {
                     // Took effect: no other inclusion of these bytes did.

@@ -347,6 +347,79 @@ fn a_replayed_tx_keeps_pointing_at_the_inclusion_that_took_effect() {
 }
 
 #[test]
+fn merged_index_runs_keep_every_hash_and_the_inclusion_that_took_effect() {
+    // A flush with every block: 100 runs, merged FAN_IN at a time, and the merged runs again.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Chain::new();
+    let mut blocks = Vec::new();
+    let first = c.send(true, "5ukumo");
+    let early = c.send(true, "6ukumo");
+    // Alice's second transaction before her first: rejected (nonce), included again later.
+    blocks.push(c.block(vec![early.clone()]));
+    let mut stale = c.bob.clone();
+    let mut replay = None;
+    for height in 2..=100u64 {
+        let txs = match height {
+            41 => vec![first.clone(), early.clone()],
+            // The same bytes again: rejected (stale nonce).
+            81 => vec![first.clone(), early.clone()],
+            10 => {
+                // Signed with a nonce Bob has used: rejected here and again at 90.
+                stale.nonce = 0;
+                let tx = stale.sign(FEE, vec![Msg::DeleteProvider]);
+                replay = Some(tx.clone());
+                vec![tx, c.send(false, "1ukumo")]
+            }
+            90 => vec![replay.clone().unwrap()],
+            // Alice sends again once her earlier nonces are used.
+            h => vec![c.send(h > 41 && h % 2 == 0, "1ukumo")],
+        };
+        blocks.push(c.block(txs));
+    }
+    assert_eq!(blocks[40].txs[1].result.code, TxCode::Ok);
+    assert_eq!(blocks[80].txs[1].result.code, TxCode::Rejected);
+    assert_eq!(blocks[89].txs[0].result.code, TxCode::Rejected);
+
+    let check = |store: &BlockStore| {
+        let want = |tx: &[u8], height: u64, index: u32, code: TxCode| {
+            let (h, rec) = store.tx(&kumo_types::tx::tx_hash(tx)).unwrap().unwrap();
+            assert_eq!((h, rec.index, rec.result.code), (height, index, code));
+        };
+        want(&first, 41, 0, TxCode::Ok);
+        want(&early, 41, 1, TxCode::Ok);
+        want(replay.as_ref().unwrap(), 10, 0, TxCode::Rejected);
+        for b in &blocks {
+            for t in &b.txs {
+                let (h, rec) = store.tx(&t.hash).unwrap().unwrap();
+                if t.result.code == TxCode::Ok {
+                    assert_eq!((h, &rec), (b.height, t));
+                }
+            }
+        }
+        let stats = store.index_stats().unwrap();
+        // Blocks of 1–2 hashes: at most FAN_IN - 1 runs of each of three size classes.
+        assert!(stats.runs < 3 * (kumo_blockstore::FAN_IN - 1), "{stats:?}");
+        // Each hash once per run it is in: a replay in another run until they merge.
+        let all: Vec<_> = blocks
+            .iter()
+            .flat_map(|b| b.txs.iter().map(|t| t.hash))
+            .collect();
+        let distinct: std::collections::HashSet<_> = all.iter().collect();
+        let held = stats.indexed as usize + stats.pending;
+        assert!(distinct.len() <= held && held <= all.len(), "{stats:?}");
+    };
+    {
+        let store = open(&dir).with_index_batch(1);
+        for b in &blocks {
+            store.put_block(b).unwrap();
+        }
+        check(&store);
+        assert!(store.index_stats().unwrap().runs > 1);
+    }
+    check(&open(&dir).with_index_batch(1));
+}
+
+#[test]
 fn every_hash_is_found_before_and_after_the_index_is_written_and_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Chain::new();
