@@ -141,9 +141,6 @@ impl TestBackend {
                 state_root: result.root,
             },
             &txs,
-            &txs.iter()
-                .map(|t| kumo_types::tx::tx_hash(t))
-                .collect::<Vec<_>>(),
             &result.txs,
             &result.end_events,
         );

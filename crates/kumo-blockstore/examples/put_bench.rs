@@ -50,9 +50,6 @@ fn main() {
                 state_root: r.root,
             },
             &txs,
-            &txs.iter()
-                .map(|t| kumo_types::tx::tx_hash(t))
-                .collect::<Vec<_>>(),
             &r.txs,
             &r.end_events,
         ));

@@ -390,9 +390,7 @@ impl BlockStore {
     pub fn index_stats(&self) -> Result<IndexStats, BlockStoreError> {
         let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner()).len();
         let r = self.db.begin_read().map_err(db_err)?;
-        let (runs, indexed) = Runs::open(&r)
-            .and_then(|runs| runs.stats())
-            .map_err(db_err)?;
+        let (runs, indexed) = tx_index::stats(&r).map_err(db_err)?;
         Ok(IndexStats {
             runs,
             indexed,

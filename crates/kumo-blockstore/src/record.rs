@@ -63,9 +63,20 @@ pub struct BlockMeta {
 
 impl BlockRecord {
     /// The record of a block the state machine executed: `txs` are the block's transaction
-    /// bytes, `tx_hashes` their `tx_hash`es (in the same order) and `results` what
-    /// `App::execute_txs` (or `execute_block`) returned for them.
+    /// bytes and `results` what `App::execute_txs` (or `execute_block`) returned for them.
     pub fn from_execution(
+        meta: BlockMeta,
+        txs: &[Vec<u8>],
+        results: &[Result<TxReceipt, TxRejected>],
+        end_events: &[EventRecord],
+    ) -> BlockRecord {
+        let hashes: Vec<Hash32> = txs.iter().map(|t| kumo_types::tx::tx_hash(t)).collect();
+        BlockRecord::from_execution_hashed(meta, txs, &hashes, results, end_events)
+    }
+
+    /// As [`BlockRecord::from_execution`], given `tx_hashes`, each transaction's `tx_hash` in
+    /// the same order (a node has them from executing the block).
+    pub fn from_execution_hashed(
         meta: BlockMeta,
         txs: &[Vec<u8>],
         tx_hashes: &[Hash32],

@@ -386,17 +386,17 @@ impl Runs {
             .ok()
             .map(|i| decode_entry(entries[i]).1))
     }
+}
 
-    /// How many runs there are, and how many entries they hold.
-    pub(crate) fn stats(&self) -> Result<(usize, u64), redb::Error> {
-        let mut total = 0;
-        for t in &self.tables {
-            for row in t.iter()? {
-                total += row_entries(row?.1.value())?.len() as u64;
-            }
-        }
-        Ok((self.tables.len(), total))
+/// How many runs there are, and how many entries they hold (as `tx_hash_runs` records).
+pub(crate) fn stats(r: &ReadTransaction) -> Result<(usize, u64), redb::Error> {
+    let mut runs = 0;
+    let mut entries = 0;
+    for run in r.open_table(RUNS)?.iter()? {
+        runs += 1;
+        entries += run?.1.value();
     }
+    Ok((runs, entries))
 }
 
 #[cfg(test)]

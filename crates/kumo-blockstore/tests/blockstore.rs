@@ -42,9 +42,6 @@ impl Chain {
                 state_root: r.root,
             },
             &txs,
-            &txs.iter()
-                .map(|t| kumo_types::tx::tx_hash(t))
-                .collect::<Vec<_>>(),
             &r.txs,
             &r.end_events,
         );

@@ -61,7 +61,7 @@ impl StoreSink {
 
 /// The block store's record of a finalized block.
 pub(crate) fn record(block: &FinalizedBlock, first_height: u64) -> BlockRecord {
-    BlockRecord::from_execution(
+    BlockRecord::from_execution_hashed(
         BlockMeta {
             height: block.height,
             hash: block.digest,
