@@ -80,12 +80,14 @@ pub trait NodeBackend: Send + Sync + 'static {
     }
 
     /// Waits until the transaction `hash` is in a committed block, leaves the mempool without
-    /// being committed, or `timeout` passes. The default watches [`NodeBackend::committed`] and
-    /// looks the hash up after each block; it relies on the node storing a block before it
-    /// drops the block's transactions from the mempool.
+    /// being committed, or `timeout` passes. The mempool admitted it when `since` was the last
+    /// committed height (see [`BlockStore::tx_since`]). The default watches
+    /// [`NodeBackend::committed`] and looks the hash up after each block; it relies on the node
+    /// storing a block before it drops the block's transactions from the mempool.
     fn wait_committed(
         &self,
         hash: Hash32,
+        since: u64,
         timeout: Duration,
     ) -> impl Future<Output = Result<Waited, BlockStoreError>> + Send {
         async move {
@@ -95,12 +97,12 @@ pub trait NodeBackend: Send + Sync + 'static {
                 // Mark the current height seen before looking, so a block committed between the
                 // lookup and the wait still wakes us.
                 heights.borrow_and_update();
-                if let Some((h, tx)) = self.blocks().tx(&hash)? {
+                if let Some((h, tx)) = self.blocks().tx_since(&hash, since)? {
                     return Ok(Waited::Committed(h, Box::new(tx)));
                 }
                 if !self.mempool_contains(&hash) {
                     // It may have been committed between the two looks.
-                    return Ok(match self.blocks().tx(&hash)? {
+                    return Ok(match self.blocks().tx_since(&hash, since)? {
                         Some((h, tx)) => Waited::Committed(h, Box::new(tx)),
                         None => Waited::Dropped,
                     });

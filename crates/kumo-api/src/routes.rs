@@ -272,6 +272,8 @@ async fn submit<B: NodeBackend>(
             ));
         }
     };
+    // Read before admission: an admitted transaction is in no block up to this height.
+    let since = *api.backend.committed().borrow();
     let backend = api.backend.clone();
     let hash = tokio::task::spawn_blocking(move || backend.submit(tx)).await??;
     let pending = || {
@@ -293,7 +295,7 @@ async fn submit<B: NodeBackend>(
         .timeout_ms
         .map_or(DEFAULT_WAIT, Duration::from_millis)
         .min(MAX_WAIT);
-    match api.backend.wait_committed(hash, timeout).await? {
+    match api.backend.wait_committed(hash, since, timeout).await? {
         Waited::Committed(height, tx) => Ok(Json(SubmitResponse {
             hash,
             status: TxStatus::Committed,
@@ -352,6 +354,8 @@ async fn submit_batch<B: NodeBackend>(
     }
     let txs: Vec<Vec<u8>> = batch.txs.into_iter().map(|t| t.0).collect();
     let hashes: Vec<Hash32> = txs.iter().map(|t| kumo_types::tx::tx_hash(t)).collect();
+    // Read before admission: an admitted transaction is in no block up to this height.
+    let since = *api.backend.committed().borrow();
     let backend = api.backend.clone();
     let admitted = tokio::task::spawn_blocking(move || backend.submit_batch(txs)).await?;
     let mut items: Vec<BatchItem> = hashes
@@ -379,16 +383,18 @@ async fn submit_batch<B: NodeBackend>(
             .timeout_ms
             .map_or(DEFAULT_WAIT, Duration::from_millis)
             .min(MAX_WAIT);
-        wait_all_committed(&api, &mut items, timeout).await?;
+        wait_all_committed(&api, &mut items, since, timeout).await?;
     }
     Ok(Json(SubmitBatchResponse { results: items }))
 }
 
 /// Waits until every pending item is committed or dropped, or `timeout` passes: one block
-/// store read for all of them after each committed block.
+/// store read for all of them after each committed block. The items were admitted when `since`
+/// was the last committed height, so the look-ups skip the index of older blocks.
 async fn wait_all_committed<B: NodeBackend>(
     api: &Api<B>,
     items: &mut [BatchItem],
+    since: u64,
     timeout: Duration,
 ) -> Result<(), ApiError> {
     let mut heights = api.backend.committed();
@@ -402,7 +408,7 @@ async fn wait_all_committed<B: NodeBackend>(
             return Ok(());
         }
         let hashes: Vec<Hash32> = pending.iter().map(|i| items[*i].hash).collect();
-        let found = blocks(api, move |b| b.tx_summaries(&hashes)).await?;
+        let found = blocks(api, move |b| b.tx_summaries_since(&hashes, since)).await?;
         let mut left = Vec::new();
         for (i, found) in pending.into_iter().zip(found) {
             match found {
@@ -422,7 +428,7 @@ async fn wait_all_committed<B: NodeBackend>(
             .collect();
         if !gone.is_empty() {
             let hashes: Vec<Hash32> = gone.iter().map(|i| items[*i].hash).collect();
-            let found = blocks(api, move |b| b.tx_summaries(&hashes)).await?;
+            let found = blocks(api, move |b| b.tx_summaries_since(&hashes, since)).await?;
             for (i, found) in gone.into_iter().zip(found) {
                 let item = &mut items[i];
                 match found {

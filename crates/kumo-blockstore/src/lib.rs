@@ -610,12 +610,27 @@ impl BlockStore {
     /// The transaction with this hash and the height of its block. If the same bytes were
     /// included more than once, the inclusion that took effect (ok or failed) is the answer.
     pub fn tx(&self, hash: &Hash32) -> Result<Option<(u64, TxRecord)>, BlockStoreError> {
-        Ok(self.txs(std::slice::from_ref(hash))?.pop().flatten())
+        self.tx_since(hash, 0)
+    }
+
+    /// [`BlockStore::tx`] of a transaction that cannot be in a block below `since`: one the
+    /// mempool admitted when `since` was the last committed height (a transaction already
+    /// included fails admission on its nonce). A miss then skips the part of the index flushed
+    /// before `since`, which is what keeps waiting for a commit cheap.
+    pub fn tx_since(
+        &self,
+        hash: &Hash32,
+        since: u64,
+    ) -> Result<Option<(u64, TxRecord)>, BlockStoreError> {
+        Ok(self
+            .look_up(std::slice::from_ref(hash), since, tx_record)?
+            .pop()
+            .flatten())
     }
 
     /// [`BlockStore::tx`] for each of `hashes`, in one read transaction.
     pub fn txs(&self, hashes: &[Hash32]) -> Result<Vec<Option<(u64, TxRecord)>>, BlockStoreError> {
-        self.look_up(hashes, tx_record)
+        self.look_up(hashes, 0, tx_record)
     }
 
     /// As [`BlockStore::txs`], only where each transaction is and what became of it: no bytes,
@@ -624,7 +639,17 @@ impl BlockStore {
         &self,
         hashes: &[Hash32],
     ) -> Result<Vec<Option<(u64, TxSummary)>>, BlockStoreError> {
-        self.look_up(hashes, |_, height, index, raw| {
+        self.tx_summaries_since(hashes, 0)
+    }
+
+    /// [`BlockStore::tx_summaries`] of transactions that cannot be in a block below `since`
+    /// (see [`BlockStore::tx_since`]).
+    pub fn tx_summaries_since(
+        &self,
+        hashes: &[Hash32],
+        since: u64,
+    ) -> Result<Vec<Option<(u64, TxSummary)>>, BlockStoreError> {
+        self.look_up(hashes, since, |_, height, index, raw| {
             let t: StoredTx = decode(raw, || format!("tx ({height}, {index})"))?;
             Ok(TxSummary {
                 index,
@@ -635,10 +660,12 @@ impl BlockStore {
     }
 
     /// Finds each of `hashes` (the inclusion that took effect, see [`BlockStore::tx`]) and reads
-    /// it with `read`, in one read transaction.
+    /// it with `read`, in one read transaction. The index's runs are searched only if they may
+    /// hold a block at `since` or above.
     fn look_up<T>(
         &self,
         hashes: &[Hash32],
+        since: u64,
         read: impl Fn(&Tables, u64, u32, &[u8]) -> Result<T, BlockStoreError>,
     ) -> Result<Vec<Option<(u64, T)>>, BlockStoreError> {
         // The pending hashes before the read transaction: a hash a flush took from them after
@@ -649,6 +676,13 @@ impl BlockStore {
         };
         let r = self.db.begin_read().map_err(db_err)?;
         let runs = Runs::open(&r).map_err(db_err)?;
+        // The runs hold the blocks up to the mark, the pending hashes those after it.
+        let search_runs = since == 0
+            || r.open_table(META)
+                .map_err(db_err)?
+                .get(INDEXED_THROUGH)
+                .map_err(db_err)?
+                .is_some_and(|through| through.value() >= since);
         let tables = (
             r.open_table(TXS).map_err(db_err)?,
             r.open_table(EVENTS).map_err(db_err)?,
@@ -658,6 +692,9 @@ impl BlockStore {
             .zip(pending)
             .map(|(hash, pending)| {
                 let indexed = || -> Result<Option<(u64, u32)>, BlockStoreError> {
+                    if !search_runs {
+                        return Ok(None);
+                    }
                     Ok(runs.get(hash).map_err(db_err)?.map(|i| i.at()))
                 };
                 let found = match pending {

@@ -451,6 +451,42 @@ fn every_hash_is_found_before_and_after_the_index_is_written_and_after_a_crash()
 }
 
 #[test]
+fn waiting_look_ups_find_every_tx_at_or_above_their_floor() {
+    // What a client waiting for its commit asks: hashes admitted when `since` was the last
+    // committed height. Flushes every third block, so some answers come from the runs, some
+    // from the pending hashes.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Chain::new();
+    let store = open(&dir).with_index_batch(7);
+    let mut blocks: Vec<BlockRecord> = Vec::new();
+    for i in 0..9 {
+        let txs = (0..3).map(|k| c.send((i + k) % 2 == 0, "1ukumo")).collect();
+        let b = c.block(txs);
+        store.put_block(&b).unwrap();
+        blocks.push(b);
+        // 7 hashes per flush, 3 per block: every third block flushes.
+        let flushed_through = 3 * (blocks.len() as u64 / 3);
+        for since in 0..=blocks.len() as u64 + 1 {
+            for b in &blocks {
+                let hashes: Vec<[u8; 32]> = b.txs.iter().map(|t| t.hash).collect();
+                let found = store.tx_summaries_since(&hashes, since).unwrap();
+                for (t, found) in b.txs.iter().zip(found) {
+                    if b.height >= since {
+                        let (h, s) = found.expect("a tx at or above the floor is found");
+                        assert_eq!((h, s.code), (b.height, t.result.code));
+                        let (h, rec) = store.tx_since(&t.hash, since).unwrap().unwrap();
+                        assert_eq!((h, &rec), (b.height, t));
+                    } else if since > flushed_through && b.height <= flushed_through {
+                        // Flushed before the floor: not searched.
+                        assert_eq!(found, None, "block {} since {since}", b.height);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn json_shape_uses_hex() {
     let mut c = Chain::new();
     let tx = c.send(true, "5ukumo");
