@@ -45,6 +45,19 @@ pub(crate) struct StoredTx {
     pub(crate) event_count: u32,
 }
 
+/// [`StoredTx`] borrowed, for writing (the same bytes).
+#[derive(BorshSerialize)]
+pub(crate) struct StoredTxRef<'a> {
+    pub(crate) hash: &'a Hash32,
+    pub(crate) bytes: &'a [u8],
+    pub(crate) code: StoredCode,
+    pub(crate) error: Option<StoredError>,
+    pub(crate) sender: &'a Option<Address>,
+    pub(crate) fee: &'a Option<Coin>,
+    pub(crate) first_event: u32,
+    pub(crate) event_count: u32,
+}
+
 /// [`TxCode`] in Borsh.
 #[derive(BorshSerialize, BorshDeserialize, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StoredCode {
@@ -169,5 +182,32 @@ mod tests {
         );
         assert!(decode::<StoredEventValue>(&[]).is_err());
         assert!(decode::<StoredEventValue>(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_borrowed_tx_is_written_as_the_owned_one_reads() {
+        let tx = StoredTx {
+            hash: [3; 32],
+            bytes: vec![1, 2, 3, 4, 5],
+            code: StoredCode::Failed,
+            error: None,
+            sender: Some(Address([9; 20])),
+            fee: Some(Coin::new("ukumo", 7)),
+            first_event: 4,
+            event_count: 2,
+        };
+        let borrowed = StoredTxRef {
+            hash: &tx.hash,
+            bytes: &tx.bytes,
+            code: tx.code,
+            error: None,
+            sender: &tx.sender,
+            fee: &tx.fee,
+            first_event: tx.first_event,
+            event_count: tx.event_count,
+        };
+        assert_eq!(encode(&borrowed), encode(&tx));
+        let back: StoredTx = decode(&encode(&borrowed)).unwrap();
+        assert_eq!((back.bytes, back.fee), (tx.bytes, tx.fee));
     }
 }

@@ -43,7 +43,9 @@ mod tx_index;
 use std::{path::Path, sync::Mutex};
 
 use chunk::{CHUNK, Row, RowBuilder};
-use encoding::{StoredError, StoredEventRef, StoredEventValue, StoredHeader, StoredTx};
+use encoding::{
+    StoredError, StoredEventRef, StoredEventValue, StoredHeader, StoredTx, StoredTxRef,
+};
 use kumo_chain::EventRecord;
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -434,14 +436,28 @@ impl BlockStore {
             tx_count: u32::try_from(block.txs.len()).map_err(|_| too_many("transactions"))?,
             end_events_from: u32::try_from(tx_events).map_err(|_| too_many("events"))?,
         };
-        // This block's hashes, and the pending ones too when it is time to flush them.
-        let (flush, mut new_hashes) = {
+        // This block's hashes; with the pending ones, flushed, when it is time.
+        let new_hashes: Vec<(Hash32, Inclusion)> = block
+            .txs
+            .iter()
+            .map(|tx| {
+                let inclusion = Inclusion {
+                    height: h,
+                    index: tx.index,
+                    rejected: tx.result.code == TxCode::Rejected,
+                };
+                (tx.hash, inclusion)
+            })
+            .collect();
+        let flushed = {
             let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if pending.len() + block.txs.len() >= self.index_batch {
-                (true, pending.clone())
-            } else {
-                (false, Pending::default())
-            }
+            (pending.len() + block.txs.len() >= self.index_batch).then(|| {
+                let mut all = pending.clone();
+                for (hash, inclusion) in &new_hashes {
+                    all.add(*hash, *inclusion);
+                }
+                all
+            })
         };
         let w = self.db.begin_write().map_err(db_err)?;
         {
@@ -468,30 +484,20 @@ impl BlockStore {
                 // Fits: the events of all transactions fit a u32 (checked above).
                 let event_count = tx.result.events.len() as u32;
                 first_event += event_count;
-                StoredTx {
-                    hash: tx.hash,
-                    bytes: tx.bytes.clone(),
+                StoredTxRef {
+                    hash: &tx.hash,
+                    bytes: &tx.bytes,
                     code: tx.result.code.into(),
                     error: tx.result.error.as_ref().map(StoredError::from),
-                    sender: tx.result.sender,
-                    fee: tx.result.fee.clone(),
+                    sender: &tx.result.sender,
+                    fee: &tx.result.fee,
                     first_event: first_event - event_count,
                     event_count,
                 }
             });
             put_rows(&mut txs, h, stored)?;
-            for tx in &block.txs {
-                new_hashes.add(
-                    tx.hash,
-                    Inclusion {
-                        height: h,
-                        index: tx.index,
-                        rejected: tx.result.code == TxCode::Rejected,
-                    },
-                );
-            }
-            if flush {
-                tx_index::flush(&w, &new_hashes, self.index_batch).map_err(db_err)?;
+            if let Some(all) = &flushed {
+                tx_index::flush(&w, all, self.index_batch).map_err(db_err)?;
                 w.open_table(META)
                     .map_err(db_err)?
                     .insert(INDEXED_THROUGH, h)
@@ -510,10 +516,12 @@ impl BlockStore {
         w.commit().map_err(db_err)?;
         // Only now: a reader that finds a hash here reads a committed transaction.
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if flush {
+        if flushed.is_some() {
             pending.clear();
         } else {
-            pending.merge(new_hashes);
+            for (hash, inclusion) in new_hashes {
+                pending.add(hash, inclusion);
+            }
         }
         Ok(Put::Written)
     }

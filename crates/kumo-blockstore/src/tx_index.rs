@@ -219,13 +219,6 @@ impl Pending {
         v
     }
 
-    /// Adds `later`'s inclusions, which come after these in chain order.
-    pub(crate) fn merge(&mut self, later: Pending) {
-        for (hash, new) in later.entries {
-            self.add(hash, new);
-        }
-    }
-
     /// Forgets everything (after a flush).
     pub(crate) fn clear(&mut self) {
         self.entries.clear();

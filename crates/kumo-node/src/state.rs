@@ -170,7 +170,7 @@ impl Store for LayeredStore<'_> {
 /// Hashes of transactions whose signatures this node has verified (at admission), so that
 /// executing a block that carries them does not verify them again. First in, first out: an
 /// entry that fell out only costs one more verification.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct VerifiedSignatures {
     /// Keyed by sha256 output: a seeded fast hash spreads them as well as SipHash, for less.
     set: HashSet<[u8; 32], foldhash::fast::RandomState>,
@@ -180,6 +180,15 @@ struct VerifiedSignatures {
 impl VerifiedSignatures {
     /// About 10 MB; several times what the mempool holds.
     const CAPACITY: usize = 1 << 17;
+
+    /// Sized for [`Self::CAPACITY`] from the start: a node under load fills it within seconds,
+    /// and growing it on the way costs a rehash and fresh pages at every doubling.
+    fn new() -> VerifiedSignatures {
+        VerifiedSignatures {
+            set: HashSet::with_capacity_and_hasher(Self::CAPACITY + 1, Default::default()),
+            order: VecDeque::with_capacity(Self::CAPACITY + 1),
+        }
+    }
 
     fn insert(&mut self, hash: [u8; 32]) {
         if self.set.insert(hash) {
@@ -214,7 +223,7 @@ impl ChainState {
             base_height: height,
             base_digest: digest,
             layers: HashMap::new(),
-            verified: VerifiedSignatures::default(),
+            verified: VerifiedSignatures::new(),
         }
     }
 

@@ -107,8 +107,44 @@ pub fn verify_batch<'a>(
             msg,
         ));
     }
-    v.verify(rand_core::OsRng).is_ok()
+    v.verify(BatchRng::new()).is_ok()
 }
+
+/// The batch check's random coefficients (128 bits per signature): a ChaCha12 stream keyed
+/// from the operating system once per batch, as `rand`'s thread generator is. Drawing them
+/// from `OsRng` directly costs a `getrandom` system call per signature.
+struct BatchRng(rand_chacha::ChaCha12Rng);
+
+impl BatchRng {
+    fn new() -> BatchRng {
+        use rand_chacha::rand_core::SeedableRng;
+        let mut seed = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+        BatchRng(rand_chacha::ChaCha12Rng::from_seed(seed))
+    }
+}
+
+impl rand_core::RngCore for BatchRng {
+    fn next_u32(&mut self) -> u32 {
+        rand_chacha::rand_core::RngCore::next_u32(&mut self.0)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        rand_chacha::rand_core::RngCore::next_u64(&mut self.0)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        rand_chacha::rand_core::RngCore::fill_bytes(&mut self.0, dest)
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+/// A ChaCha12 stream keyed from the OS is a cryptographic generator.
+impl rand_core::CryptoRng for BatchRng {}
 
 fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], KeyError> {
     let mut out = [0u8; N];
@@ -196,6 +232,17 @@ mod tests {
         assert!(!check(&sigs));
         assert!(pks[3].verify(&msgs[3], &sigs[3]).is_err());
         assert!(pks[2].verify(&msgs[2], &sigs[2]).is_ok());
+    }
+
+    #[test]
+    fn each_batch_draws_fresh_coefficients() {
+        // Coefficients a signer could predict would let a forged signature pass in a batch.
+        use rand_core::RngCore;
+        let (mut a, mut b) = (BatchRng::new(), BatchRng::new());
+        let draw = |r: &mut BatchRng| [r.next_u64(), r.next_u64()];
+        let first = draw(&mut a);
+        assert_ne!(first, draw(&mut b));
+        assert_ne!(first, draw(&mut a));
     }
 
     #[test]
