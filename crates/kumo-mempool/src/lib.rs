@@ -380,7 +380,18 @@ impl Mempool {
         bytes: Vec<u8>,
         check: impl FnOnce(&[u8]) -> Result<Admission, E>,
     ) -> Result<TxHash, MempoolError<E>> {
-        let hash = tx_hash(&bytes);
+        self.insert_hashed(tx_hash(&bytes), bytes, check)
+    }
+
+    /// [`Mempool::insert`] for a caller that has the transaction's hash already (`hash` must be
+    /// `kumo_types::tx::tx_hash(&bytes)`: a node computes it while verifying the signature).
+    pub fn insert_hashed<E>(
+        &mut self,
+        hash: TxHash,
+        bytes: Vec<u8>,
+        check: impl FnOnce(&[u8]) -> Result<Admission, E>,
+    ) -> Result<TxHash, MempoolError<E>> {
+        debug_assert_eq!(hash, tx_hash(&bytes), "the hash of these bytes");
         if self.txs.contains_key(&hash) {
             return Err(MempoolError::AlreadyInMempool(hash));
         }
@@ -571,7 +582,7 @@ impl Mempool {
         &mut self,
         mut check: impl FnMut(&[u8]) -> Result<Admission, E>,
     ) -> Vec<(TxHash, MempoolError<E>)> {
-        self.recheck_with(|p| check(&p.bytes))
+        self.recheck_with(|p, _| check(&p.bytes))
     }
 
     /// As [`Mempool::recheck`], but `check` sees what admission learned (sender, nonce, fee,
@@ -581,35 +592,31 @@ impl Mempool {
         &mut self,
         mut check: impl FnMut(&Admission) -> Result<Admission, E>,
     ) -> Vec<(TxHash, MempoolError<E>)> {
-        let next_nonces: BTreeMap<Address, u64> = self
-            .accounts
-            .iter()
-            .map(|(a, acct)| (*a, acct.next_nonce))
-            .collect();
-        self.recheck_with(|p| {
+        self.recheck_with(|p, next_nonce| {
             check(&Admission {
                 sender: p.sender,
                 nonce: p.nonce,
                 fee: p.rate.fee,
-                account_nonce: next_nonces.get(&p.sender).copied().unwrap_or(0),
+                account_nonce: next_nonce,
             })
         })
     }
 
+    /// Rechecks each account's pending transactions in nonce order; `check` also gets the
+    /// account's next nonce as it was before the recheck.
     fn recheck_with<E>(
         &mut self,
-        mut check: impl FnMut(&Pending) -> Result<Admission, E>,
+        mut check: impl FnMut(&Pending, u64) -> Result<Admission, E>,
     ) -> Vec<(TxHash, MempoolError<E>)> {
         let mut dropped = Vec::new();
         let senders: Vec<Address> = self.accounts.keys().copied().collect();
         for sender in senders {
-            let pending: Vec<(u64, TxHash)> = self.accounts[&sender]
-                .pending
-                .iter()
-                .map(|(n, h)| (*n, *h))
-                .collect();
+            let account = &self.accounts[&sender];
+            let next_nonce = account.next_nonce;
+            let pending: Vec<(u64, TxHash)> =
+                account.pending.iter().map(|(n, h)| (*n, *h)).collect();
             for (nonce, hash) in pending {
-                let verdict = match check(&self.txs[&hash]) {
+                let verdict = match check(&self.txs[&hash], next_nonce) {
                     Err(e) => Err(MempoolError::Rejected(e)),
                     Ok(adm) => {
                         if let Some(a) = self.accounts.get_mut(&sender) {

@@ -124,8 +124,13 @@ impl TxPool for ChainPool {
         pool_error(self.lock().insert(tx, |b| admission(&node, b)))
     }
 
-    fn insert_admitted(&self, tx: Vec<u8>, admission: Admission) -> Result<TxHash, PoolError> {
-        pool_error(self.lock().insert(tx, |_| Ok(admission)))
+    fn insert_admitted(
+        &self,
+        tx: Vec<u8>,
+        hash: TxHash,
+        admission: Admission,
+    ) -> Result<TxHash, PoolError> {
+        pool_error(self.lock().insert_hashed(hash, tx, |_| Ok(admission)))
     }
 
     fn reap(&self, max_txs: usize, max_bytes: usize) -> Vec<Vec<u8>> {

@@ -279,18 +279,21 @@ impl Node {
                 state.signature_verified(v.hash);
             }
         }
-        let checked: Vec<Result<Admission, TxRejected>> = self.with_finalized_state(|store, _| {
-            let app = App::load(Overlay::new(store)).expect("the finalized state holds a chain");
-            checked
-                .into_iter()
-                .map(|c| c.and_then(|v| admission(&app, &v)))
-                .collect()
-        });
+        let checked: Vec<Result<(TxHash, Admission), TxRejected>> =
+            self.with_finalized_state(|store, _| {
+                let app =
+                    App::load(Overlay::new(store)).expect("the finalized state holds a chain");
+                checked
+                    .into_iter()
+                    .map(|c| c.and_then(|v| Ok((v.hash, admission(&app, &v)?))))
+                    .collect()
+            });
         let gossip = self.inner.gossip.lock().expect("gossip lock").clone();
         txs.into_iter()
             .zip(checked)
             .map(|(tx, checked)| {
-                let hash = self.pool().insert_admitted(tx.clone(), checked?)?;
+                let (hash, admission) = checked?;
+                let hash = self.pool().insert_admitted(tx.clone(), hash, admission)?;
                 if let Some(gossip) = &gossip {
                     let _ = gossip.try_send(tx);
                 }
@@ -340,15 +343,15 @@ impl Node {
                 state.signature_verified(v.hash);
             }
         }
-        let admitted: Vec<(&[u8], Admission)> = self.with_finalized_state(|store, _| {
+        let admitted: Vec<(&[u8], TxHash, Admission)> = self.with_finalized_state(|store, _| {
             let app = App::load(Overlay::new(store)).expect("the finalized state holds a chain");
             verified
                 .iter()
-                .filter_map(|(bytes, v)| admission(&app, v).ok().map(|a| (*bytes, a)))
+                .filter_map(|(bytes, v)| admission(&app, v).ok().map(|a| (*bytes, v.hash, a)))
                 .collect()
         });
-        for (tx, admission) in admitted {
-            let _ = self.pool().insert_admitted(tx.to_vec(), admission);
+        for (tx, hash, admission) in admitted {
+            let _ = self.pool().insert_admitted(tx.to_vec(), hash, admission);
         }
     }
 }

@@ -37,15 +37,17 @@ pub enum PoolError {
 pub trait TxPool: Send + Sync + 'static {
     /// Adds an admitted transaction. Returns its hash.
     fn insert(&self, tx: Vec<u8>) -> Result<TxHash, PoolError>;
-    /// [`TxPool::insert`] for a transaction whose admission facts the caller already read
-    /// (while checking it against the finalized state), so that the pool need not parse it or
-    /// read the state again. By default the same as [`TxPool::insert`].
+    /// [`TxPool::insert`] for a transaction whose hash (`tx_hash(&tx)`) and admission facts the
+    /// caller already has (from verifying it and checking it against the finalized state), so
+    /// that the pool need not hash, parse it or read the state again. By default the same as
+    /// [`TxPool::insert`].
     fn insert_admitted(
         &self,
         tx: Vec<u8>,
+        hash: TxHash,
         admission: kumo_mempool::Admission,
     ) -> Result<TxHash, PoolError> {
-        let _ = admission;
+        let _ = (hash, admission);
         self.insert(tx)
     }
     /// Up to `max_txs` transactions of at most `max_bytes` together, in the order they should
