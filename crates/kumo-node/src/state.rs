@@ -513,4 +513,38 @@ mod tests {
         view.put(b"k", b"v".to_vec());
         assert!(view.into_diff().is_empty());
     }
+
+    #[test]
+    fn a_block_reads_its_own_writes_over_its_ancestors_in_key_order() {
+        let mut base = MemStore::new();
+        for k in ["p/a", "p/b", "p/c", "q/a"] {
+            base.put(k.as_bytes(), b"base".to_vec());
+        }
+        let mut layer = Writes::new();
+        layer.insert(b"p/b".to_vec(), None);
+        layer.insert(b"p/d".to_vec(), Some(b"parent".to_vec()));
+        let mut view = LayeredStore::new(&base, vec![&layer]);
+        for i in (0..50u8).rev() {
+            view.put(format!("p/z{i:02}").as_bytes(), vec![i]);
+        }
+        view.put(b"p/b", b"own".to_vec());
+        view.delete(b"p/c");
+        view.put(b"p/d", b"parent".to_vec());
+        assert_eq!(view.get(b"p/b"), Some(b"own".to_vec()));
+        assert_eq!(view.get(b"p/c"), None);
+        assert_eq!(view.get(b"p/d"), Some(b"parent".to_vec()));
+        let scanned: Vec<Vec<u8>> = view
+            .scan_prefix(b"p/")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut want: Vec<Vec<u8>> = ["p/a", "p/b", "p/d"].map(|k| k.as_bytes().to_vec()).into();
+        want.extend((0..50u8).map(|i| format!("p/z{i:02}").into_bytes()));
+        assert_eq!(scanned, want);
+        // The diff leaves out the write that changed nothing (p/d).
+        let diff: Vec<Vec<u8>> = view.into_diff().into_keys().collect();
+        let mut want: Vec<Vec<u8>> = ["p/b", "p/c"].map(|k| k.as_bytes().to_vec()).into();
+        want.extend((0..50u8).map(|i| format!("p/z{i:02}").into_bytes()));
+        assert_eq!(diff, want);
+    }
 }
