@@ -175,9 +175,7 @@ fn measure(
     let deploy_seconds = (deployed - start).as_secs_f64();
 
     progress("docker run of the same image");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = kumo_testnet::ports::free_port()?;
     let name = format!("kumo-bench-deploy-{}", std::process::id());
     let start = Instant::now();
     let out = Command::new("docker")

@@ -132,7 +132,13 @@ fn bench_node_prints_network_json() {
         "json",
     ]);
     let mut obj = json_object(&out);
-    assert_eq!(obj.remove("failed_txs"), Some(serde_json::json!(0)));
+    // On failure the bench's stderr says which node stopped committing, with its log.
+    assert_eq!(
+        obj.remove("failed_txs"),
+        Some(serde_json::json!(0)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_positive_keys(
         &obj,
         &[

@@ -417,3 +417,42 @@ fn four_validators_and_a_follower_keep_committing_through_kill_9_and_agree_after
     }
     eprintln!("network test took {:?}", started.elapsed());
 }
+
+/// A node whose p2p port another program holds stops at once with an error that names the
+/// address, instead of serving its API without ever joining the network.
+#[test]
+fn a_node_whose_p2p_port_is_taken_exits_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kumo(&[
+        "testnet",
+        "init",
+        "--validators",
+        "1",
+        "--dir",
+        &dir.path().display().to_string(),
+        "--base-port",
+        "0",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let testnet: Testnet = serde_json::from_slice(&out.stdout).unwrap();
+    let node = &testnet.nodes[0];
+    let _taken = std::net::TcpListener::bind(node.p2p).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_kumo"))
+        .args(["node", "run", "--home"])
+        .arg(dir.path().join(&node.home))
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen for peers on {}", node.p2p)),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

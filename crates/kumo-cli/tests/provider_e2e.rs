@@ -17,7 +17,6 @@ mod support;
 
 use std::{
     io::Write,
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -74,12 +73,10 @@ fn docker_ready() -> bool {
     ok
 }
 
+/// A port for a process started later (`kumo_testnet::ports`: one no outgoing connection takes
+/// meanwhile).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    kumo_testnet::ports::free_port().unwrap()
 }
 
 /// Counts the engine's objects labelled with this provider instance.

@@ -297,13 +297,7 @@ fn docker_only_provider(t: &Tenant, devnet: &Path, node: &str) -> (ProviderProce
     let key = t.json(&["keys", "add", "dockeronly"]);
     let address = key["address"].as_str().expect("an address").to_string();
     t.json(&["tx", "send", &address, "100000000000ukumo", "--wait"]);
-    let port = |_: ()| {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
+    let port = |_: ()| kumo_testnet::ports::free_port().unwrap();
     let mut c = kumo_provider::ProviderConfig {
         node: node.to_string(),
         data_dir: devnet.join("dockeronly-data"),

@@ -310,12 +310,12 @@ impl Ports {
     }
 }
 
+/// A free loopback port (see `kumo_testnet::ports`).
 fn free_port() -> Result<u16, DevnetError> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|error| DevnetError::Io {
+    kumo_testnet::ports::free_port().map_err(|error| DevnetError::Io {
         path: PathBuf::from("127.0.0.1:0"),
         error,
-    })?;
-    Ok(l.local_addr().map(|a| a.port()).unwrap_or(0))
+    })
 }
 
 /// Fails with a clear message when one of the devnet's listening ports is taken (by another

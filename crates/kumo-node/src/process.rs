@@ -65,6 +65,16 @@ pub enum RunError {
     /// The peer list repeats a key.
     #[error("the peer list names a key twice: each node appears once")]
     DuplicatePeer,
+    /// The p2p address cannot be listened on.
+    #[error(
+        "cannot listen for peers on {address}: {error} (another program, or another node, has this port: stop it or set a different p2p listen address)"
+    )]
+    Listen {
+        /// The configured p2p address.
+        address: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
     /// The engine task ended abnormally.
     #[error("the node stopped: {0}")]
     Stopped(String),
@@ -79,6 +89,12 @@ pub fn spawn_node(
     context: &tokio::Context,
     config: ProcessConfig,
 ) -> Result<(Node, Handle<Result<(), StartError>>), RunError> {
+    // The p2p network binds its listener in a task of its own, where a taken port is a panic
+    // with a backtrace: try it here first, so the common case is a clear error.
+    std::net::TcpListener::bind(config.listen).map_err(|error| RunError::Listen {
+        address: config.listen,
+        error,
+    })?;
     let key = config.role.key().clone();
     let peers: Map<ed25519::PublicKey, Address> = config
         .peers

@@ -136,6 +136,26 @@ fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// One node's state after a load that gave transactions up: whether it runs, what it answers,
+/// the end of its log.
+async fn node_report(i: usize, p: &mut NodeProcess) -> String {
+    let running = if p.is_running() { "running" } else { "exited" };
+    let client = p.client();
+    let status = match tokio::time::timeout(Duration::from_secs(5), client.status()).await {
+        Ok(Ok(s)) => format!(
+            "height {}, {} transactions pending",
+            s.height, s.mempool.txs
+        ),
+        Ok(Err(e)) => format!("status failed: {e}"),
+        Err(_) => "status did not answer within 5 s".into(),
+    };
+    format!(
+        "node{i} ({running}, {status}); the end of {}:\n{}",
+        p.home().join(crate::process::LOG_FILE).display(),
+        p.log_tail(40)
+    )
+}
+
 /// Runs the benchmark with `exe` as the `kumo` binary (`std::env::current_exe()` from the CLI).
 pub fn node(
     exe: &Path,
@@ -237,18 +257,23 @@ pub fn node(
         for p in &mut procs {
             p.wait_serving(Duration::from_secs(60)).await?;
         }
-        // Wait for the first block, so the warm-up is not spent on startup.
-        let client = procs[0].client();
+        // Wait for the first blocks on every node, so the warm-up is not spent on startup and
+        // a node that failed after its API came up (its p2p port taken, say) fails the bench
+        // here, not as transactions given up a minute later.
         let first = Instant::now();
-        while client.status().await.map_or(0, |s| s.height) < 2 {
-            if first.elapsed() > Duration::from_secs(60) {
-                return Err(BenchError::Other(format!(
-                    "no block within a minute; node0's log:\n{}",
-                    procs[0].log_tail(30)
-                )));
+        for (i, p) in procs.iter_mut().enumerate() {
+            let client = p.client();
+            while client.status().await.map_or(0, |s| s.height) < 2 {
+                if !p.is_running() || first.elapsed() > Duration::from_secs(60) {
+                    return Err(BenchError::Other(format!(
+                        "node{i} did not reach height 2: {}",
+                        node_report(i, p).await
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let client = procs[0].client();
         progress(&format!(
             "load: {} accounts × {} in flight for {:?}",
             config.accounts, config.window, config.duration
@@ -278,6 +303,10 @@ pub fn node(
                 report.failed.len(),
                 why.join("; ")
             ));
+            // What the nodes were doing: which one stopped, or stopped committing, and why.
+            for (i, p) in procs.iter_mut().enumerate() {
+                progress(&node_report(i, p).await);
+            }
         }
         let from = start + config.warmup;
         let to = start + config.duration;

@@ -28,7 +28,7 @@
 //! ```
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -193,13 +193,12 @@ pub enum TestnetError {
     Keystore(#[from] kumo_keystore::KeystoreError),
 }
 
-/// A free TCP port on loopback (a port that was free a moment ago).
+/// A free loopback port for a node (see [`crate::ports`]).
 fn free_port() -> Result<u16, TestnetError> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|error| TestnetError::Io {
+    crate::ports::free_port().map_err(|error| TestnetError::Io {
         path: PathBuf::from("127.0.0.1:0"),
         error,
-    })?;
-    Ok(l.local_addr().map(|a| a.port()).unwrap_or(0))
+    })
 }
 
 /// Builds the testnet (see the module docs) and writes `testnet.json`.

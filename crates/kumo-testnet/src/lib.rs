@@ -6,10 +6,12 @@
 //!   SIGTERM, restart; killed when dropped).
 //! - [`load`]: signed transactions sent to the nodes' APIs the way clients send them.
 //! - [`bench`]: `kumo bench node`: a real network under load, measured.
+//! - [`ports`]: free loopback ports that no outgoing connection takes before a node binds them.
 
 pub mod bench;
 pub mod init;
 pub mod load;
+pub mod ports;
 pub mod process;
 
 pub use init::{Testnet, TestnetError, TestnetSpec};
