@@ -318,7 +318,9 @@ pub struct Mempool {
     config: Config,
     /// Keyed by sha256 output: a seeded fast hash spreads them as well as SipHash, for less.
     txs: HashMap<TxHash, Pending, foldhash::fast::RandomState>,
-    accounts: BTreeMap<Address, Account>,
+    /// By sender. Nothing depends on the order accounts are visited in: reaping orders them by
+    /// fee and arrival, and each account is rechecked on its own.
+    accounts: HashMap<Address, Account, foldhash::fast::RandomState>,
     by_rate: BTreeSet<EvictKey>,
     bytes: usize,
     seq: u64,
@@ -330,7 +332,7 @@ impl Mempool {
         Mempool {
             config,
             txs: HashMap::default(),
-            accounts: BTreeMap::new(),
+            accounts: HashMap::default(),
             by_rate: BTreeSet::new(),
             bytes: 0,
             seq: 0,
