@@ -51,9 +51,9 @@ pub(crate) struct StoredTxRef<'a> {
     pub(crate) hash: &'a Hash32,
     pub(crate) bytes: &'a [u8],
     pub(crate) code: StoredCode,
-    pub(crate) error: Option<StoredError>,
-    pub(crate) sender: &'a Option<Address>,
-    pub(crate) fee: &'a Option<Coin>,
+    pub(crate) error: Option<&'a StoredError>,
+    pub(crate) sender: Option<&'a Address>,
+    pub(crate) fee: Option<&'a Coin>,
     pub(crate) first_event: u32,
     pub(crate) event_count: u32,
 }
@@ -186,28 +186,50 @@ mod tests {
 
     #[test]
     fn a_borrowed_tx_is_written_as_the_owned_one_reads() {
-        let tx = StoredTx {
+        let failed = StoredTx {
             hash: [3; 32],
             bytes: vec![1, 2, 3, 4, 5],
             code: StoredCode::Failed,
-            error: None,
+            error: Some(StoredError {
+                kind: "msg_failed".into(),
+                message: "message 0 (send) failed".into(),
+                msg_index: Some(0),
+                msg: Some("send".into()),
+            }),
             sender: Some(Address([9; 20])),
             fee: Some(Coin::new("ukumo", 7)),
             first_event: 4,
             event_count: 2,
         };
-        let borrowed = StoredTxRef {
-            hash: &tx.hash,
-            bytes: &tx.bytes,
-            code: tx.code,
-            error: None,
-            sender: &tx.sender,
-            fee: &tx.fee,
-            first_event: tx.first_event,
-            event_count: tx.event_count,
+        let rejected = StoredTx {
+            hash: [4; 32],
+            bytes: vec![6, 7],
+            code: StoredCode::Rejected,
+            error: Some(StoredError {
+                kind: "nonce".into(),
+                message: "nonce 3 is stale".into(),
+                msg_index: None,
+                msg: None,
+            }),
+            sender: None,
+            fee: None,
+            first_event: 6,
+            event_count: 0,
         };
-        assert_eq!(encode(&borrowed), encode(&tx));
-        let back: StoredTx = decode(&encode(&borrowed)).unwrap();
-        assert_eq!((back.bytes, back.fee), (tx.bytes, tx.fee));
+        for tx in [failed, rejected] {
+            let borrowed = StoredTxRef {
+                hash: &tx.hash,
+                bytes: &tx.bytes,
+                code: tx.code,
+                error: tx.error.as_ref(),
+                sender: tx.sender.as_ref(),
+                fee: tx.fee.as_ref(),
+                first_event: tx.first_event,
+                event_count: tx.event_count,
+            };
+            assert_eq!(encode(&borrowed), encode(&tx));
+            let back: StoredTx = decode(&encode(&borrowed)).unwrap();
+            assert_eq!((back.bytes, back.fee), (tx.bytes, tx.fee));
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! The node's durable record of finalized blocks: what `GET /v1/blocks`, `/v1/txs` and
 //! `/v1/events` read.
 //!
-//! The node writes each finalized block with [`BlockStore::put_block`], in height order, one
-//! redb transaction per block, so a crash leaves either the whole block or none of it. Writing a
+//! The node writes each finalized block with [`BlockStore::put_executed`] (its execution's
+//! output, borrowed: `source.rs`; [`BlockStore::put_block`] takes a [`BlockRecord`] and stores
+//! the same), in height order, one redb transaction per block, so a crash leaves either the whole block or none of it. Writing a
 //! height again (a node replaying its last block after a restart) is a no-op when the block is
 //! identical, and an error when it differs: a finalized block never changes.
 //!
@@ -38,19 +39,20 @@
 mod chunk;
 mod encoding;
 pub mod record;
+mod source;
 mod tx_index;
 
 use std::{path::Path, sync::Mutex};
 
 use chunk::{CHUNK, Row, RowBuilder};
-use encoding::{
-    StoredError, StoredEventRef, StoredEventValue, StoredHeader, StoredTx, StoredTxRef,
-};
+use encoding::{StoredEventRef, StoredEventValue, StoredHeader, StoredTx, StoredTxRef};
 use kumo_chain::EventRecord;
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use source::BlockSource;
 use tx_index::{INDEXED_THROUGH, Inclusion, Pending, RUNS, Runs};
 
+pub use source::ExecutedBlock;
 pub use tx_index::{FAN_IN, INDEX_BATCH};
 
 /// What the transaction-hash index holds ([`BlockStore::index_stats`]).
@@ -409,13 +411,38 @@ impl BlockStore {
     /// Stores a finalized block. The first block may have any height; every later one must be
     /// the last stored height + 1, or an already stored height with identical content (a no-op).
     pub fn put_block(&self, block: &BlockRecord) -> Result<Put, BlockStoreError> {
-        check_consistent(block)?;
+        // A record carries each transaction's index; the store keeps only its position.
+        if let Some((i, tx)) = block
+            .txs
+            .iter()
+            .enumerate()
+            .find(|(i, tx)| tx.index as usize != *i)
+        {
+            return Err(BlockStoreError::Invalid {
+                height: block.height,
+                problem: format!("transaction at position {i} says index {}", tx.index),
+            });
+        }
+        self.put(block)
+    }
+
+    /// [`BlockStore::put_block`] for a block as the state machine's execution left it (the
+    /// node's path): stored without building its [`BlockRecord`], which would copy every
+    /// transaction and event. Stores exactly what `put_block(&block.to_record())` stores.
+    pub fn put_executed(&self, block: &ExecutedBlock<'_>) -> Result<Put, BlockStoreError> {
+        self.put(block)
+    }
+
+    fn put(&self, block: &impl BlockSource) -> Result<Put, BlockStoreError> {
+        let meta = block.meta();
+        let txs = block.txs();
+        check_consistent(&meta, &txs, block.end_events())?;
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let h = block.height;
+        let h = meta.height;
         match self.latest_height()? {
             Some(last) if h <= last => {
                 return match self.block(h)? {
-                    Some(stored) if stored == *block => Ok(Put::AlreadyStored),
+                    Some(stored) if block.is(&stored) => Ok(Put::AlreadyStored),
                     _ => Err(BlockStoreError::Conflict { height: h }),
                 };
             }
@@ -426,32 +453,33 @@ impl BlockStore {
             height: h,
             problem: format!("more than 2^32 {what}"),
         };
-        let tx_events: usize = block.txs.iter().map(|t| t.result.events.len()).sum();
+        let tx_events: usize = txs.iter().map(|t| t.events.len()).sum();
         let header = StoredHeader {
-            hash: block.hash,
-            parent: block.parent,
-            time_ms: block.time_ms,
-            proposer: block.proposer,
-            state_root: block.state_root,
-            tx_count: u32::try_from(block.txs.len()).map_err(|_| too_many("transactions"))?,
+            hash: meta.hash,
+            parent: meta.parent,
+            time_ms: meta.time_ms,
+            proposer: meta.proposer,
+            state_root: meta.state_root,
+            tx_count: u32::try_from(txs.len()).map_err(|_| too_many("transactions"))?,
             end_events_from: u32::try_from(tx_events).map_err(|_| too_many("events"))?,
         };
         // This block's hashes; with the pending ones, flushed, when it is time.
-        let new_hashes: Vec<(Hash32, Inclusion)> = block
-            .txs
+        let new_hashes: Vec<(Hash32, Inclusion)> = txs
             .iter()
-            .map(|tx| {
+            .enumerate()
+            .map(|(index, tx)| {
                 let inclusion = Inclusion {
                     height: h,
-                    index: tx.index,
-                    rejected: tx.result.code == TxCode::Rejected,
+                    // Fits: the header's count did.
+                    index: index as u32,
+                    rejected: tx.code == TxCode::Rejected,
                 };
-                (tx.hash, inclusion)
+                (*tx.hash, inclusion)
             })
             .collect();
         let flushed = {
             let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            (pending.len() + block.txs.len() >= self.index_batch).then(|| {
+            (pending.len() + txs.len() >= self.index_batch).then(|| {
                 let mut all = pending.clone();
                 for (hash, inclusion) in &new_hashes {
                     all.add(*hash, *inclusion);
@@ -476,26 +504,26 @@ impl BlockStore {
                 .map_err(db_err)?;
             w.open_table(BLOCK_HASHES)
                 .map_err(db_err)?
-                .insert(block.hash, h)
+                .insert(meta.hash, h)
                 .map_err(db_err)?;
-            let mut txs = w.open_table(TXS).map_err(db_err)?;
+            let mut tx_rows = w.open_table(TXS).map_err(db_err)?;
             let mut first_event = 0u32;
-            let stored = block.txs.iter().map(|tx| {
+            let stored = txs.iter().map(|tx| {
                 // Fits: the events of all transactions fit a u32 (checked above).
-                let event_count = tx.result.events.len() as u32;
+                let event_count = tx.events.len() as u32;
                 first_event += event_count;
                 StoredTxRef {
-                    hash: &tx.hash,
-                    bytes: &tx.bytes,
-                    code: tx.result.code.into(),
-                    error: tx.result.error.as_ref().map(StoredError::from),
-                    sender: &tx.result.sender,
-                    fee: &tx.result.fee,
+                    hash: tx.hash,
+                    bytes: tx.bytes,
+                    code: tx.code.into(),
+                    error: tx.error.as_ref(),
+                    sender: tx.sender,
+                    fee: tx.fee,
                     first_event: first_event - event_count,
                     event_count,
                 }
             });
-            put_rows(&mut txs, h, stored)?;
+            put_rows(&mut tx_rows, h, stored)?;
             if let Some(all) = &flushed {
                 tx_index::flush(&w, all, self.index_batch).map_err(db_err)?;
                 w.open_table(META)
@@ -504,9 +532,9 @@ impl BlockStore {
                     .map_err(db_err)?;
             }
             let mut events = w.open_table(EVENTS).map_err(db_err)?;
-            let block_events = block.txs.iter().flat_map(|t| &t.result.events);
+            let block_events = txs.iter().flat_map(|t| t.events);
             let stored = block_events
-                .chain(&block.end_events)
+                .chain(block.end_events())
                 .map(|e| StoredEventRef {
                     tx_hash: &e.tx_hash,
                     event: &e.event,
@@ -794,25 +822,23 @@ fn headers_last(
 }
 
 /// Refuses blocks whose parts disagree on where they are.
-fn check_consistent(b: &BlockRecord) -> Result<(), BlockStoreError> {
+fn check_consistent(
+    meta: &BlockMeta,
+    txs: &[source::TxSource<'_>],
+    end_events: &[EventRecord],
+) -> Result<(), BlockStoreError> {
     let bad = |problem: String| {
         Err(BlockStoreError::Invalid {
-            height: b.height,
+            height: meta.height,
             problem,
         })
     };
-    for (i, tx) in b.txs.iter().enumerate() {
-        if tx.index as usize != i {
-            return bad(format!(
-                "transaction at position {i} says index {}",
-                tx.index
-            ));
-        }
-        if let Some(e) = tx.result.events.iter().find(|e| e.height != b.height) {
+    for (i, tx) in txs.iter().enumerate() {
+        if let Some(e) = tx.events.iter().find(|e| e.height != meta.height) {
             return bad(format!("an event of tx {i} is at height {}", e.height));
         }
     }
-    if let Some(e) = b.end_events.iter().find(|e| e.height != b.height) {
+    if let Some(e) = end_events.iter().find(|e| e.height != meta.height) {
         return bad(format!("an end-of-block event is at height {}", e.height));
     }
     Ok(())

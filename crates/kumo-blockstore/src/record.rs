@@ -12,7 +12,7 @@
 //!  "end_events": […]}
 //! ```
 
-use kumo_chain::{Event, EventRecord, TxReceipt, TxRejected};
+use kumo_chain::{Event, EventRecord, TxFailure, TxReceipt, TxRejected};
 use kumo_types::{Address, Coin};
 use serde::{Deserialize, Serialize};
 
@@ -179,6 +179,28 @@ pub struct TxErrorRecord {
     pub msg: Option<String>,
 }
 
+impl TxErrorRecord {
+    /// The error of a transaction whose message `f.index` failed (it paid its fee).
+    pub fn failed(f: &TxFailure) -> TxErrorRecord {
+        TxErrorRecord {
+            kind: "msg_failed".into(),
+            message: format!("message {} ({}) failed: {}", f.index, f.msg, f.error),
+            msg_index: Some(u32::try_from(f.index).expect("message index fits u32")),
+            msg: Some(f.msg.into()),
+        }
+    }
+
+    /// The error of a transaction the chain rejected (it changed nothing).
+    pub fn rejected(r: &TxRejected) -> TxErrorRecord {
+        TxErrorRecord {
+            kind: r.code().into(),
+            message: r.to_string(),
+            msg_index: None,
+            msg: None,
+        }
+    }
+}
+
 /// A transaction's result in storable form: a [`TxReceipt`] or a [`TxRejected`], flattened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxOutcome {
@@ -203,12 +225,7 @@ impl From<&Result<TxReceipt, TxRejected>> for TxOutcome {
                 } else {
                     TxCode::Failed
                 },
-                error: receipt.result.as_ref().err().map(|f| TxErrorRecord {
-                    kind: "msg_failed".into(),
-                    message: format!("message {} ({}) failed: {}", f.index, f.msg, f.error),
-                    msg_index: Some(u32::try_from(f.index).expect("message index fits u32")),
-                    msg: Some(f.msg.into()),
-                }),
+                error: receipt.result.as_ref().err().map(TxErrorRecord::failed),
                 sender: Some(receipt.sender),
                 fee: Some(receipt.fee.clone()),
                 events: receipt.events.clone(),
@@ -223,12 +240,7 @@ impl TxOutcome {
     pub fn rejected(r: &TxRejected) -> TxOutcome {
         TxOutcome {
             code: TxCode::Rejected,
-            error: Some(TxErrorRecord {
-                kind: r.code().into(),
-                message: r.to_string(),
-                msg_index: None,
-                msg: None,
-            }),
+            error: Some(TxErrorRecord::rejected(r)),
             sender: None,
             fee: None,
             events: Vec::new(),

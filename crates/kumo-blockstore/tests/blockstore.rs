@@ -1,7 +1,8 @@
 //! The block store against blocks the real state machine executed.
 
 use kumo_blockstore::{
-    BlockMeta, BlockRecord, BlockStore, BlockStoreError, EventCursor, Put, StoredEvent, TxCode,
+    BlockMeta, BlockRecord, BlockStore, BlockStoreError, EventCursor, ExecutedBlock, Put,
+    StoredEvent, TxCode,
 };
 use kumo_chain::testkit::{Actor, FEE, Harness};
 use kumo_types::Msg;
@@ -29,24 +30,25 @@ impl Chain {
 
     /// Runs a block of `txs` and returns its record.
     fn block(&mut self, txs: Vec<Vec<u8>>) -> BlockRecord {
-        let r = self.h.block(&txs);
+        let (meta, r) = self.execute(&txs);
+        BlockRecord::from_execution(meta, &txs, &r.txs, &r.end_events)
+    }
+
+    /// Runs a block of `txs` and returns its header and what execution returned.
+    fn execute(&mut self, txs: &[Vec<u8>]) -> (BlockMeta, kumo_chain::BlockResult) {
+        let r = self.h.block(txs);
         let mut hash = [0u8; 32];
         hash[..8].copy_from_slice(&r.height.to_be_bytes());
-        let rec = BlockRecord::from_execution(
-            BlockMeta {
-                height: r.height,
-                hash,
-                parent: self.parent,
-                time_ms: 1_700_000_000_000 + r.height * 250,
-                proposer: [9; 32],
-                state_root: r.root,
-            },
-            &txs,
-            &r.txs,
-            &r.end_events,
-        );
+        let meta = BlockMeta {
+            height: r.height,
+            hash,
+            parent: self.parent,
+            time_ms: 1_700_000_000_000 + r.height * 250,
+            proposer: [9; 32],
+            state_root: r.root,
+        };
         self.parent = hash;
-        rec
+        (meta, r)
     }
 
     fn send(&mut self, from_alice: bool, amount: &str) -> Vec<u8> {
@@ -200,6 +202,70 @@ fn replaying_a_height_is_a_no_op_and_a_different_block_is_refused() {
         "{err}"
     );
     assert_eq!(store.block(1).unwrap().unwrap(), b1);
+}
+
+/// The node's path (`put_executed`, from execution's output, borrowed) stores exactly what
+/// `put_block` stores for the same block's record: ok, failed and rejected transactions, their
+/// events, the end-of-block events, every read.
+#[test]
+fn an_executed_block_is_stored_as_its_record_is() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (by_record, by_execution) = (open(&dirs.0), open(&dirs.1));
+    let mut c = Chain::new();
+    let mut all = Vec::new();
+    for round in 0..3 {
+        let ok = c.send(true, "5ukumo");
+        let failed = c.send(false, "999999999999ukumo");
+        let mut stale = c.alice.clone();
+        stale.nonce = 0;
+        let rejected = stale.sign(FEE, vec![Msg::DeleteProvider]);
+        let txs = match round {
+            0 => vec![ok, failed, rejected],
+            1 => vec![],
+            _ => (0..70).map(|_| c.send(round % 2 == 0, "1ukumo")).collect(),
+        };
+        let (meta, r) = c.execute(&txs);
+        let hashes: Vec<[u8; 32]> = txs.iter().map(|t| kumo_types::tx::tx_hash(t)).collect();
+        let executed = ExecutedBlock {
+            meta: &meta,
+            txs: &txs,
+            tx_hashes: &hashes,
+            results: &r.txs,
+            end_events: &r.end_events,
+        };
+        let record = executed.to_record();
+        assert_eq!(by_record.put_block(&record).unwrap(), Put::Written);
+        assert_eq!(by_execution.put_executed(&executed).unwrap(), Put::Written);
+        assert_eq!(
+            by_execution.block(meta.height).unwrap(),
+            Some(record.clone())
+        );
+        // Replays, either way, are no-ops; a different block at the height is refused.
+        assert_eq!(
+            by_execution.put_executed(&executed).unwrap(),
+            Put::AlreadyStored
+        );
+        assert_eq!(by_execution.put_block(&record).unwrap(), Put::AlreadyStored);
+        let later = BlockMeta {
+            time_ms: meta.time_ms + 1,
+            ..meta.clone()
+        };
+        let forged = ExecutedBlock {
+            meta: &later,
+            ..executed
+        };
+        assert!(matches!(
+            by_execution.put_executed(&forged).unwrap_err(),
+            BlockStoreError::Conflict { .. }
+        ));
+        all.extend(hashes);
+    }
+    assert_eq!(
+        by_execution.txs(&all).unwrap(),
+        by_record.txs(&all).unwrap()
+    );
+    assert_eq!(every_page(&by_execution, 7), every_page(&by_record, 7));
+    assert!(!every_page(&by_record, 100).is_empty());
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use kumo_blockstore::{BlockMeta, BlockRecord, BlockStore, Put};
+use kumo_blockstore::{BlockMeta, BlockStore, ExecutedBlock, Put};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -59,28 +59,22 @@ impl StoreSink {
     }
 }
 
-/// The block store's record of a finalized block.
-pub(crate) fn record(block: &FinalizedBlock, first_height: u64) -> BlockRecord {
-    BlockRecord::from_execution_hashed(
-        BlockMeta {
-            height: block.height,
-            hash: block.digest,
-            // The store's convention: the first block's parent is all zeros (consensus' genesis
-            // block is not a chain block).
-            parent: if block.height == first_height {
-                [0; 32]
-            } else {
-                block.parent
-            },
-            time_ms: block.timestamp_ms,
-            proposer: block.proposer,
-            state_root: block.state_root,
+/// The block store's header of a finalized block.
+fn meta(block: &FinalizedBlock, first_height: u64) -> BlockMeta {
+    BlockMeta {
+        height: block.height,
+        hash: block.digest,
+        // The store's convention: the first block's parent is all zeros (consensus' genesis
+        // block is not a chain block).
+        parent: if block.height == first_height {
+            [0; 32]
+        } else {
+            block.parent
         },
-        &block.txs,
-        block.tx_hashes(),
-        block.results(),
-        block.end_events(),
-    )
+        time_ms: block.timestamp_ms,
+        proposer: block.proposer,
+        state_root: block.state_root,
+    }
 }
 
 impl BlockSink for StoreSink {
@@ -103,7 +97,15 @@ impl BlockSink for StoreSink {
                 _ => {}
             }
         }
-        match blocks.put_block(&record(block, self.shared.first_height)) {
+        let meta = meta(block, self.shared.first_height);
+        let executed = ExecutedBlock {
+            meta: &meta,
+            txs: &block.txs,
+            tx_hashes: block.tx_hashes(),
+            results: block.results(),
+            end_events: block.end_events(),
+        };
+        match blocks.put_executed(&executed) {
             Ok(Put::Written) => debug!(height = block.height, "stored block"),
             Ok(Put::AlreadyStored) => debug!(height = block.height, "block already stored"),
             // Going on would let the state run ahead of what the API can serve: stop the node.
