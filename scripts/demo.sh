@@ -15,7 +15,11 @@ root() { [ "$(id -u)" -eq 0 ]; }
 
 # --- prerequisites -------------------------------------------------------------------------
 missing=()
-command -v docker >/dev/null || missing+=(docker.io)
+# The engine: answering already, or installable (a docker client alone, as some machine images
+# have, cannot start one).
+if ! docker info >/dev/null 2>&1; then
+  { command -v docker >/dev/null && command -v dockerd >/dev/null; } || missing+=(docker.io)
+fi
 command -v curl >/dev/null || missing+=(curl)
 # The image needs a statically linked busybox (it runs FROM scratch).
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
