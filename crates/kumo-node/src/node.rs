@@ -9,7 +9,10 @@ use kumo_chain::{
     App, EventRecord, Genesis, MemStore, Store, TxReceipt, TxRejected, store::Overlay,
 };
 use kumo_mempool::Admission;
-use kumo_types::tx::{TxEnvelope, VerifiedTx, tx_hash};
+use kumo_types::{
+    key_cache::KeyCache,
+    tx::{TxEnvelope, VerifiedTx, tx_hash},
+};
 
 use crate::{
     block::{BlockLimits, Digest},
@@ -159,6 +162,9 @@ pub(crate) struct Inner {
     pub(crate) gossip: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
     /// Timestamps of recent blocks, for pacing proposals ([`crate::pacing`]).
     pub(crate) block_times: BlockTimes,
+    /// Decompressed public keys of the accounts whose transactions this node verified: the
+    /// same accounts send batch after batch (`kumo_types::key_cache`).
+    pub(crate) key_cache: KeyCache,
 }
 
 /// A handle on a node: cheap to clone, shared by the consensus application and its users.
@@ -183,6 +189,7 @@ impl Node {
                 tip: Mutex::new(None),
                 gossip: Mutex::new(None),
                 block_times: BlockTimes::default(),
+                key_cache: KeyCache::default(),
             }),
         })
     }
@@ -261,7 +268,8 @@ impl Node {
             .iter()
             .filter_map(|e| e.as_ref().ok().copied())
             .collect();
-        let mut verified = kumo_types::tx::verify_batch(&parsed).into_iter();
+        let mut verified =
+            kumo_types::tx::verify_batch_cached(&parsed, &self.inner.key_cache).into_iter();
         let checked: Vec<Result<VerifiedTx, TxRejected>> = envelopes
             .into_iter()
             .map(|e| {
@@ -334,7 +342,10 @@ impl Node {
         let envelopes: Vec<TxEnvelope<'_>> = parsed.iter().map(|(_, e)| *e).collect();
         let verified: Vec<(&[u8], VerifiedTx)> = parsed
             .iter()
-            .zip(kumo_types::tx::verify_batch(&envelopes))
+            .zip(kumo_types::tx::verify_batch_cached(
+                &envelopes,
+                &self.inner.key_cache,
+            ))
             .filter_map(|((bytes, _), v)| v.ok().map(|v| (*bytes, v)))
             .collect();
         {

@@ -113,10 +113,10 @@ pub fn verify_batch<'a>(
 /// The batch check's random coefficients (128 bits per signature): a ChaCha12 stream keyed
 /// from the operating system once per batch, as `rand`'s thread generator is. Drawing them
 /// from `OsRng` directly costs a `getrandom` system call per signature.
-struct BatchRng(rand_chacha::ChaCha12Rng);
+pub(crate) struct BatchRng(rand_chacha::ChaCha12Rng);
 
 impl BatchRng {
-    fn new() -> BatchRng {
+    pub(crate) fn new() -> BatchRng {
         use rand_chacha::rand_core::SeedableRng;
         let mut seed = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);

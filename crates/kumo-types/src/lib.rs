@@ -21,6 +21,7 @@ pub mod coin;
 pub mod decimal;
 pub mod gpu;
 pub mod ids;
+pub mod key_cache;
 pub mod keys;
 pub mod matching;
 pub mod msg;

@@ -196,6 +196,27 @@ pub fn verify_batch(envelopes: &[TxEnvelope<'_>]) -> Vec<Result<VerifiedTx, TxEr
             .iter()
             .map(|e| (&e.signer, e.signed_bytes(), &e.signature)),
     );
+    after_batch(envelopes, all_good)
+}
+
+/// As [`verify_batch`], with the signers' decompressed keys from (and into) `cache`
+/// ([`crate::key_cache`]): for a node, which verifies the same accounts batch after batch.
+pub fn verify_batch_cached(
+    envelopes: &[TxEnvelope<'_>],
+    cache: &crate::key_cache::KeyCache,
+) -> Vec<Result<VerifiedTx, TxError>> {
+    let all_good = crate::key_cache::verify_batch_cached(
+        envelopes
+            .iter()
+            .map(|e| (&e.signer, e.signed_bytes(), &e.signature)),
+        cache,
+    );
+    after_batch(envelopes, all_good)
+}
+
+/// Each envelope's result once the batch check said whether all signatures verify: decoded,
+/// or (the batch failed) verified alone to find the bad ones.
+fn after_batch(envelopes: &[TxEnvelope<'_>], all_good: bool) -> Vec<Result<VerifiedTx, TxError>> {
     envelopes
         .iter()
         .map(|e| {
@@ -326,6 +347,13 @@ mod tests {
             assert_eq!(r.is_ok(), i != 2);
             assert_eq!(r.clone().map(|v| v.hash), envs[i].verify().map(|v| v.hash));
         }
+        // The cached verifier, cold and warm, and on the good ones alone.
+        let cache = crate::key_cache::KeyCache::default();
+        for _ in 0..2 {
+            assert_eq!(verify_batch_cached(&envs, &cache), out);
+        }
+        let good: Vec<TxEnvelope> = [0, 1, 3, 4].iter().map(|i| envs[*i]).collect();
+        assert!(verify_batch_cached(&good, &cache).iter().all(Result::is_ok));
     }
 
     #[test]
