@@ -176,6 +176,13 @@ fn config(data: &Path) -> VmConfig {
     config.allow_file_urls = true;
     config.forward_address = "127.0.0.1".parse().unwrap();
     config.kvm_probe_timeout = Duration::from_secs(5);
+    // KUMO_VM_ACCEL=tcg skips the KVM probe: for hosts where KVM passes the probe but a guest
+    // never boots under it (seen on a CI machine: SeaBIOS runs, the kernel never answers).
+    config.accel = match std::env::var("KUMO_VM_ACCEL").as_deref() {
+        Ok("tcg") => AccelChoice::Tcg,
+        Ok("kvm") => AccelChoice::Kvm,
+        _ => AccelChoice::Auto,
+    };
     config.powerdown_timeout = Duration::from_secs(90);
     config
 }
