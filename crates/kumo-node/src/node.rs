@@ -81,7 +81,8 @@ pub trait BlockSink: Send + Sync + 'static {
         let _ = block;
     }
 
-    /// A block was finalized and its state applied.
+    /// A block was finalized, [`persist`](Self::persist) has returned, and the node's
+    /// in-memory state (what the API reads) has moved to it. QMDB may not have it yet.
     fn finalized(&self, block: &FinalizedBlock);
 }
 
