@@ -4,8 +4,9 @@
 //! The node writes each finalized block with [`BlockStore::put_executed`] (its execution's
 //! output, borrowed: `source.rs`; [`BlockStore::put_block`] takes a [`BlockRecord`] and stores
 //! the same), in height order, one redb transaction per block, so a crash leaves either the
-//! whole block or none of it. Writing a height again (a node replaying its last block after a restart) is a no-op when the block is
-//! identical, and an error when it differs: a finalized block never changes.
+//! whole block or none of it. Writing a height again (a node replaying its last block after a
+//! restart) is a no-op when the block is identical, and an error when it differs: a finalized
+//! block never changes.
 //!
 //! Tables (redb, one file):
 //!

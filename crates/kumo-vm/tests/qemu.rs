@@ -178,11 +178,11 @@ fn config(data: &Path) -> VmConfig {
     config.kvm_probe_timeout = Duration::from_secs(5);
     // KUMO_VM_ACCEL=tcg skips the KVM probe: for hosts where KVM passes the probe but a guest
     // never boots under it (seen on a CI machine: SeaBIOS runs, the kernel never answers).
-    config.accel = match std::env::var("KUMO_VM_ACCEL").as_deref() {
-        Ok("tcg") => AccelChoice::Tcg,
-        Ok("kvm") => AccelChoice::Kvm,
-        _ => AccelChoice::Auto,
-    };
+    // Parsed as the provider's config parses `vm.accel`.
+    if let Ok(accel) = std::env::var("KUMO_VM_ACCEL") {
+        config.accel = serde_json::from_value(serde_json::Value::String(accel.clone()))
+            .unwrap_or_else(|_| panic!("KUMO_VM_ACCEL={accel}: expected auto, kvm or tcg"));
+    }
     config.powerdown_timeout = Duration::from_secs(90);
     config
 }
