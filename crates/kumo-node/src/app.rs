@@ -373,10 +373,9 @@ impl<E: Runtime> Application<E> for KumoApp<E> {
             state_root: block.state_root,
         });
         debug!(height = chain_height, txs = block.txs.len(), "finalized");
-        // The sink first: a transaction must not leave the pool before the block that carries
-        // it is where readers look for it.
-        self.node.config().sink.finalized(&finalized);
-        self.node.pool().remove(&finalized.execution.tx_hashes);
+        // The block store has the block (`persist`), so its transactions may leave the pool.
+        let dropped = self.node.pool().after_block(&finalized.execution.tx_hashes);
+        self.node.config().sink.finalized(&finalized, dropped);
     }
 
     /// Nothing is left to do once QMDB has the block's state: see [`capture`](Self::capture).

@@ -141,6 +141,10 @@ impl TxPool for ChainPool {
         self.lock().remove_committed(hashes);
     }
 
+    fn after_block(&self, committed: &[TxHash]) -> usize {
+        ChainPool::after_block(self, committed)
+    }
+
     fn len(&self) -> usize {
         self.lock().len()
     }

@@ -81,9 +81,11 @@ pub trait BlockSink: Send + Sync + 'static {
         let _ = block;
     }
 
-    /// A block was finalized, [`persist`](Self::persist) has returned, and the node's
-    /// in-memory state (what the API reads) has moved to it. QMDB may not have it yet.
-    fn finalized(&self, block: &FinalizedBlock);
+    /// A block was finalized, [`persist`](Self::persist) has returned, the node's in-memory
+    /// state (what the API reads) has moved to it, and the pool has dropped what it committed
+    /// and `dropped` others its recheck refused ([`TxPool::after_block`]). QMDB may not have
+    /// it yet.
+    fn finalized(&self, block: &FinalizedBlock, dropped: usize);
 }
 
 /// A sink that drops every block.
@@ -91,12 +93,12 @@ pub trait BlockSink: Send + Sync + 'static {
 pub struct NoSink;
 
 impl BlockSink for NoSink {
-    fn finalized(&self, _: &FinalizedBlock) {}
+    fn finalized(&self, _: &FinalizedBlock, _: usize) {}
 }
 
 /// A sink that forwards every block into an unbounded channel.
 impl BlockSink for mpsc::UnboundedSender<FinalizedBlock> {
-    fn finalized(&self, block: &FinalizedBlock) {
+    fn finalized(&self, block: &FinalizedBlock, _: usize) {
         let _ = self.send(block.clone());
     }
 }

@@ -55,6 +55,13 @@ pub trait TxPool: Send + Sync + 'static {
     fn reap(&self, max_txs: usize, max_bytes: usize) -> Vec<Vec<u8>>;
     /// Forgets these transactions (committed in a finalized block, or unable to ever commit).
     fn remove(&self, hashes: &[TxHash]);
+    /// A block was finalized and the state reads it: forgets the transactions it committed,
+    /// and returns how many others a pool that rechecks what it holds against the new state
+    /// dropped (none by default).
+    fn after_block(&self, committed: &[TxHash]) -> usize {
+        self.remove(committed);
+        0
+    }
     /// Number of transactions held.
     fn len(&self) -> usize;
     /// Whether the pool is empty.

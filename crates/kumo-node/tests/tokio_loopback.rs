@@ -29,7 +29,7 @@ type Seen = ([u8; 32], Vec<[u8; 32]>);
 struct Blocks(Mutex<BTreeMap<u64, Seen>>);
 
 impl BlockSink for Blocks {
-    fn finalized(&self, b: &FinalizedBlock) {
+    fn finalized(&self, b: &FinalizedBlock, _: usize) {
         let committed = b.results().iter().flatten().map(|r| r.hash).collect();
         self.0
             .lock()

@@ -6,9 +6,9 @@
 //!    transactions' outcomes and its events go into the block store, one redb transaction. So
 //!    the block store is never behind the durable state: after `kill -9` it is at or ahead of
 //!    it, and the blocks replayed at startup are found identical and skipped.
-//! 2. [`BlockSink::finalized`] (the state now reads the block): the mempool drops what the
-//!    block included and rechecks the rest; metrics; then the committed height is announced,
-//!    which wakes `?wait=commit` and the event stream.
+//! 2. [`BlockSink::finalized`] (the state now reads the block, and the mempool has dropped
+//!    what the block included and rechecked the rest): metrics; then the committed height is
+//!    announced, which wakes `?wait=commit` and the event stream.
 //!
 //! A block the store refuses (a disk failure, or a store that is behind the state: a gap) stops
 //! the node: running on would leave the API serving a chain with holes.
@@ -42,7 +42,7 @@ pub(crate) struct Shared {
     pub(crate) first_height: u64,
 }
 
-/// The running node's [`BlockSink`]: block store, mempool cleanup, metrics, committed height.
+/// The running node's [`BlockSink`]: block store, metrics, committed height.
 pub(crate) struct StoreSink {
     shared: Arc<Shared>,
     /// Whether a block has been persisted since the process started (the first one is checked
@@ -117,9 +117,8 @@ impl BlockSink for StoreSink {
         }
     }
 
-    fn finalized(&self, block: &FinalizedBlock) {
+    fn finalized(&self, block: &FinalizedBlock, dropped: usize) {
         let hashes = block.tx_hashes();
-        let dropped = self.shared.pool.after_block(hashes);
         self.shared
             .metrics
             .block(block.timestamp_ms, hashes, dropped);

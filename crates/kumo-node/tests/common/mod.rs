@@ -37,7 +37,7 @@ pub(crate) struct Recorder {
 }
 
 impl BlockSink for Recorder {
-    fn finalized(&self, block: &FinalizedBlock) {
+    fn finalized(&self, block: &FinalizedBlock, _: usize) {
         let mut blocks = self.blocks.lock().unwrap();
         if let Some(seen) = blocks.get(&block.height) {
             // A restart may hand a block over again: it must be the same block.
