@@ -89,6 +89,17 @@ pub enum TxRejected {
     /// The fee cannot be paid.
     #[error("cannot pay the fee: {0}")]
     CannotPayFee(bank::BankError),
+    /// A message that is invalid whatever the state (a deployment outside the resource
+    /// limits, an empty or oversized withdrawal list): refused before any fee is taken.
+    #[error("message {index} ({msg}) is invalid: {error}")]
+    InvalidMsg {
+        /// Index of the message in the transaction.
+        index: usize,
+        /// Its name.
+        msg: &'static str,
+        /// Why.
+        error: MsgError,
+    },
     /// Outside `begin_block`/`end_block`.
     #[error("no block is open: call begin_block first")]
     NoBlock,
@@ -115,6 +126,7 @@ impl TxRejected {
             TxRejected::FeeDenom { .. } => "fee_denom",
             TxRejected::FeeTooLow { .. } => "fee_too_low",
             TxRejected::CannotPayFee(_) => "cannot_pay_fee",
+            TxRejected::InvalidMsg { .. } => "invalid_msg",
             TxRejected::NoBlock => "no_block",
         }
     }
@@ -326,6 +338,13 @@ impl<S: Store> App<S> {
                 n: b.memo.len(),
                 max: self.params.max_memo_bytes,
             });
+        }
+        for (index, msg) in b.msgs.iter().enumerate() {
+            check_msg(&self.params, msg).map_err(|error| TxRejected::InvalidMsg {
+                index,
+                msg: msg.name(),
+                error,
+            })?;
         }
         if b.fee.denom != self.params.fee_denom {
             return Err(TxRejected::FeeDenom {
@@ -568,6 +587,20 @@ impl<S: Store> App<S> {
     }
 }
 
+/// The checks of a message that need no state, run before a transaction is admitted or
+/// delivered (Cosmos' `ValidateBasic`): a hand-signed transaction meets them as one built by the
+/// CLI does, and a refused one costs no fee.
+fn check_msg(params: &Params, msg: &Msg) -> Result<(), MsgError> {
+    match msg {
+        Msg::CreateDeployment { groups, .. } => {
+            deployment::check_groups(params, groups)?;
+        }
+        Msg::WithdrawLeases { ids } => market::check_withdraw_list(params, ids)?,
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Routes a message to its module.
 fn dispatch(ctx: &mut Ctx<'_>, sender: &Address, msg: &Msg) -> Result<(), MsgError> {
     match msg {
@@ -604,5 +637,6 @@ fn dispatch(ctx: &mut Ctx<'_>, sender: &Address, msg: &Msg) -> Result<(), MsgErr
         Msg::CreateLease { bid } => market::create_lease(ctx, sender, bid),
         Msg::CloseLease { id, reason } => market::close_lease_msg(ctx, sender, id, *reason),
         Msg::WithdrawLease { id } => market::withdraw_lease(ctx, sender, id),
+        Msg::WithdrawLeases { ids } => market::withdraw_leases(ctx, sender, ids),
     }
 }

@@ -56,6 +56,9 @@ pub enum DeploymentError {
         /// Limit.
         max: u64,
     },
+    /// A unit or group asks for too little or too much (the `resource_limits` parameter).
+    #[error("{0}")]
+    Resources(#[from] kumo_types::LimitError),
     /// A group or resource is malformed.
     #[error("group {group:?}: {problem}")]
     BadGroup {
@@ -166,7 +169,7 @@ pub fn check_groups(params: &Params, groups: &[GroupSpec]) -> Result<String, Dep
                 return Err(bad("a resource unit has count 0"));
             }
             limit(
-                format!("group {:?} unit count", g.name),
+                format!("group {:?} unit {} count", g.name, u.resources.id),
                 u.count as usize,
                 params.max_unit_count,
             )?;
@@ -197,6 +200,7 @@ pub fn check_groups(params: &Params, groups: &[GroupSpec]) -> Result<String, Dep
                 });
             }
         }
+        params.resource_limits.check_group(g)?;
         let price = g.price().ok_or_else(|| match denom_pair(g) {
             Some((a, b)) => DeploymentError::MixedDenoms(a, b),
             None => bad("total price overflows"),

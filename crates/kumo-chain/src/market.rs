@@ -12,7 +12,7 @@ use kumo_types::{
 };
 
 use crate::{
-    Ctx, MsgError,
+    Ctx, MsgError, Params,
     bank::{self, MARKET},
     escrow,
     events::{Event, OrderCloseReason},
@@ -48,6 +48,9 @@ pub enum MarketError {
     /// No such lease.
     #[error("lease {0} does not exist")]
     LeaseNotFound(LeaseId),
+    /// A `WithdrawLeases` list that is empty, too long or names a lease twice.
+    #[error("withdraw list: {0}")]
+    WithdrawList(String),
     /// Lease not active.
     #[error("lease {0} is not active")]
     LeaseNotActive(LeaseId),
@@ -483,6 +486,55 @@ pub(crate) fn withdraw_lease(
         return Err(MarketError::LeaseNotActive(*id).into());
     }
     escrow::withdraw(ctx, id)
+}
+
+/// The stateless checks of a `WithdrawLeases` list: 1 to `max_leases_per_withdraw` leases, none
+/// twice.
+pub(crate) fn check_withdraw_list(params: &Params, ids: &[LeaseId]) -> Result<(), MarketError> {
+    if ids.is_empty() {
+        return Err(MarketError::WithdrawList(
+            "names no lease: name at least one".into(),
+        ));
+    }
+    let max = params.max_leases_per_withdraw as usize;
+    if ids.len() > max {
+        return Err(MarketError::WithdrawList(format!(
+            "names {} leases, more than the limit of {max}: split it",
+            ids.len()
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            return Err(MarketError::WithdrawList(format!("names lease {id} twice")));
+        }
+    }
+    Ok(())
+}
+
+/// `WithdrawLeases`: the provider collects the earnings of many leases in one message. Every
+/// lease must be the sender's (else nothing is withdrawn); leases that closed or no longer exist
+/// are skipped, since a provider cannot know that a lease closed in the block its withdrawal
+/// lands in, and one closed lease must not void the rest.
+pub(crate) fn withdraw_leases(
+    ctx: &mut Ctx<'_>,
+    sender: &Address,
+    ids: &[LeaseId],
+) -> Result<(), MsgError> {
+    check_withdraw_list(ctx.params, ids)?;
+    if let Some(id) = ids.iter().find(|id| id.provider != *sender) {
+        return Err(MarketError::NotProvider {
+            provider: id.provider,
+            sender: *sender,
+        }
+        .into());
+    }
+    for id in ids {
+        if lease(ctx.store, id).is_some_and(|l| l.state == LeaseState::Active) {
+            escrow::withdraw(ctx, id)?;
+        }
+    }
+    Ok(())
 }
 
 /// The orders expiring at the end of `height`.

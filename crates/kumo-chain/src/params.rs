@@ -4,7 +4,7 @@
 //! smallest unit (`1_000_000ukumo` = 1 KUMO).
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use kumo_types::{Coin, Dec, coin::validate_denom};
+use kumo_types::{Coin, Dec, ResourceLimits, coin::validate_denom};
 use serde::{Deserialize, Serialize};
 
 /// Why parameters were refused.
@@ -75,6 +75,11 @@ pub struct Params {
     /// Most attribute-matching work one bid may cost (pattern characters processed; see
     /// `kumo_types::matching::Meter`). Bounds a bid's checks however adversarial the attributes.
     pub max_match_work: u64,
+    /// Per-unit and per-group bounds on resources and prices (Akash's values by default): what
+    /// the SDL parser checks, enforced here for every `CreateDeployment`, however it was built.
+    pub resource_limits: ResourceLimits,
+    /// Most leases one `WithdrawLeases` message may name.
+    pub max_leases_per_withdraw: u32,
 }
 
 impl Default for Params {
@@ -103,11 +108,13 @@ impl Default for Params {
             ],
             max_groups: 20,
             max_units_per_group: 20,
-            max_unit_count: 1_000,
+            max_unit_count: 50,
             max_attributes: 64,
             max_string_bytes: 256,
             max_bids_per_order: 64,
             max_match_work: 4_000_000,
+            resource_limits: ResourceLimits::default(),
+            max_leases_per_withdraw: 500,
         }
     }
 }
@@ -161,9 +168,13 @@ impl Params {
             || self.max_groups == 0
             || self.max_units_per_group == 0
             || self.max_unit_count == 0
+            || self.max_leases_per_withdraw == 0
         {
             return Err(bad("max_*", "limits must be at least 1"));
         }
+        self.resource_limits
+            .validate()
+            .map_err(|problem| bad("resource_limits", &problem))?;
         Ok(())
     }
 

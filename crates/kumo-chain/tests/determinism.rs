@@ -128,11 +128,12 @@ fn same_txs_same_root() {
 #[test]
 fn pinned_state_root() {
     let mut h = script();
-    // Re-pinned on purpose for issue 8: `Bid` stores the GPUs it offers (`gpus`, a Borsh
-    // vector: 4 more bytes per bid) and `CreateBid` carries them.
+    // Re-pinned on purpose for issue 28: the stored parameters gained `resource_limits` and
+    // `max_leases_per_withdraw`, and `max_unit_count` is 50 (Akash's) instead of 1,000.
+    // (Before that, issue 8: `Bid` stores the GPUs it offers.)
     assert_eq!(
         hex::encode(h.app.root()),
-        "f0ad0b5e9c508de87162b34284104b22a2ebd9e9ea94791af78fcad63ed2bf69",
+        "b468d6cedb8ebd3bc18462da6e2897e5bbcad397e29b4dbef3e790c127055e40",
         "the state root changed: a consensus-breaking change (see the module docs)"
     );
 }

@@ -108,6 +108,12 @@ enum Op {
         as_provider: bool,
         who: usize,
     },
+    /// `WithdrawLeases` of every lease (open or closed) of the picked lease's provider.
+    WithdrawAll {
+        pick: usize,
+        as_provider: bool,
+        who: usize,
+    },
     Advance {
         blocks: u64,
     },
@@ -154,6 +160,7 @@ fn single_op() -> impl Strategy<Value = Op> {
         4 => (any::<usize>(), prop_oneof![4 => Just(true), 1 => Just(false)], a()).prop_map(|(pick, as_owner, who)| Op::Lease { pick, as_owner, who }),
         1 => (any::<usize>(), 0..3u8, 0..7u8).prop_map(|(pick, by, reason)| Op::CloseLease { pick, by, reason }),
         2 => (any::<usize>(), any::<bool>(), a()).prop_map(|(pick, as_provider, who)| Op::Withdraw { pick, as_provider, who }),
+        1 => (any::<usize>(), any::<bool>(), a()).prop_map(|(pick, as_provider, who)| Op::WithdrawAll { pick, as_provider, who }),
         3 => (1..30u64).prop_map(|blocks| Op::Advance { blocks }),
         1 => a().prop_map(|who| Op::Replay { who }),
         1 => a().prop_map(|who| Op::BadSig { who }),
@@ -475,6 +482,25 @@ impl Sim {
                     who
                 };
                 (who, vec![Msg::WithdrawLease { id: l.id }])
+            }
+            Op::WithdrawAll {
+                pick: i,
+                as_provider,
+                who,
+            } => {
+                let all = q.leases(&LeaseFilter::default()).value;
+                let l = pick(&all, i)?;
+                let ids: Vec<_> = all
+                    .iter()
+                    .filter(|m| m.id.provider == l.id.provider)
+                    .map(|m| m.id)
+                    .collect();
+                let who = if as_provider {
+                    who_is(l.id.provider)
+                } else {
+                    who
+                };
+                (who, vec![Msg::WithdrawLeases { ids }])
             }
             Op::Two(a, b) => {
                 let (who, mut msgs) = self.msgs(&a)?;

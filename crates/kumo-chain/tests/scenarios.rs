@@ -479,6 +479,99 @@ fn withdraw_pays_provider_minus_take_rate() {
 }
 
 #[test]
+fn one_withdraw_leases_message_pays_many_leases_and_skips_closed_ones() {
+    let mut w = world();
+    let (a, start) = leased(&mut w, 1, "1000", "800", Coin::new("ukumo", 10_000_000));
+    let (b, _) = leased(&mut w, 2, "1000", "500", Coin::new("ukumo", 10_000_000));
+    let (c, _) = leased(&mut w, 3, "1000", "300", Coin::new("ukumo", 10_000_000));
+    w.h.ok(
+        &mut w.tenant,
+        vec![Msg::CloseLease {
+            id: c,
+            reason: LeaseCloseReason::Owner,
+        }],
+    );
+    w.h.advance_to(start + 20);
+    let r =
+        w.h.ok(&mut w.p1, vec![Msg::WithdrawLeases { ids: vec![a, b, c] }]);
+    let paid: Vec<_> = r
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::LeaseWithdrawn { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        paid,
+        vec![a, b],
+        "both open leases paid, the closed one skipped"
+    );
+    // Another provider's lease in the list: nothing is withdrawn.
+    let mut theirs = a;
+    theirs.provider = w.p2.addr;
+    let e = market_err(w.h.fails(
+        &mut w.p1,
+        vec![Msg::WithdrawLeases {
+            ids: vec![b, theirs],
+        }],
+    ));
+    assert!(matches!(e, MarketError::NotProvider { .. }), "{e}");
+    // Empty and repeating lists are refused before any fee.
+    let fee_before = w.h.balance(&w.p1.addr, "ukumo");
+    for ids in [vec![], vec![a, a]] {
+        let r = w.h.submit(&mut w.p1, vec![Msg::WithdrawLeases { ids }]);
+        assert!(matches!(r, Err(TxRejected::InvalidMsg { .. })), "{r:?}");
+    }
+    assert_eq!(w.h.balance(&w.p1.addr, "ukumo"), fee_before);
+}
+
+#[test]
+fn deployments_outside_the_resource_limits_are_rejected_without_a_fee() {
+    let mut w = world();
+    let before = w.h.balance(&w.tenant.addr, "ukumo");
+    let base = kumo_chain::testkit::group("g", &[], "10ukumo");
+    let mut cases: Vec<(GroupSpec, &str)> = Vec::new();
+    let mut g = base.clone();
+    g.resources[0].resources.cpu.millis = 0;
+    cases.push((g, "group \"g\" unit 1: cpu 0m is outside 10m-384000m"));
+    let mut g = base.clone();
+    g.resources[0].resources.memory.bytes = 0;
+    cases.push((g, "unit 1: memory 0 bytes is outside"));
+    let mut g = base.clone();
+    g.resources[0].resources.storage.clear();
+    cases.push((g, "unit 1: has no storage volume"));
+    let mut g = base.clone();
+    g.resources[0].resources.cpu.millis = u64::MAX;
+    cases.push((g, "unit 1: cpu 18446744073709551615m"));
+    let mut g = base.clone();
+    g.resources[0].price.amount = Dec::from_atto(u128::MAX);
+    cases.push((g, "above the highest unit price"));
+    let mut g = base.clone();
+    g.resources[0].count = 51;
+    cases.push((g, "unit 1 count: 51 is over the limit of 50"));
+    let owner = w.tenant.addr;
+    for (i, (group, want)) in cases.into_iter().enumerate() {
+        let r = w.h.submit(
+            &mut w.tenant,
+            vec![Msg::CreateDeployment {
+                id: DeploymentId {
+                    owner,
+                    dseq: 100 + i as u64,
+                },
+                groups: vec![group],
+                hash: [1; 32],
+                deposit: Coin::new("ukumo", 1_000_000),
+            }],
+        );
+        let e = r.expect_err(want);
+        assert_eq!(e.code(), "invalid_msg");
+        assert!(e.to_string().contains(want), "{e} should say {want}");
+    }
+    assert_eq!(w.h.balance(&w.tenant.addr, "ukumo"), before, "no fee taken");
+}
+
+#[test]
 fn escrow_runs_dry_in_the_computed_block_and_deposit_extends_it() {
     let mut w = world();
     // 2,000,000 at 80,000 a block: 25 blocks.
@@ -903,7 +996,8 @@ fn a_failed_message_undoes_the_whole_tx_but_the_fee_and_nonce() {
 fn prices_in_unknown_denoms_are_rejected_at_deploy_time() {
     let mut w = world();
     let tenant = w.tenant.addr;
-    let e = w.h.fails(
+    // A price denomination is checked before admission: refused, no fee.
+    let r = w.h.submit(
         &mut w.tenant,
         vec![Msg::CreateDeployment {
             id: DeploymentId {
@@ -915,6 +1009,9 @@ fn prices_in_unknown_denoms_are_rejected_at_deploy_time() {
             deposit: Coin::new("uatom", 1_000_000),
         }],
     );
+    let Err(TxRejected::InvalidMsg { error: e, .. }) = r else {
+        panic!("an unknown price denomination must be rejected: {r:?}");
+    };
     assert!(
         matches!(e, MsgError::Deployment(DeploymentError::PriceDenom { .. })),
         "{e}"

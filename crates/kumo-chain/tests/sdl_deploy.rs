@@ -1,7 +1,7 @@
 //! A tenant deploys straight from an SDL file parsed by `kumo-sdl`, and providers bid on it.
 
 use kumo_chain::{
-    MsgError,
+    MsgError, TxRejected,
     deployment::DeploymentError,
     market::MarketError,
     state::LeaseState,
@@ -144,13 +144,14 @@ fn deployment_from_sdl_gets_a_lease() {
     let lease = h.query().lease(&order.id.bid(p1.addr)).value.unwrap();
     assert_eq!(lease.state, LeaseState::Active);
 
-    // The same SDL priced in a denomination the chain does not take is refused at deploy time.
+    // The same SDL priced in a denomination the chain does not take is refused at deploy time,
+    // before admission (no fee).
     let akt = kumo_sdl::parse(&sdl(&auditor.addr.to_string(), "uakt")).expect("valid SDL");
     let id = DeploymentId {
         owner: tenant.addr,
         dseq: 999,
     };
-    let e = h.fails(
+    let r = h.submit(
         &mut tenant,
         vec![Msg::CreateDeployment {
             id,
@@ -159,6 +160,9 @@ fn deployment_from_sdl_gets_a_lease() {
             deposit: Coin::new("uakt", 5_000_000),
         }],
     );
+    let Err(TxRejected::InvalidMsg { error: e, .. }) = r else {
+        panic!("a uakt price must be rejected: {r:?}");
+    };
     assert!(
         matches!(e, MsgError::Deployment(DeploymentError::PriceDenom { .. })),
         "{e}"

@@ -23,6 +23,7 @@ pub mod gpu;
 pub mod ids;
 pub mod key_cache;
 pub mod keys;
+pub mod limits;
 pub mod matching;
 pub mod msg;
 pub mod resources;
@@ -35,6 +36,7 @@ pub use decimal::{Dec, DecCoin, DecimalError};
 pub use gpu::GpuOffer;
 pub use ids::{BidId, DeploymentId, GroupId, LeaseId, OrderId};
 pub use keys::{PublicKey, SecretKey, Signature};
+pub use limits::{LimitError, ResourceLimits};
 pub use msg::{LeaseCloseReason, Msg, ProviderFields, ProviderInfo};
 pub use resources::{
     Cpu, Endpoint, EndpointKind, Gpu, GroupSpec, Memory, ResourceUnit, Resources, Storage,

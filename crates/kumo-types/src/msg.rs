@@ -204,6 +204,13 @@ pub enum Msg {
         /// The lease.
         id: LeaseId,
     },
+    /// market: the provider collects what each of many leases has earned, in one message (at
+    /// most the `max_leases_per_withdraw` parameter, none twice). Every lease must be the
+    /// sender's; leases no longer active are skipped.
+    WithdrawLeases {
+        /// The leases.
+        ids: Vec<LeaseId>,
+    },
 }
 
 impl Msg {
@@ -228,6 +235,7 @@ impl Msg {
             Msg::CreateLease { .. } => "create_lease",
             Msg::CloseLease { .. } => "close_lease",
             Msg::WithdrawLease { .. } => "withdraw_lease",
+            Msg::WithdrawLeases { .. } => "withdraw_leases",
         }
     }
 }
