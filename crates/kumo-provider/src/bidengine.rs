@@ -2,7 +2,8 @@
 //!
 //! Steps: fetch the order's group from the chain; match attributes, signedBy (the auditors'
 //! attestations of this provider) and storage/GPU capabilities (`kumo_types::matching`); refuse
-//! VM groups while `[vm]` is disabled; check the group fits the free inventory, pick specific
+//! VM groups while `[vm]` is disabled and what cannot be served at all ([`servable`]: leased IP
+//! endpoints, units below the engine's minimum memory); check the group fits the free inventory, pick specific
 //! free GPUs of the requested model ([`crate::gpus::select`]) and reserve both (under one lock,
 //! so two orders cannot both take the last core or the last GPU); price it (GPUs by model);
 //! send `CreateBid` with the GPUs offered. Any "no" releases the reservation (and its GPUs) and
@@ -14,12 +15,14 @@
 
 use std::sync::Arc;
 
-use kumo_types::{DecCoin, Msg, OrderId, matching};
+use kumo_types::{DecCoin, EndpointKind, GroupSpec, Msg, OrderId, matching};
+use kumo_workload::ENGINE_MIN_MEMORY;
 use tracing::{info, warn};
 
 use crate::{
     daemon::Provider,
     inventory::{self, fits},
+    metrics::BidOutcome,
     pricing,
     state::Reservation,
 };
@@ -27,14 +30,45 @@ use crate::{
 /// Handles one `OrderCreated` event; never fails (a "no" is logged).
 pub async fn on_order_created(p: Arc<Provider>, order: OrderId, max: DecCoin) {
     match bid(&p, &order, &max).await {
-        Ok(Some(price)) => info!(order = %order_label(&order), %price, "bid sent"),
+        Ok(Some(price)) => {
+            p.metrics.bid(BidOutcome::Sent);
+            info!(order = %order_label(&order), %price, "bid sent");
+        }
         Ok(None) => {}
-        Err(reason) => {
+        Err(no) => {
             if let Err(e) = p.state.remove_reservation(&order) {
                 warn!("dropping the reservation of {}: {e}", order_label(&order));
             }
-            warn!(order = %order_label(&order), "no bid: {reason}");
+            match no {
+                NoBid::Declined(reason) => {
+                    p.metrics.bid(BidOutcome::Declined);
+                    warn!(order = %order_label(&order), "no bid: {reason}");
+                }
+                NoBid::Failed(reason) => {
+                    p.metrics.bid(BidOutcome::Failed);
+                    warn!(order = %order_label(&order), "bid failed: {reason}");
+                }
+            }
         }
+    }
+}
+
+/// Why an order got no bid: it does not fit (a decision), or something failed on the way.
+#[derive(Debug)]
+enum NoBid {
+    Declined(String),
+    Failed(String),
+}
+
+impl From<String> for NoBid {
+    fn from(reason: String) -> NoBid {
+        NoBid::Declined(reason)
+    }
+}
+
+impl From<&str> for NoBid {
+    fn from(reason: &str) -> NoBid {
+        NoBid::Declined(reason.to_string())
     }
 }
 
@@ -43,8 +77,9 @@ pub fn order_label(o: &OrderId) -> String {
     crate::state::order_key(o)
 }
 
-async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecCoin>, String> {
-    if p.state.has_reservation(order).map_err(|e| e.to_string())? {
+async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecCoin>, NoBid> {
+    let failed = |e: &dyn std::fmt::Display| NoBid::Failed(e.to_string());
+    if p.state.has_reservation(order).map_err(|e| failed(&e))? {
         // Seen before (events are replayed after a restart): the bid was handled then.
         return Ok(None);
     }
@@ -52,7 +87,7 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
         .client
         .deployment(&order.group().deployment())
         .await
-        .map_err(|e| format!("cannot read the deployment: {e}"))?
+        .map_err(|e| NoBid::Failed(format!("cannot read the deployment: {e}")))?
         .value;
     let group = dep
         .groups
@@ -65,7 +100,11 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
         .client
         .provider(&p.address)
         .await
-        .map_err(|e| format!("cannot read this provider's record (is it registered?): {e}"))?
+        .map_err(|e| {
+            NoBid::Failed(format!(
+                "cannot read this provider's record (is it registered?): {e}"
+            ))
+        })?
         .value;
     let attestations: Vec<matching::Attestation> = me
         .attestations
@@ -81,19 +120,20 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
         .iter()
         .any(|a| a.key == kumo_sdl::VM_CAPABILITY && a.value == "true");
     if wants_vm && !p.config.vm.enabled {
-        return Err(
+        return Err(NoBid::Declined(
             "the group has VM services (capabilities/vm) and this provider runs no VMs ([vm] enabled = false)"
                 .into(),
-        );
+        ));
     }
+    servable(&group, wants_vm)?;
     matching::match_group(&group, &me.provider.fields.attributes, &attestations)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| NoBid::Declined(e.to_string()))?;
     let mut need = inventory::group_needs(&group);
     let gpus = {
         let _one_at_a_time = p.reserve_lock.lock().await;
-        let view = p.inventory_view().map_err(|e| e.to_string())?;
+        let view = p.inventory_view().map_err(|e| failed(&e))?;
         fits(&need, &view.free).map_err(|e| format!("capacity: {e}"))?;
-        let held = p.state.gpu_holders().map_err(|e| e.to_string())?;
+        let held = p.state.gpu_holders().map_err(|e| failed(&e))?;
         let gpus = crate::gpus::select(&p.inventory.devices, &held, &group)
             .map_err(|e| format!("GPUs: {e}"))?;
         need.gpus = crate::gpus::count_by_kind(&gpus);
@@ -107,14 +147,16 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
                 },
                 &uuids,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(&e))?;
         gpus
     };
     let price = pricing::price(&p.config.pricing, order, &group, &gpus, max)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| NoBid::Declined(e.to_string()))?;
     if price.amount > max.amount {
-        return Err(format!("price {price} is above the order's maximum {max}"));
+        return Err(NoBid::Declined(format!(
+            "price {price} is above the order's maximum {max}"
+        )));
     }
     p.signer
         .submit(vec![Msg::CreateBid {
@@ -124,8 +166,43 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
             gpus: kumo_gpu::device::offers(&gpus),
         }])
         .await
-        .map_err(|e| format!("CreateBid failed: {e}"))?;
+        .map_err(|e| NoBid::Failed(format!("CreateBid failed: {e}")))?;
     Ok(Some(price))
+}
+
+/// The smallest memory a VM gets (the VM backend's floor): a VM unit paying for less is not bid
+/// on, rather than given more than it paid for.
+pub const VM_MIN_MEMORY: u64 = 64 << 20;
+
+/// What this provider cannot serve whatever its free capacity: leased IP endpoints (`ip:` in the
+/// SDL; no IP leases here yet) and units smaller than the engine runs. Checked before anything
+/// is reserved, so such an order is never bid on (`docs/provider.md`, "What is not served").
+pub fn servable(group: &GroupSpec, wants_vm: bool) -> Result<(), String> {
+    for unit in &group.resources {
+        let r = &unit.resources;
+        if r.endpoints.iter().any(|e| e.kind == EndpointKind::LeasedIp) {
+            return Err(format!(
+                "unit {} asks for a leased IP endpoint (`ip:` in the SDL), which this provider does not offer",
+                r.id
+            ));
+        }
+        // Below the engine's minimum a container unit would be bid on, then fail at manifest time.
+        let min = if wants_vm {
+            VM_MIN_MEMORY
+        } else {
+            ENGINE_MIN_MEMORY
+        };
+        if r.memory.bytes < min {
+            return Err(format!(
+                "unit {} asks for {} bytes of memory; the smallest this provider runs is {min} bytes",
+                r.id, r.memory.bytes
+            ));
+        }
+        if r.cpu.millis == 0 {
+            return Err(format!("unit {} asks for no CPU", r.id));
+        }
+    }
+    Ok(())
 }
 
 /// Releases what an order's bid held (bid lost or closed, order closed or expired).
@@ -134,5 +211,63 @@ pub fn release(p: &Provider, order: &OrderId, why: &str) {
         Ok(true) => info!(order = %order_label(order), "reservation released: {why}"),
         Ok(false) => {}
         Err(e) => warn!("releasing the reservation of {}: {e}", order_label(order)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(sdl: &str) -> GroupSpec {
+        kumo_sdl::parse(sdl).expect("valid SDL").groups()[0].clone()
+    }
+
+    fn sdl(memory: &str, expose_to: &str) -> String {
+        format!(
+            r#"
+version: "2.0"
+services:
+  web:
+    image: nginx
+    expose:
+      - port: 80
+        to: [{expose_to}]
+profiles:
+  compute:
+    small:
+      resources:
+        cpu: {{units: 0.1}}
+        memory: {{size: {memory}}}
+        storage: {{size: 512Mi}}
+  placement:
+    dc:
+      pricing:
+        small: {{denom: ukumo, amount: 100}}
+deployment:
+  web:
+    dc: {{profile: small, count: 1}}
+"#
+        )
+    }
+
+    #[test]
+    fn a_normal_unit_is_servable() {
+        servable(&group(&sdl("64Mi", "{global: true}")), false).unwrap();
+    }
+
+    #[test]
+    fn memory_below_the_engine_minimum_gets_no_bid() {
+        let e = servable(&group(&sdl("1Mi", "{global: true}")), false).unwrap_err();
+        assert!(e.contains("smallest this provider runs"), "{e}");
+        let e = servable(&group(&sdl("32Mi", "{global: true}")), true).unwrap_err();
+        assert!(e.contains("smallest"), "{e}");
+    }
+
+    #[test]
+    fn a_leased_ip_endpoint_gets_no_bid() {
+        let text = sdl("64Mi", "{global: true, ip: myip}")
+            .replace("profiles:", "endpoints:\n  myip:\n    kind: ip\nprofiles:");
+        let e = servable(&group(&text), false).unwrap_err();
+        assert!(e.contains("leased IP"), "{e}");
     }
 }

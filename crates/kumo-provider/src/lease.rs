@@ -1,7 +1,7 @@
 //! A lease's life on this provider.
 //!
 //! ```text
-//! LeaseCreated ──▶ record (awaiting manifest) ──put_manifest (hash = chain's, fits the group)──▶
+//! LeaseCreated ──▶ record (awaiting manifest) ──put_manifest (hash = chain's, exactly the group's units)──▶
 //!     host names + host ports (redb; a VM gets one per exposed port and replica) ──▶
 //!     Backend::deploy (containers on Docker, VMs under QEMU) ──▶ routes from the replicas'
 //!     addresses (a VM's HTTP port: 127.0.0.1:<its host port>)
@@ -9,7 +9,7 @@
 //! LeaseClosed (any reason) ──▶ routes removed, Backend::teardown, record removed
 //! every few seconds: routes refreshed from the engine (replica addresses change on restarts);
 //!     a lease missing replicas is deployed again (converges, never duplicates)
-//! every withdraw_period: WithdrawLease for each lease
+//! every withdraw_period: WithdrawLeases for all leases (200 to a message)
 //! at start: reconcile(chain's active leases, redb, Backend::leases())
 //! ```
 
@@ -36,6 +36,8 @@ use crate::{
     ProviderError,
     daemon::Provider,
     inventory::{self, DISK, RAM, fits},
+    manifest_check::check_manifest_group,
+    metrics::ManifestOutcome,
     state::{HostName, LeaseRecord, lease_key},
 };
 
@@ -85,6 +87,10 @@ async fn ready_replicas(st: &kumo_workload::ServiceStatus, ports: &[u16]) -> u32
     }
     ready
 }
+
+/// Leases per `WithdrawLeases` message: well under the chain's default
+/// `max_leases_per_withdraw` (500) and its transaction size limit (56 bytes per lease).
+pub const WITHDRAW_BATCH: usize = 200;
 
 /// The generated host name of a lease's service: a hash, so it says nothing about the tenant.
 pub fn generated_host(lease: &LeaseId, service: &str, domain: &str) -> String {
@@ -177,6 +183,7 @@ impl Provider {
 
     /// The lease closed on chain (or must go): routes, workload and record removed at once.
     pub async fn lease_closed(&self, id: &LeaseId, why: &str) {
+        self.metrics.lease_closed();
         self.routes.remove_lease(id);
         match self.backend.teardown(id).await {
             Ok(r) => info!(
@@ -227,6 +234,31 @@ impl Provider {
         dseq: u64,
         manifest: Manifest,
     ) -> Result<(), GatewayError> {
+        let plan = match self.plan_manifest(tenant, dseq, manifest).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.metrics.manifest(ManifestOutcome::Refused);
+                return Err(e);
+            }
+        };
+        for (rec, group) in plan {
+            if let Err(e) = self.deploy_manifest(&rec.id, group).await {
+                self.metrics.manifest(ManifestOutcome::DeployFailed);
+                return Err(e);
+            }
+        }
+        self.metrics.manifest(ManifestOutcome::Deployed);
+        Ok(())
+    }
+
+    /// The checks of a manifest before anything starts: the tenant's leases here, the hash on
+    /// chain, each group exactly its lease's units. Returns each lease with its group.
+    async fn plan_manifest(
+        &self,
+        tenant: &Address,
+        dseq: u64,
+        manifest: Manifest,
+    ) -> Result<Vec<(LeaseRecord, ManifestGroup)>, GatewayError> {
         let all = self.state.leases().map_err(unavailable)?;
         let mine: Vec<LeaseRecord> = all
             .iter()
@@ -273,6 +305,8 @@ impl Provider {
                     ))
                 })?
                 .clone();
+            check_manifest_group(&group, &rec.spec)
+                .map_err(|e| GatewayError::Invalid(format!("{e}: nothing was started")))?;
             fits(&manifest_needs(&group), &rec.held).map_err(|e| {
                 GatewayError::Invalid(format!(
                     "group {:?} asks for more than its lease: {e}",
@@ -281,10 +315,7 @@ impl Provider {
             })?;
             plan.push((rec, group));
         }
-        for (rec, group) in plan {
-            self.deploy_manifest(&rec.id, group).await?;
-        }
-        Ok(())
+        Ok(plan)
     }
 
     async fn deploy_manifest(
@@ -507,18 +538,23 @@ impl Provider {
         }
     }
 
-    /// Withdraws the earnings of every lease.
+    /// Withdraws the earnings of every lease: one `WithdrawLeases` message per
+    /// [`WITHDRAW_BATCH`] leases, so N leases cost N / 200 transactions, not N blocks.
     pub async fn withdraw_all(&self) {
         let Ok(records) = self.state.leases() else {
             return;
         };
-        for rec in records {
-            if let Err(e) = self
+        let ids: Vec<LeaseId> = records.iter().map(|r| r.id).collect();
+        for batch in ids.chunks(WITHDRAW_BATCH) {
+            match self
                 .signer
-                .submit(vec![Msg::WithdrawLease { id: rec.id }])
+                .submit(vec![Msg::WithdrawLeases {
+                    ids: batch.to_vec(),
+                }])
                 .await
             {
-                warn!(lease = %lease_key(&rec.id), "withdraw: {e}");
+                Ok(_) => info!(leases = batch.len(), "withdrew earnings"),
+                Err(e) => warn!(leases = batch.len(), "withdraw: {e}"),
             }
         }
     }
@@ -526,6 +562,7 @@ impl Provider {
     /// Makes the chain, the records and the engine agree: nothing runs without an active
     /// lease, every active lease has its record, and every lease with a manifest runs it.
     pub async fn reconcile(&self) -> Result<ReconcileReport, ProviderError> {
+        let started = std::time::Instant::now();
         let mut report = ReconcileReport::default();
         let chain: BTreeSet<LeaseId> = self
             .client
@@ -597,7 +634,13 @@ impl Provider {
         if pruned > 0 {
             info!(gpus = pruned, "GPUs held by nothing any more: freed");
         }
-        info!(?report, "reconciled chain, records and engine");
+        self.metrics
+            .reconciled(started.elapsed(), report.orphans_removed as u64);
+        info!(
+            ?report,
+            took_ms = started.elapsed().as_millis() as u64,
+            "reconciled chain, records and engine"
+        );
         Ok(report)
     }
 

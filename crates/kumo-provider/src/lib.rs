@@ -13,6 +13,9 @@
 //! - [`lease`]: a lease's life: manifest accepted (hash checked), deployed, routed; closed on
 //!   chain → torn down; no manifest in time → closed; earnings withdrawn; reconciliation at
 //!   start.
+//! - [`manifest_check`]: a manifest group must ask for exactly its lease's units, counts and
+//!   endpoints.
+//! - [`metrics`]: the Prometheus counters and gauges behind `GET /metrics`.
 //! - [`backends`]: one workload backend over Docker and the VMs, each service routed by its
 //!   runtime.
 //! - [`gateway`]: the [`kumo_gateway::GatewayBackend`] the gateway serves tenants through.
@@ -28,6 +31,8 @@ pub mod gateway;
 pub mod gpus;
 pub mod inventory;
 pub mod lease;
+pub mod manifest_check;
+pub mod metrics;
 pub mod pricing;
 pub mod register;
 pub mod serve;

@@ -31,5 +31,5 @@ pub use backend::{
     ReplicaState, ReplicaStatus, ServicePort, ServiceStatus, StdStream, TeardownReport,
     WorkloadEvent,
 };
-pub use docker::{DockerBackend, DockerConfig};
+pub use docker::{DockerBackend, DockerConfig, ENGINE_MIN_MEMORY};
 pub use error::WorkloadError;

@@ -25,6 +25,8 @@ mod image;
 pub mod labels;
 mod logs;
 mod spec;
+
+pub use spec::ENGINE_MIN_MEMORY;
 mod status;
 mod teardown;
 

@@ -64,6 +64,9 @@ pub(crate) struct ReplicaPlan {
     pub(crate) body: ContainerCreateBody,
 }
 
+/// The smallest memory limit the Docker engine accepts (`linuxMinMemory`, 6 MiB).
+pub const ENGINE_MIN_MEMORY: u64 = 6 << 20;
+
 /// The checks that must pass before anything of a group is created.
 pub(crate) fn check(service: &ManifestService, opts: &DeployOptions) -> Result<(), WorkloadError> {
     if service.is_vm() {
@@ -88,6 +91,22 @@ pub(crate) fn check(service: &ManifestService, opts: &DeployOptions) -> Result<(
     }
     if service.resources.memory.bytes > i64::MAX as u64 {
         return Err(invalid(service, "memory limit is too large"));
+    }
+    // Docker reads 0 as "no limit": a service without CPU or memory would get the whole host.
+    if service.resources.cpu.millis == 0 {
+        return Err(invalid(
+            service,
+            "asks for no CPU: a container without a CPU limit is never started",
+        ));
+    }
+    if service.resources.memory.bytes < ENGINE_MIN_MEMORY {
+        return Err(invalid(
+            service,
+            format!(
+                "asks for {} bytes of memory; the engine's smallest memory limit is {ENGINE_MIN_MEMORY} bytes",
+                service.resources.memory.bytes
+            ),
+        ));
     }
     for mount in service
         .params
