@@ -64,4 +64,10 @@ pub trait GatewayBackend: Send + Sync + 'static {
 
     /// The public status (`GET /status`).
     async fn provider_status(&self) -> Result<ProviderStatusView, GatewayError>;
+
+    /// The provider's metrics in Prometheus text format (`GET /metrics`, public like
+    /// `/status`: aggregate counts only). None by default.
+    async fn metrics(&self) -> Result<String, GatewayError> {
+        Ok(String::new())
+    }
 }

@@ -79,6 +79,7 @@ struct AppState {
 pub fn app(backend: Arc<dyn GatewayBackend>, config: GatewayConfig) -> Router {
     Router::new()
         .route("/status", get(provider_status))
+        .route("/metrics", get(metrics))
         .route("/deployment/{dseq}/manifest", put(put_manifest))
         .route("/lease/{dseq}/{gseq}/{oseq}/status", get(lease_status))
         .route("/lease/{dseq}/{gseq}/{oseq}/logs", get(logs))
@@ -278,6 +279,18 @@ async fn authorize_lease(
 
 async fn provider_status(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(axum::Json(state.backend.provider_status().await?).into_response())
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = state.backend.metrics().await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn put_manifest(

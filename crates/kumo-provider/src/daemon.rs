@@ -27,7 +27,12 @@ use tokio::sync::{Mutex, watch};
 use tracing::{info, warn};
 
 use crate::{
-    ProviderConfig, ProviderError, backends::Backends, bidengine, inventory::Inventory, serve,
+    ProviderConfig, ProviderError,
+    backends::Backends,
+    bidengine,
+    inventory::Inventory,
+    metrics::{ProviderMetrics, Snapshot},
+    serve,
     state::State,
 };
 
@@ -53,6 +58,8 @@ pub struct Provider {
     pub inventory: Inventory,
     /// Held while checking capacity and reserving, so two bids cannot take the same room.
     pub reserve_lock: Mutex<()>,
+    /// Counters for `GET /metrics`.
+    pub metrics: ProviderMetrics,
 }
 
 impl std::fmt::Debug for Provider {
@@ -74,6 +81,21 @@ impl Provider {
                 .map(|l| &l.held)
                 .chain(bids.iter().map(|b| &b.held)),
         ))
+    }
+}
+
+impl Provider {
+    /// The Prometheus text of the counters and of what the records say now.
+    pub fn metrics_text(&self) -> Result<String, ProviderError> {
+        let leases = self.state.leases()?;
+        let running = leases.iter().filter(|l| l.manifest.is_some()).count() as u64;
+        let snapshot = Snapshot {
+            leases_awaiting_manifest: leases.len() as u64 - running,
+            leases_running: running,
+            open_bids: self.state.reservations()?.len() as u64,
+            inventory: self.inventory_view()?,
+        };
+        Ok(self.metrics.render(&snapshot))
     }
 }
 
@@ -142,6 +164,7 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
         routes: RouteTable::new(),
         inventory,
         reserve_lock: Mutex::new(()),
+        metrics: ProviderMetrics::default(),
     });
     let from = match p.state.last_height()? {
         Some(h) => h,

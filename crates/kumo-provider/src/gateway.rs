@@ -83,6 +83,12 @@ impl GatewayBackend for ProviderGateway {
         self.0.status_view(lease).await
     }
 
+    async fn metrics(&self) -> Result<String, GatewayError> {
+        self.0
+            .metrics_text()
+            .map_err(|e| GatewayError::Unavailable(e.to_string()))
+    }
+
     async fn provider_status(&self) -> Result<ProviderStatusView, GatewayError> {
         let p = &self.0;
         let err = |e: crate::ProviderError| GatewayError::Unavailable(e.to_string());
