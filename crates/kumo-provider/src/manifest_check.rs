@@ -175,8 +175,13 @@ deployment:
         group.services[1].resources.id = 9;
         assert!(check_manifest_group(&group, &spec).is_err());
         let (mut group, spec) = parsed();
-        let extra = group.services[0].resources.endpoints[0];
-        group.services[0].resources.endpoints.push(extra);
+        let web = group
+            .services
+            .iter_mut()
+            .find(|s| s.name == "web")
+            .expect("web service");
+        let extra = web.resources.endpoints[0];
+        web.resources.endpoints.push(extra);
         let e = check_manifest_group(&group, &spec).unwrap_err();
         assert!(e.contains("endpoints"), "{e}");
     }
