@@ -80,6 +80,10 @@ Examples:
   kumo deploy web.yaml --deposit 5000000ukumo --select kumo1provider…
   kumo deploy web.yaml --bid-wait 10s --wait 60s -o json  # prints what `kumo lease status` prints
 
+The file is checked before anything else: an invalid file, or with --strict a file with warnings
+(keys Akash ignores, such as `environment` for `env`), is refused before any key is read or
+anything is sent. Warnings are printed first either way.
+
 Steps (stderr): validated → deployment created → bids → bid selected → lease created →
 manifest sent → waiting → running; then the URLs on stdout.
 
@@ -115,6 +119,9 @@ pub(crate) struct DeployArgs {
     /// The deposit must pay for this many blocks at the SDL's maximum price.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub(crate) min_blocks: u64,
+    /// Refuse the file if anything in it would be ignored (`kumo sdl check` lists the warnings).
+    #[arg(long)]
+    pub(crate) strict: bool,
     #[command(flatten)]
     pub(crate) tenant: TenantArgs,
 }
@@ -123,6 +130,7 @@ impl DeployArgs {
     pub(crate) fn run(&self, format: OutputFormat) -> anyhow::Result<ExitCode> {
         let text = std::fs::read_to_string(&self.file)
             .with_context(|| format!("reading {}", self.file.display()))?;
+        check_sdl(&self.file, &text, self.strict)?;
         let select = match &self.select {
             Some(SelectArg::Cheapest) => Selection::Cheapest,
             Some(SelectArg::Provider(p)) => Selection::Provider(*p),
@@ -138,6 +146,7 @@ impl DeployArgs {
             wait: self.wait,
             close_on_failure: self.close_on_failure,
             min_lease_blocks: self.min_blocks,
+            strict: self.strict,
             ..DeployOptions::default()
         };
         let reports = block_on(async {
@@ -150,6 +159,26 @@ impl DeployArgs {
         print_reports(format, &reports)?;
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Checks the SDL before any key is read or anything is sent: prints its warnings on stderr,
+/// and refuses an invalid file, or with `strict` a file with warnings.
+fn check_sdl(file: &std::path::Path, text: &str, strict: bool) -> anyhow::Result<()> {
+    let name = file.display();
+    let sdl = kumo_sdl::parse(text).map_err(kumo_tenant::TenantError::Sdl)?;
+    if strict && !sdl.warnings().is_empty() {
+        for warning in sdl.warnings() {
+            eprintln!("error: {name}: {}", warning.to_error());
+        }
+        anyhow::bail!(
+            "{name}: refused by --strict, nothing was sent: {} part(s) of the file would be ignored",
+            sdl.warnings().len()
+        );
+    }
+    for warning in sdl.warnings() {
+        eprintln!("warning: {name}: {warning}");
+    }
+    Ok(())
 }
 
 /// Prints lease reports: one JSON object for one lease (an array for several), or text.

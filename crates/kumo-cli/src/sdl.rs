@@ -1,4 +1,7 @@
 //! `kumo sdl …`: check a deployment file, show its group specs, manifest and hash.
+//!
+//! Warnings (keys Akash's parser ignores, such as `environment` for `env`) go to stderr;
+//! `kumo sdl check --strict` refuses a file that has any.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,7 +17,8 @@ use crate::output::{OutputFormat, print_json};
 #[derive(Debug, Subcommand)]
 pub(crate) enum SdlCommand {
     /// Check a file: exit 0 if it is valid, else print the field, the line and the reason.
-    Check(FileArg),
+    /// Keys Akash ignores are reported as warnings (field, line, the field probably meant).
+    Check(CheckArgs),
     /// Print the group specs (what goes on chain) as JSON.
     Groups(RenderArgs),
     /// Print the manifest (what the provider runs) as JSON.
@@ -28,6 +32,16 @@ pub(crate) enum SdlCommand {
 pub(crate) struct FileArg {
     /// Path to the SDL file (YAML), or `-` for standard input.
     pub(crate) file: PathBuf,
+}
+
+/// `kumo sdl check`'s arguments.
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    pub(crate) file: FileArg,
+    /// Refuse the file if anything in it would be ignored (every warning becomes an error).
+    #[arg(long)]
+    pub(crate) strict: bool,
 }
 
 /// The file, and which JSON shape to print.
@@ -57,7 +71,7 @@ fn load(file: &FileArg) -> anyhow::Result<kumo_sdl::Sdl> {
     let sdl = kumo_sdl::parse(&text)
         .with_context(|| format!("{} is not a valid SDL", file.file.display()))?;
     for warning in sdl.warnings() {
-        tracing::warn!("{}: {warning}", file.file.display());
+        eprintln!("warning: {}: {warning}", file.file.display());
     }
     Ok(sdl)
 }
@@ -65,7 +79,7 @@ fn load(file: &FileArg) -> anyhow::Result<kumo_sdl::Sdl> {
 impl SdlCommand {
     pub(crate) fn run(&self, format: OutputFormat) -> anyhow::Result<ExitCode> {
         match self {
-            SdlCommand::Check(file) => check(file, format),
+            SdlCommand::Check(args) => check(&args.file, args.strict, format),
             SdlCommand::Groups(args) => {
                 let sdl = load(&args.file)?;
                 let json = match args.akash {
@@ -96,11 +110,29 @@ impl SdlCommand {
     }
 }
 
-/// `kumo sdl check`: a one-line verdict; the error (field, line, reason) on failure.
-fn check(file: &FileArg, format: OutputFormat) -> anyhow::Result<ExitCode> {
+/// A warning as JSON: the shape of an error (`path`, `line`, `message`, `text`).
+fn warning_json(w: &kumo_sdl::SdlWarning) -> serde_json::Value {
+    json!({ "path": w.path, "line": w.line, "message": w.message, "text": w.to_string() })
+}
+
+/// `kumo sdl check`: a one-line verdict; the error (field, line, reason) on failure. With
+/// `strict`, a file with warnings fails, each warning printed as an error.
+fn check(file: &FileArg, strict: bool, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let text = read_file(&file.file)?;
     let name = file.file.display();
-    match (kumo_sdl::parse(&text), format) {
+    let parsed = kumo_sdl::parse(&text);
+    let refused = strict && parsed.as_ref().is_ok_and(|sdl| !sdl.warnings().is_empty());
+    match (parsed, format) {
+        (Ok(sdl), OutputFormat::Text) if refused => {
+            for warning in sdl.warnings() {
+                eprintln!("error: {name}: {}", warning.to_error());
+            }
+            eprintln!(
+                "error: {name}: refused by --strict: {} part(s) of the file would be ignored",
+                sdl.warnings().len()
+            );
+            Ok(ExitCode::FAILURE)
+        }
         (Ok(sdl), OutputFormat::Text) => {
             for warning in sdl.warnings() {
                 eprintln!("warning: {name}: {warning}");
@@ -118,16 +150,24 @@ fn check(file: &FileArg, format: OutputFormat) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         (Ok(sdl), OutputFormat::Json) => {
-            print_json(&json!({
+            let warnings: Vec<_> = sdl.warnings().iter().map(warning_json).collect();
+            let mut out = json!({
                 "file": name.to_string(),
-                "valid": true,
+                "valid": !refused,
                 "version": sdl.version(),
                 "groups": sdl.groups().len(),
                 "services": sdl.manifest().services().count(),
                 "denoms": sdl.denoms(),
                 "hash": hex::encode(sdl.manifest_hash()),
-                "warnings": sdl.warnings(),
-            }))?;
+                "warnings": warnings,
+            });
+            if refused {
+                let e = sdl.warnings()[0].to_error();
+                out["error"] = json!({ "path": e.path, "line": e.line, "message": e.message, "text": e.to_string() });
+                print_json(&out)?;
+                return Ok(ExitCode::FAILURE);
+            }
+            print_json(&out)?;
             Ok(ExitCode::SUCCESS)
         }
         (Err(e), OutputFormat::Text) => {

@@ -141,3 +141,202 @@ fn missing_file_is_a_clear_error() {
         stderr(&out)
     );
 }
+
+/// A scratch directory for one test, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("kumo-sdl-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+/// hello-web.yaml with keys Akash ignores: `environment` (line 9) and `depends-on` (line 11).
+fn with_ignored_keys() -> String {
+    let text = std::fs::read_to_string(example("hello-web.yaml")).unwrap();
+    let marked = text.replacen(
+        "    image: kumo-example/hello-web:1\n",
+        "    image: kumo-example/hello-web:1\n    environment:\n      - GREETING=hi\n    depends-on: [db]\n",
+        1,
+    );
+    assert_ne!(marked, text);
+    marked
+}
+
+#[test]
+fn check_warns_about_ignored_keys_and_strict_refuses_them() {
+    let dir = Scratch::new("check");
+    let file = dir.write("typos.yaml", &with_ignored_keys());
+    let clean = dir.write(
+        "clean.yaml",
+        &std::fs::read_to_string(example("hello-web.yaml")).unwrap(),
+    );
+
+    let out = kumo(&["sdl", "check", &file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("valid SDL"), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "warning: {file}: services.web.environment: not an SDL field here, ignored (Akash ignores it too); did you mean `env`? (a list of NAME=value) (line 9)"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "services.web.depends-on: ignored (Akash ignores it too): ignored like `depends_on`"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("(line 11)"), "{err}");
+
+    let out = kumo(&["sdl", "check", &file, "-o", "json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["warnings"][0]["path"], "services.web.environment");
+    assert_eq!(v["warnings"][0]["line"], 9);
+    assert_eq!(v["warnings"][1]["path"], "services.web.depends-on");
+
+    // The ignored keys are not in the manifest: same hash as the file without them.
+    let hash = |f: &str| stdout(&kumo(&["sdl", "hash", f])).trim().to_string();
+    assert_eq!(hash(&file).len(), 64);
+    assert_eq!(hash(&file), hash(&clean));
+
+    let out = kumo(&["sdl", "check", &file, "--strict"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("error: {file}: services.web.environment: "))
+            && err.contains("(line 9)"),
+        "{err}"
+    );
+    assert!(err.contains("refused by --strict: 2 part(s)"), "{err}");
+
+    let out = kumo(&["sdl", "check", &file, "--strict", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["error"]["path"], "services.web.environment");
+    assert_eq!(v["error"]["line"], 9);
+
+    // A clean file passes --strict.
+    let out = kumo(&["sdl", "check", &clean, "--strict"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `kumo deploy` against `node` with a tenant key in `home`.
+fn deploy(home: &str, node: &str, file: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "deploy",
+        file,
+        "--home",
+        home,
+        "--keyring-backend",
+        "test",
+        "--node",
+        node,
+        "--bid-wait",
+        "1s",
+    ];
+    args.extend(extra);
+    kumo(&args)
+}
+
+#[test]
+fn deploy_shows_warnings_first_and_strict_refuses_before_sending_anything() {
+    let dir = Scratch::new("deploy");
+    let file = dir.write("typos.yaml", &with_ignored_keys());
+    let home = dir.0.join("home").to_string_lossy().into_owned();
+    let out = kumo(&[
+        "keys",
+        "add",
+        "tenant",
+        "--home",
+        &home,
+        "--keyring-backend",
+        "test",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A listener stands in for the node: it sees whether the command connects at all.
+    let node = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    node.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", node.local_addr().unwrap());
+
+    let out = deploy(&home, &url, &file, &["--strict"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("refused by --strict, nothing was sent"),
+        "{err}"
+    );
+    assert!(err.contains("services.web.environment"), "{err}");
+    assert!(err.contains("(line 9)"), "{err}");
+    assert!(
+        matches!(node.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "deploy --strict connected to the node"
+    );
+
+    // Without --strict the warnings come first, then the deployment goes ahead (here it stops
+    // at the stand-in node, which never answers an HTTP request properly).
+    let child = Command::new(env!("CARGO_BIN_EXE_kumo"))
+        .args([
+            "deploy",
+            &file,
+            "--home",
+            &home,
+            "--keyring-backend",
+            "test",
+            "--node",
+            &url,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let conn = loop {
+        match node.accept() {
+            Ok((conn, _)) => break conn,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "deploy never connected"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    drop(conn);
+    drop(node);
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let warning = err
+        .find("warning: ")
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(
+        err[warning..].starts_with(&format!("warning: {file}: services.web.environment")),
+        "{err}"
+    );
+    assert!(
+        err[..warning].trim().is_empty(),
+        "the warnings must be the first thing printed: {err}"
+    );
+}

@@ -23,6 +23,7 @@ use crate::manifest::{
     ImageCredentials, Manifest, ManifestGroup, ManifestService, Permissions, ServiceExpose,
     ServiceParams, StorageMount, TeeParams,
 };
+use crate::warning::SdlWarning;
 
 type Result<T> = std::result::Result<T, SdlError>;
 
@@ -39,13 +40,14 @@ const MAX_STORAGE: u64 = 32 << 40;
 const MAX_UNIT_COUNT: u64 = 50;
 const MAX_UNIT_PRICE: u64 = 10_000_000;
 
-/// Runs every step and returns the group specs and the manifest.
-pub(crate) fn build(input: &Input) -> Result<(Vec<GroupSpec>, Manifest)> {
-    cross_check(input)?;
+/// Runs every step and returns the group specs, the manifest, and warnings about what the
+/// file asks for that has no effect.
+pub(crate) fn build(input: &Input) -> Result<(Vec<GroupSpec>, Manifest, Vec<SdlWarning>)> {
+    let warnings = cross_check(input)?;
     let (groups, manifest) = build_groups(input)?;
     check_limits(input, &groups)?;
     check_manifest(input, &manifest)?;
-    Ok((groups, manifest))
+    Ok((groups, manifest, warnings))
 }
 
 fn deployment_loc(input: &Input, service: &str) -> Loc {
@@ -68,8 +70,10 @@ fn names<V>(map: &BTreeMap<String, V>) -> String {
     }
 }
 
-/// The cross-reference rules of Akash's `validate()`.
-fn cross_check(input: &Input) -> Result<()> {
+/// The cross-reference rules of Akash's `validate()`; warnings for persistent volumes that no
+/// container mounts.
+fn cross_check(input: &Input) -> Result<Vec<SdlWarning>> {
+    let mut warnings: Vec<SdlWarning> = Vec::new();
     let mut endpoints_used = BTreeSet::new();
     let mut ports_used: BTreeMap<(String, u32, String), String> = BTreeMap::new();
 
@@ -137,7 +141,11 @@ fn cross_check(input: &Input) -> Result<()> {
                 }
             }
 
-            check_mounts(input.version, svc_name, svc, compute)?;
+            for w in check_mounts(input.version, svc_name, svc, compute)? {
+                if !warnings.contains(&w) {
+                    warnings.push(w);
+                }
+            }
         }
     }
 
@@ -148,17 +156,18 @@ fn cross_check(input: &Input) -> Result<()> {
                 .err("declared but never used: reference it from an expose `to` with `ip`"));
         }
     }
-    Ok(())
+    Ok(warnings)
 }
 
-/// Volumes named in `params.storage` exist, mount at distinct absolute paths, and persistent
-/// volumes are mounted.
+/// Volumes named in `params.storage` exist and mount at distinct absolute paths; in v2.0 a
+/// service with a persistent volume mounts at least one volume (Akash's rule, below). Returns a
+/// warning for each persistent volume the service does not mount.
 fn check_mounts(
     version: SdlVersion,
     svc_name: &str,
     svc: &Service,
     compute: &ComputeProfile,
-) -> Result<()> {
+) -> Result<Vec<SdlWarning>> {
     let mut mounts: BTreeMap<&str, &str> = BTreeMap::new();
     if let Some(params) = &svc.params {
         for (volume_name, p) in &params.storage {
@@ -190,24 +199,41 @@ fn check_mounts(
             }
         }
     }
-    // Akash v2.0 requires every persistent volume to be mounted; v2.1 checks only the volumes a
-    // service mounts (and those are mounted by construction).
-    if version == SdlVersion::V2_0 {
-        for volume in &compute.storage {
-            let mounted = svc
-                .params
-                .as_ref()
-                .and_then(|p| p.storage.get(&volume.name))
-                .is_some_and(|p| !p.mount.is_empty());
-            if volume.attribute("persistent") == Some("true") && !mounted {
-                return Err(volume.loc.err(format!(
-                        "volume {:?} has persistent=true which requires services.{svc_name}.params.storage.{} to have mount",
-                        volume.name, volume.name
-                    )));
-            }
+    // Akash's v2.0 validator keeps one mount map for the whole service: the last mount it
+    // reads from `params.storage` (each one absolute, so never empty) stands for every volume.
+    // So it refuses a persistent volume only when the service mounts no volume at all; with
+    // any mount, an unmounted persistent volume passes. Its v2.1 validator checks only the
+    // volumes `params.storage` names, so it never refuses one. Both rules are followed
+    // exactly, so that the same files pass; an unmounted persistent volume gets a warning.
+    let mounts_any = svc.params.as_ref().is_some_and(|p| !p.storage.is_empty());
+    let mut warnings = Vec::new();
+    for volume in &compute.storage {
+        if volume.attribute("persistent") != Some("true") {
+            continue;
         }
+        let mounted = svc
+            .params
+            .as_ref()
+            .is_some_and(|p| p.storage.contains_key(&volume.name));
+        if mounted {
+            continue;
+        }
+        if version == SdlVersion::V2_0 && !mounts_any {
+            return Err(volume.loc.err(format!(
+                "volume {:?} has persistent=true which requires services.{svc_name}.params.storage.{} to have mount",
+                volume.name, volume.name
+            )));
+        }
+        warnings.push(SdlWarning::new(
+            volume.loc.path.clone(),
+            volume.loc.line,
+            format!(
+                "persistent volume {:?} is not mounted by service {svc_name:?}, so the service cannot reach it (Akash accepts this too); mount it with services.{svc_name}.params.storage.{}.mount",
+                volume.name, volume.name
+            ),
+        ));
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// Sequence numbers of IP endpoints, exactly as Akash assigns them (including its habit of

@@ -1,20 +1,25 @@
-//! The SDL file as written: typed, shape-checked, every field known.
+//! The SDL file as written: typed and shape-checked.
 //!
-//! This is the schema layer. It turns the YAML tree into [`Input`], refusing unknown fields,
-//! wrong types, out-of-range numbers and malformed values, each with the field's path and
-//! line. Rules that relate one part of the file to another (a deployment naming a profile that
-//! does not exist, say) live in [`crate::validate`].
+//! This is the schema layer. It turns the YAML tree into [`Input`], refusing wrong types,
+//! out-of-range numbers and malformed values, each with the field's path and line. Rules that
+//! relate one part of the file to another (a deployment naming a profile that does not exist,
+//! say) live in `build`.
 //!
-//! Field names, defaults and limits are those of Akash's SDL schema and Go parser.
+//! Field names, defaults and limits are those of Akash's SDL schema and Go parser. Unknown
+//! keys follow the Go parser section by section: where it refuses them (the top level, `gpu`,
+//! the CPU, GPU and storage `attributes`) they are errors ([`Fields::of`]); everywhere else it
+//! drops them silently, and Kumo drops them too, with a warning that names the key, its line
+//! and the field probably meant ([`Fields::lenient`]). Kumo's own `vm` block is strict.
 
 use std::collections::BTreeMap;
 
 use kumo_types::{Attribute, Dec, DecCoin, SignedBy};
 
 use crate::SdlVersion;
-use crate::error::{Loc, SdlError, join};
+use crate::error::{Loc, SdlError};
 use crate::manifest::{HttpOptions, Proto, VmImage, VmSpec};
 use crate::units;
+use crate::warning::{self, SdlWarning};
 use crate::yaml::{Kind, Node};
 
 type Result<T> = std::result::Result<T, SdlError>;
@@ -31,7 +36,7 @@ pub(crate) struct Input {
     pub(crate) endpoints: BTreeMap<String, EndpointDecl>,
     pub(crate) reclamation: Option<Reclamation>,
     /// Things accepted but ignored, for the user to see.
-    pub(crate) warnings: Vec<String>,
+    pub(crate) warnings: Vec<SdlWarning>,
 }
 
 /// `services.<name>`.
@@ -206,15 +211,47 @@ impl<'a> Fields<'a> {
             if let Some(allowed) = allowed
                 && !allowed.contains(&name.as_str())
             {
-                return Err(SdlError::new(
-                    join(path, name),
-                    key.line,
-                    format!("unknown field (expected one of: {})", allowed.join(", ")),
-                ));
+                return Err(warning::refused_key(path, name, key.line, allowed));
             }
             entries.push((name.as_str(), key.line, value));
         }
         Ok(Fields { loc, entries })
+    }
+
+    /// Reads `node` as a mapping with the fields `known`, where Akash's parser drops other
+    /// keys without a word (its sections decoded without strict field checks): each other key
+    /// is left out, unread, with a warning.
+    fn lenient(
+        node: &'a Node,
+        path: &str,
+        known: &[&str],
+        warnings: &mut Vec<SdlWarning>,
+    ) -> Result<Fields<'a>> {
+        let mut fields = Fields::of(node, path, None)?;
+        fields.entries.retain(|(name, line, _)| {
+            let keep = known.contains(name);
+            if !keep {
+                warnings.push(warning::ignored_key(path, name, *line, known));
+            }
+            keep
+        });
+        Ok(fields)
+    }
+
+    /// Like [`Fields::lenient`], but YAML null counts as an empty mapping.
+    fn lenient_or_empty(
+        node: &'a Node,
+        path: &str,
+        known: &[&str],
+        warnings: &mut Vec<SdlWarning>,
+    ) -> Result<Fields<'a>> {
+        if node.is_null() {
+            return Ok(Fields {
+                loc: Loc::new(path, node.line),
+                entries: Vec::new(),
+            });
+        }
+        Fields::lenient(node, path, known, warnings)
     }
 
     /// Like [`Fields::of`], but YAML null counts as an empty mapping.
@@ -442,10 +479,11 @@ pub(crate) fn read(root: &Node) -> Result<Input> {
         );
     }
 
-    let profiles = Fields::of(
+    let profiles = Fields::lenient(
         top.require("profiles", "")?,
         "profiles",
-        Some(&["compute", "placement"]),
+        &["compute", "placement"],
+        &mut warnings,
     )?;
     let mut compute = BTreeMap::new();
     let compute_fields = Fields::of(
@@ -454,7 +492,7 @@ pub(crate) fn read(root: &Node) -> Result<Input> {
         None,
     )?;
     for (name, path, node) in compute_fields.iter() {
-        compute.insert(name.to_string(), read_compute(node, &path)?);
+        compute.insert(name.to_string(), read_compute(node, &path, &mut warnings)?);
     }
     let mut placement = BTreeMap::new();
     let placement_fields = Fields::of(
@@ -463,7 +501,10 @@ pub(crate) fn read(root: &Node) -> Result<Input> {
         None,
     )?;
     for (name, path, node) in placement_fields.iter() {
-        placement.insert(name.to_string(), read_placement(node, &path)?);
+        placement.insert(
+            name.to_string(),
+            read_placement(node, &path, &mut warnings)?,
+        );
     }
 
     let mut deployment = BTreeMap::new();
@@ -471,7 +512,7 @@ pub(crate) fn read(root: &Node) -> Result<Input> {
     for (service, path, node) in deployment_fields.iter() {
         let mut per_placement = BTreeMap::new();
         for (placement_name, path, node) in Fields::of(node, &path, None)?.iter() {
-            let fields = Fields::of(node, &path, Some(&["profile", "count"]))?;
+            let fields = Fields::lenient(node, &path, &["profile", "count"], &mut warnings)?;
             let profile_node = fields.require("profile", " (the compute profile to run)")?;
             let count_node = fields.require("count", " (how many instances, at least 1)")?;
             per_placement.insert(
@@ -496,7 +537,7 @@ pub(crate) fn read(root: &Node) -> Result<Input> {
                     "is not a valid endpoint name (lowercase letters first, then lowercase letters, digits, '-' or '_'; at least 2 characters)",
                 ));
             }
-            let fields = Fields::of(node, &path, Some(&["kind"]))?;
+            let fields = Fields::lenient(node, &path, &["kind"], &mut warnings)?;
             let kind_path = fields.path("kind");
             let kind = text(
                 fields.require("kind", " (the only kind is `ip`)")?,
@@ -520,7 +561,7 @@ pub(crate) fn read(root: &Node) -> Result<Input> {
 
     let reclamation = match top.get("reclamation") {
         None => None,
-        Some(node) => Some(read_reclamation(node)?),
+        Some(node) => Some(read_reclamation(node, &mut warnings)?),
     };
 
     Ok(Input {
@@ -545,8 +586,8 @@ fn valid_endpoint_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'))
 }
 
-fn read_reclamation(node: &Node) -> Result<Reclamation> {
-    let fields = Fields::of(node, "reclamation", Some(&["min_window"]))?;
+fn read_reclamation(node: &Node, warnings: &mut Vec<SdlWarning>) -> Result<Reclamation> {
+    let fields = Fields::lenient(node, "reclamation", &["min_window"], warnings)?;
     let path = fields.path("min_window");
     let window_node = fields.require("min_window", " (e.g. \"24h\")")?;
     let window = text(window_node, &path)?;
@@ -585,8 +626,6 @@ const SERVICE_FIELDS: &[&str] = &[
     "dependencies",
     "params",
     "credentials",
-    // docker-compose's key; Akash ignores it, and so do we (with a warning).
-    "depends_on",
     // Kumo's VM extension (docs/sdl-extensions.md).
     "runtime",
     "vm",
@@ -596,15 +635,9 @@ fn read_service(
     node: &Node,
     path: &str,
     version: SdlVersion,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<SdlWarning>,
 ) -> Result<Service> {
-    let fields = Fields::of(node, path, Some(SERVICE_FIELDS))?;
-    if fields.get("depends_on").is_some() {
-        warnings.push(format!(
-            "{}: ignored (a docker-compose key; Akash ignores it too; services reach each other by name)",
-            fields.path("depends_on")
-        ));
-    }
+    let fields = Fields::lenient(node, path, SERVICE_FIELDS, warnings)?;
     let vm = read_runtime(&fields)?;
     let image = match &vm {
         // A VM boots the disk image of its `vm:` block; that URL stands in as its image.
@@ -650,13 +683,13 @@ fn read_service(
     if let Some(node) = fields.get("expose") {
         let expose_path = fields.path("expose");
         for (i, item) in seq(node, &expose_path, "ports")?.iter().enumerate() {
-            expose.push(read_expose(item, &format!("{expose_path}[{i}]"))?);
+            expose.push(read_expose(item, &format!("{expose_path}[{i}]"), warnings)?);
         }
     }
     if let Some(node) = fields.get("dependencies") {
         let dep_path = fields.path("dependencies");
         for (i, item) in seq(node, &dep_path, "dependencies")?.iter().enumerate() {
-            let dep = Fields::of(item, &format!("{dep_path}[{i}]"), Some(&["service"]))?;
+            let dep = Fields::lenient(item, &format!("{dep_path}[{i}]"), &["service"], warnings)?;
             if let Some(s) = dep.get("service") {
                 text_or_empty(s, &dep.path("service"))?;
             }
@@ -664,7 +697,7 @@ fn read_service(
     }
     let params = match fields.get("params") {
         None => None,
-        Some(node) => Some(read_params(node, &fields.path("params"))?),
+        Some(node) => Some(read_params(node, &fields.path("params"), warnings)?),
     };
     let credentials = match fields.get("credentials") {
         None => None,
@@ -672,6 +705,7 @@ fn read_service(
             node,
             &fields.path("credentials"),
             version,
+            warnings,
         )?),
     };
     Ok(Service {
@@ -928,9 +962,11 @@ fn valid_env_name(name: &str) -> bool {
 }
 
 const EXPOSE_FIELDS: &[&str] = &["port", "as", "proto", "to", "accept", "http_options"];
+/// A destination's fields. Akash's decoder also reads `http_options` here but never uses it.
+const EXPOSE_TO_FIELDS: &[&str] = &["service", "global", "ip", "http_options"];
 
-fn read_expose(node: &Node, path: &str) -> Result<Expose> {
-    let fields = Fields::of(node, path, Some(EXPOSE_FIELDS))?;
+fn read_expose(node: &Node, path: &str, warnings: &mut Vec<SdlWarning>) -> Result<Expose> {
+    let fields = Fields::lenient(node, path, EXPOSE_FIELDS, warnings)?;
     let port = uint(
         fields.require("port", " (the port the container listens on)")?,
         &fields.path("port"),
@@ -964,7 +1000,11 @@ fn read_expose(node: &Node, path: &str) -> Result<Expose> {
         let to_path = fields.path("to");
         for (i, item) in seq(node, &to_path, "destinations")?.iter().enumerate() {
             let item_path = format!("{to_path}[{i}]");
-            let f = Fields::of(item, &item_path, Some(&["service", "global", "ip"]))?;
+            let f = Fields::lenient(item, &item_path, EXPOSE_TO_FIELDS, warnings)?;
+            if let Some(n) = f.get("http_options") {
+                let at = Loc::new(f.path("http_options"), f.key_line("http_options"));
+                check_ignored_http_options(n, &at, path, warnings)?;
+            }
             let service = match f.get("service") {
                 Some(n) => text_or_empty(n, &f.path("service"))?,
                 None => String::new(),
@@ -1005,13 +1045,14 @@ fn read_expose(node: &Node, path: &str) -> Result<Expose> {
         None => None,
     };
     let http_options = match fields.get("http_options") {
-        Some(n) => read_http_options(n, &fields.path("http_options"))?,
+        Some(n) => read_http_options(n, &fields.path("http_options"), warnings)?,
         None => read_http_options(
             &Node {
                 line: node.line,
                 kind: Kind::Map(Vec::new()),
             },
             path,
+            warnings,
         )?,
     };
     Ok(Expose {
@@ -1053,8 +1094,12 @@ const NEXT_CASES: &[&str] = &[
     "error", "timeout", "500", "502", "503", "504", "403", "404", "429", "off",
 ];
 
-fn read_http_options(node: &Node, path: &str) -> Result<HttpOptions> {
-    let fields = Fields::of_or_empty(node, path, Some(HTTP_FIELDS))?;
+fn read_http_options(
+    node: &Node,
+    path: &str,
+    warnings: &mut Vec<SdlWarning>,
+) -> Result<HttpOptions> {
+    let fields = Fields::lenient_or_empty(node, path, HTTP_FIELDS, warnings)?;
     let num = |key: &str, max: u64, default: u32| -> Result<u32> {
         match fields.get(key) {
             Some(n) if !n.is_null() => {
@@ -1103,13 +1148,43 @@ fn read_http_options(node: &Node, path: &str) -> Result<HttpOptions> {
     })
 }
 
-fn read_params(node: &Node, path: &str) -> Result<Params> {
-    let fields = Fields::of_or_empty(node, path, Some(&["storage", "permissions", "tee"]))?;
+/// `expose[i].to[j].http_options`: Akash's decoder reads it (so a value of the wrong type fails
+/// there) but never uses it; the options that apply are the port's own `http_options`.
+fn check_ignored_http_options(
+    node: &Node,
+    at: &Loc,
+    expose_path: &str,
+    warnings: &mut Vec<SdlWarning>,
+) -> Result<()> {
+    let fields = Fields::lenient_or_empty(node, &at.path, HTTP_FIELDS, warnings)?;
+    for (key, field_path, value) in fields.iter() {
+        if value.is_null() {
+            continue;
+        }
+        if key == "next_cases" {
+            text_list_or_null(value, &field_path)?;
+        } else {
+            uint(value, &field_path, 0, u64::from(u32::MAX))?;
+        }
+    }
+    warnings.push(SdlWarning::new(
+        at.path.clone(),
+        at.line,
+        format!(
+            "ignored (Akash ignores it too): HTTP options apply to the port, not to one destination; did you mean `{expose_path}.http_options`?"
+        ),
+    ));
+    Ok(())
+}
+
+fn read_params(node: &Node, path: &str, warnings: &mut Vec<SdlWarning>) -> Result<Params> {
+    let fields =
+        Fields::lenient_or_empty(node, path, &["storage", "permissions", "tee"], warnings)?;
     let mut storage = BTreeMap::new();
     if let Some(n) = fields.get("storage") {
         for (volume, vpath, vnode) in Fields::of_or_empty(n, &fields.path("storage"), None)?.iter()
         {
-            let v = Fields::of_or_empty(vnode, &vpath, Some(&["mount", "readOnly"]))?;
+            let v = Fields::lenient_or_empty(vnode, &vpath, &["mount", "readOnly"], warnings)?;
             let mount = match v.get("mount") {
                 Some(m) => text_or_empty(m, &v.path("mount"))?,
                 None => String::new(),
@@ -1131,7 +1206,7 @@ fn read_params(node: &Node, path: &str) -> Result<Params> {
     let permissions = match fields.get("permissions") {
         None => None,
         Some(n) => {
-            let p = Fields::of_or_empty(n, &fields.path("permissions"), Some(&["read"]))?;
+            let p = Fields::lenient_or_empty(n, &fields.path("permissions"), &["read"], warnings)?;
             match p.get("read") {
                 None => Some(None),
                 Some(r) => {
@@ -1175,8 +1250,18 @@ fn read_params(node: &Node, path: &str) -> Result<Params> {
     })
 }
 
-fn read_credentials(node: &Node, path: &str, version: SdlVersion) -> Result<Credentials> {
-    let fields = Fields::of(node, path, Some(&["host", "email", "username", "password"]))?;
+fn read_credentials(
+    node: &Node,
+    path: &str,
+    version: SdlVersion,
+    warnings: &mut Vec<SdlWarning>,
+) -> Result<Credentials> {
+    let fields = Fields::lenient(
+        node,
+        path,
+        &["host", "email", "username", "password"],
+        warnings,
+    )?;
     let get = |key: &str, min_len: usize, required: bool| -> Result<String> {
         let value = match fields.get(key) {
             Some(n) => text_or_empty(n, &fields.path(key))?,
@@ -1223,19 +1308,21 @@ fn read_credentials(node: &Node, path: &str, version: SdlVersion) -> Result<Cred
 // ---------------------------------------------------------------------------------------------
 // Profiles.
 
-fn read_compute(node: &Node, path: &str) -> Result<ComputeProfile> {
-    let outer = Fields::of(node, path, Some(&["resources"]))?;
+fn read_compute(node: &Node, path: &str, warnings: &mut Vec<SdlWarning>) -> Result<ComputeProfile> {
+    let outer = Fields::lenient(node, path, &["resources"], warnings)?;
     let resources_node = outer.require("resources", " (cpu, memory and storage)")?;
-    let fields = Fields::of(
+    let fields = Fields::lenient(
         resources_node,
         &outer.path("resources"),
-        Some(&["cpu", "memory", "storage", "gpu"]),
+        &["cpu", "memory", "storage", "gpu"],
+        warnings,
     )?;
 
-    let cpu = Fields::of(
+    let cpu = Fields::lenient(
         fields.require("cpu", " (e.g. `cpu: {units: 0.5}`)")?,
         &fields.path("cpu"),
-        Some(&["units", "attributes"]),
+        &["units", "attributes"],
+        warnings,
     )?;
     let units_path = cpu.path("units");
     let units_node = cpu.require("units", " (e.g. 0.5 or 500m)")?;
@@ -1251,31 +1338,27 @@ fn read_compute(node: &Node, path: &str) -> Result<ComputeProfile> {
         }
     }
 
-    let memory = Fields::of(
+    // Akash's memory section has an `attributes` field that its decoder skips (`yaml:"-"`),
+    // so it is ignored like any unknown key.
+    let memory = Fields::lenient(
         fields.require("memory", " (e.g. `memory: {size: 512Mi}`)")?,
         &fields.path("memory"),
-        Some(&["size", "attributes"]),
+        &["size"],
+        warnings,
     )?;
     let size_path = memory.path("size");
     let size_node = memory.require("size", " (e.g. 512Mi)")?;
     let memory_bytes = units::parse_size(scalar(size_node, &size_path, "a size such as 512Mi")?.0)
         .map_err(|e| SdlError::new(&size_path, size_node.line, e))?;
     let memory_size_at = Loc::new(&size_path, size_node.line);
-    if let Some(n) = memory.get("attributes") {
-        return Err(SdlError::new(
-            memory.path("attributes"),
-            n.line,
-            "memory has no attributes in SDL; remove this field",
-        ));
-    }
 
     let storage_path = fields.path("storage");
     let storage_node = fields.require("storage", " (e.g. `storage: {size: 1Gi}`)")?;
-    let storage = read_storage(storage_node, &storage_path)?;
+    let storage = read_storage(storage_node, &storage_path, warnings)?;
 
     let (gpu_units, gpu_attributes) = match fields.get("gpu") {
         None => (0, Vec::new()),
-        Some(n) => read_gpu(n, &fields.path("gpu"))?,
+        Some(n) => read_gpu(n, &fields.path("gpu"), warnings)?,
     };
     let gpu_units_at = match fields.get("gpu") {
         Some(n) => {
@@ -1299,15 +1382,19 @@ fn read_compute(node: &Node, path: &str) -> Result<ComputeProfile> {
     })
 }
 
-fn read_storage(node: &Node, path: &str) -> Result<Vec<StorageVolume>> {
+fn read_storage(
+    node: &Node,
+    path: &str,
+    warnings: &mut Vec<SdlWarning>,
+) -> Result<Vec<StorageVolume>> {
     let mut volumes = Vec::new();
     match &node.kind {
         Kind::Seq(items) => {
             for (i, item) in items.iter().enumerate() {
-                volumes.push(read_volume(item, &format!("{path}[{i}]"), true)?);
+                volumes.push(read_volume(item, &format!("{path}[{i}]"), true, warnings)?);
             }
         }
-        Kind::Map(_) => volumes.push(read_volume(node, path, false)?),
+        Kind::Map(_) => volumes.push(read_volume(node, path, false, warnings)?),
         _ => {
             return Err(SdlError::new(
                 path,
@@ -1374,8 +1461,13 @@ fn sort_volumes(volumes: &mut [StorageVolume]) {
     }
 }
 
-fn read_volume(node: &Node, path: &str, in_list: bool) -> Result<StorageVolume> {
-    let fields = Fields::of(node, path, Some(&["name", "size", "attributes"]))?;
+fn read_volume(
+    node: &Node,
+    path: &str,
+    in_list: bool,
+    warnings: &mut Vec<SdlWarning>,
+) -> Result<StorageVolume> {
+    let fields = Fields::lenient(node, path, &["name", "size", "attributes"], warnings)?;
     let size_path = fields.path("size");
     let size_node = fields.require("size", " (e.g. 1Gi)")?;
     let bytes = units::parse_size(scalar(size_node, &size_path, "a size such as 1Gi")?.0)
@@ -1468,7 +1560,11 @@ fn read_storage_attributes(node: &Node, path: &str) -> Result<Vec<Attribute>> {
     Ok(attrs)
 }
 
-fn read_gpu(node: &Node, path: &str) -> Result<(u64, Vec<Attribute>)> {
+fn read_gpu(
+    node: &Node,
+    path: &str,
+    warnings: &mut Vec<SdlWarning>,
+) -> Result<(u64, Vec<Attribute>)> {
     let fields = Fields::of(node, path, Some(&["units", "attributes"]))?;
     let units = match fields.get("units") {
         None => 0,
@@ -1489,7 +1585,7 @@ fn read_gpu(node: &Node, path: &str) -> Result<(u64, Vec<Attribute>)> {
     };
     let attributes = match fields.get("attributes") {
         None => Vec::new(),
-        Some(n) => read_gpu_attributes(n, &fields.path("attributes"))?,
+        Some(n) => read_gpu_attributes(n, &fields.path("attributes"), warnings)?,
     };
     if units > 0 && attributes.is_empty() {
         return Err(SdlError::new(
@@ -1508,7 +1604,11 @@ fn read_gpu(node: &Node, path: &str) -> Result<(u64, Vec<Attribute>)> {
     Ok((units, attributes))
 }
 
-fn read_gpu_attributes(node: &Node, path: &str) -> Result<Vec<Attribute>> {
+fn read_gpu_attributes(
+    node: &Node,
+    path: &str,
+    warnings: &mut Vec<SdlWarning>,
+) -> Result<Vec<Attribute>> {
     let fields = Fields::of(node, path, Some(&["vendor"]))?;
     let vendor_path = fields.path("vendor");
     let vendor_node = fields.require("vendor", " (e.g. `vendor: {nvidia: [{model: a100}]}`)")?;
@@ -1531,7 +1631,7 @@ fn read_gpu_attributes(node: &Node, path: &str) -> Result<Vec<Attribute>> {
         }
         for (i, model) in seq(models, &vpath, "GPU models")?.iter().enumerate() {
             let mpath = format!("{vpath}[{i}]");
-            let m = Fields::of(model, &mpath, Some(&["model", "ram", "interface"]))?;
+            let m = Fields::lenient(model, &mpath, &["model", "ram", "interface"], warnings)?;
             let mut key = match m.get("model") {
                 Some(n) => text_or_empty(n, &m.path("model"))?,
                 None => String::new(),
@@ -1573,15 +1673,20 @@ fn read_gpu_attributes(node: &Node, path: &str) -> Result<Vec<Attribute>> {
     Ok(attrs)
 }
 
-fn read_placement(node: &Node, path: &str) -> Result<PlacementProfile> {
-    let fields = Fields::of(node, path, Some(&["attributes", "signedBy", "pricing"]))?;
+fn read_placement(
+    node: &Node,
+    path: &str,
+    warnings: &mut Vec<SdlWarning>,
+) -> Result<PlacementProfile> {
+    let fields = Fields::lenient(node, path, &["attributes", "signedBy", "pricing"], warnings)?;
     let attributes = match fields.get("attributes") {
         None => Vec::new(),
         Some(n) => attribute_map(n, &fields.path("attributes"))?,
     };
     let mut signed_by = SignedBy::default();
     if let Some(n) = fields.get("signedBy") {
-        let s = Fields::of_or_empty(n, &fields.path("signedBy"), Some(&["allOf", "anyOf"]))?;
+        let s =
+            Fields::lenient_or_empty(n, &fields.path("signedBy"), &["allOf", "anyOf"], warnings)?;
         if let Some(n) = s.get("allOf") {
             signed_by.all_of = text_list_or_null(n, &s.path("allOf"))?.unwrap_or_default();
         }
@@ -1596,7 +1701,7 @@ fn read_placement(node: &Node, path: &str) -> Result<PlacementProfile> {
     )?;
     let mut pricing = BTreeMap::new();
     for (profile, ppath, pnode) in Fields::of(pricing_node, &pricing_path, None)?.iter() {
-        pricing.insert(profile.to_string(), read_price(pnode, &ppath)?);
+        pricing.insert(profile.to_string(), read_price(pnode, &ppath, warnings)?);
     }
     Ok(PlacementProfile {
         pricing_at: Loc::new(pricing_path.clone(), fields.key_line("pricing")),
@@ -1622,8 +1727,8 @@ pub fn valid_denom(denom: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-fn read_price(node: &Node, path: &str) -> Result<Price> {
-    let fields = Fields::of(node, path, Some(&["denom", "amount"]))?;
+fn read_price(node: &Node, path: &str, warnings: &mut Vec<SdlWarning>) -> Result<Price> {
+    let fields = Fields::lenient(node, path, &["denom", "amount"], warnings)?;
     let denom_path = fields.path("denom");
     let denom_node = fields.require("denom", " (e.g. uakt)")?;
     let denom = text(denom_node, &denom_path)?;

@@ -25,6 +25,7 @@ mod error;
 mod input;
 pub mod manifest;
 mod units;
+mod warning;
 mod yaml;
 
 pub use build::VM_CAPABILITY;
@@ -32,6 +33,7 @@ pub use error::SdlError;
 pub use input::valid_denom;
 use kumo_types::GroupSpec;
 pub use manifest::Manifest;
+pub use warning::SdlWarning;
 pub use yaml::MAX_INPUT_BYTES;
 
 /// SDL format version.
@@ -52,21 +54,45 @@ pub struct Sdl {
     groups: Vec<GroupSpec>,
     manifest: Manifest,
     reclamation_min_window_secs: Option<u64>,
-    warnings: Vec<String>,
+    warnings: Vec<SdlWarning>,
 }
 
-/// Parses and validates an SDL file.
+/// Parses and validates an SDL file. A file is accepted exactly when Akash's parser accepts
+/// it (but see ARCHITECTURE.md for the few, documented differences); what Akash would ignore
+/// silently is listed in [`Sdl::warnings`].
+///
+/// ```
+/// let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hello-web.yaml")).unwrap();
+/// let with_typo = text.replacen("    image:", "    environment: [DEBUG=1]\n    image:", 1);
+/// let sdl = kumo_sdl::parse(&with_typo).unwrap();
+/// assert_eq!(sdl.warnings()[0].path, "services.web.environment");
+/// assert!(sdl.warnings()[0].message.contains("did you mean `env`?"));
+/// assert_eq!(sdl.manifest_hash(), kumo_sdl::parse(&text).unwrap().manifest_hash());
+/// assert!(kumo_sdl::parse_strict(&with_typo).is_err());
+/// ```
 pub fn parse(text: &str) -> Result<Sdl, SdlError> {
     let root = yaml::parse(text).map_err(|e| SdlError::new(e.path, e.line, e.message))?;
     let input = input::read(&root)?;
-    let (groups, manifest) = build::build(&input)?;
+    let (groups, manifest, build_warnings) = build::build(&input)?;
+    let mut warnings = input.warnings;
+    warnings.extend(build_warnings);
     Ok(Sdl {
         version: input.version,
         groups,
         manifest,
         reclamation_min_window_secs: input.reclamation.map(|r| r.min_window_secs),
-        warnings: input.warnings,
+        warnings,
     })
+}
+
+/// Like [`parse`], but a file with warnings is refused: the first warning becomes the error.
+/// For tenants who want no part of a file ignored (`--strict` in the CLI).
+pub fn parse_strict(text: &str) -> Result<Sdl, SdlError> {
+    let sdl = parse(text)?;
+    match sdl.warnings.first() {
+        Some(w) => Err(w.to_error()),
+        None => Ok(sdl),
+    }
 }
 
 impl Sdl {
@@ -95,9 +121,10 @@ impl Sdl {
         self.reclamation_min_window_secs
     }
 
-    /// Parts of the file that were accepted but have no effect, e.g. docker-compose's
-    /// `depends_on`.
-    pub fn warnings(&self) -> &[String] {
+    /// Parts of the file that were accepted but have no effect, in file order: keys Akash's
+    /// parser ignores (docker-compose's `depends_on`, `environment` for `env`, typos), each with
+    /// the field probably meant; persistent volumes no container mounts.
+    pub fn warnings(&self) -> &[SdlWarning] {
         &self.warnings
     }
 

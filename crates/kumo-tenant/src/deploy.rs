@@ -94,6 +94,8 @@ pub struct DeployOptions {
     pub close_on_failure: bool,
     /// The deposit must pay for at least this many blocks at the maximum price (default 100).
     pub min_lease_blocks: u64,
+    /// Refuse an SDL with warnings (parts Akash would ignore) before anything is sent.
+    pub strict: bool,
 }
 
 impl Default for DeployOptions {
@@ -106,6 +108,7 @@ impl Default for DeployOptions {
             wait: Duration::from_secs(120),
             close_on_failure: false,
             min_lease_blocks: 100,
+            strict: false,
         }
     }
 }
@@ -154,6 +157,9 @@ pub enum Progress {
         deposit: Coin,
         /// The SDL's maximum price per block, per group.
         max_price: Vec<DecCoin>,
+        /// Parts of the SDL that are ignored (keys Akash ignores too), to show before anything
+        /// is sent.
+        warnings: Vec<kumo_sdl::SdlWarning>,
     },
     /// `CreateDeployment` is committed.
     DeploymentCreated {
@@ -199,7 +205,10 @@ pub async fn deploy(
     on: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Vec<LeaseReport>, TenantError> {
     let node = tenant.node();
-    let sdl = kumo_sdl::parse(sdl_text)?;
+    let sdl = match opts.strict {
+        true => kumo_sdl::parse_strict(sdl_text)?,
+        false => kumo_sdl::parse(sdl_text)?,
+    };
     let groups = sdl.groups().to_vec();
     let deposit = check_deposit(tenant.params(), &groups, &opts)?;
     on(Progress::Validated {
@@ -207,6 +216,7 @@ pub async fn deploy(
         manifest_hash: hex(&sdl.manifest_hash()),
         deposit: deposit.clone(),
         max_price: groups.iter().filter_map(GroupSpec::price).collect(),
+        warnings: sdl.warnings().to_vec(),
     });
 
     // Providers that could bid, for knowing when every bid is in.
