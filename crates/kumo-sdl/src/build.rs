@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kumo_types::{
     Attribute, Cpu, Dec, Endpoint, EndpointKind, Gpu, GroupSpec, Memory, PlacementRequirements,
-    ResourceUnit, Resources, Storage,
+    ResourceLimits, ResourceUnit, Resources, Storage,
 };
 
 use crate::SdlVersion;
@@ -30,15 +30,19 @@ type Result<T> = std::result::Result<T, SdlError>;
 /// The provider attribute a group with a `runtime: vm` service requires (value `"true"`).
 pub const VM_CAPABILITY: &str = "capabilities/vm";
 
-const MIN_CPU_MILLIS: u64 = 10;
-const MAX_CPU_MILLIS: u64 = 384_000;
-const MAX_GPU_UNITS: u64 = 24;
-const MIN_MEMORY: u64 = 1 << 20;
-const MAX_MEMORY: u64 = 2 << 40;
-const MIN_STORAGE: u64 = 5 << 20;
-const MAX_STORAGE: u64 = 32 << 40;
-const MAX_UNIT_COUNT: u64 = 50;
-const MAX_UNIT_PRICE: u64 = 10_000_000;
+// Akash's limits, from the one definition the chain's `resource_limits` parameter defaults to:
+// what the parser accepts, a chain with default parameters accepts too.
+const LIMITS: ResourceLimits = ResourceLimits::AKASH;
+const MIN_CPU_MILLIS: u64 = LIMITS.min_unit_cpu_millis;
+const MAX_CPU_MILLIS: u64 = LIMITS.max_unit_cpu_millis;
+const MAX_GPU_UNITS: u64 = LIMITS.max_unit_gpus;
+const MIN_MEMORY: u64 = LIMITS.min_unit_memory_bytes;
+const MAX_MEMORY: u64 = LIMITS.max_unit_memory_bytes;
+const MIN_STORAGE: u64 = LIMITS.min_unit_storage_bytes;
+const MAX_STORAGE: u64 = LIMITS.max_unit_storage_bytes;
+/// The group totals are these many units at the unit maxima.
+const MAX_UNIT_COUNT: u64 = LIMITS.max_group_cpu_millis / LIMITS.max_unit_cpu_millis;
+const MAX_UNIT_PRICE: u64 = LIMITS.max_unit_price;
 
 /// Runs every step and returns the group specs, the manifest, and warnings about what the
 /// file asks for that has no effect.

@@ -43,24 +43,30 @@ pub struct ResourceLimits {
     pub max_unit_price: u64,
 }
 
+impl ResourceLimits {
+    /// Akash's limits (its SDL parser and deployment module): the chain's default, and what
+    /// `kumo-sdl` checks a file against.
+    pub const AKASH: ResourceLimits = ResourceLimits {
+        min_unit_cpu_millis: 10,
+        max_unit_cpu_millis: 384_000,
+        min_unit_memory_bytes: 1 << 20,
+        max_unit_memory_bytes: 2 << 40,
+        min_unit_storage_bytes: 5 << 20,
+        max_unit_storage_bytes: 32 << 40,
+        max_unit_gpus: 24,
+        max_unit_volumes: 64,
+        max_unit_endpoints: 64,
+        max_group_cpu_millis: 384_000 * 50,
+        max_group_memory_bytes: (2u128 << 40) * 50,
+        max_group_gpus: 24 * 50,
+        max_unit_price: 10_000_000,
+    };
+}
+
 impl Default for ResourceLimits {
-    /// Akash's limits (its SDL parser and deployment module).
+    /// [`ResourceLimits::AKASH`].
     fn default() -> ResourceLimits {
-        ResourceLimits {
-            min_unit_cpu_millis: 10,
-            max_unit_cpu_millis: 384_000,
-            min_unit_memory_bytes: 1 << 20,
-            max_unit_memory_bytes: 2 << 40,
-            min_unit_storage_bytes: 5 << 20,
-            max_unit_storage_bytes: 32 << 40,
-            max_unit_gpus: 24,
-            max_unit_volumes: 16,
-            max_unit_endpoints: 64,
-            max_group_cpu_millis: 384_000 * 50,
-            max_group_memory_bytes: (2u128 << 40) * 50,
-            max_group_gpus: 24 * 50,
-            max_unit_price: 10_000_000,
-        }
+        ResourceLimits::AKASH
     }
 }
 
