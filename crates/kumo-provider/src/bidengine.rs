@@ -2,7 +2,8 @@
 //!
 //! Steps: fetch the order's group from the chain; match attributes, signedBy (the auditors'
 //! attestations of this provider) and storage/GPU capabilities (`kumo_types::matching`); refuse
-//! VM groups while `[vm]` is disabled; check the group fits the free inventory, pick specific
+//! VM groups while `[vm]` is disabled and groups with more replicas than a lease network holds;
+//! check the group fits the free inventory (a lease network of the pool included), pick specific
 //! free GPUs of the requested model ([`crate::gpus::select`]) and reserve both (under one lock,
 //! so two orders cannot both take the last core or the last GPU); price it (GPUs by model);
 //! send `CreateBid` with the GPUs offered. Any "no" releases the reservation (and its GPUs) and
@@ -88,6 +89,15 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
     }
     matching::match_group(&group, &me.provider.fields.attributes, &attestations)
         .map_err(|e| e.to_string())?;
+    let pool = p.config.network.pool()?;
+    let replicas: u64 = group.resources.iter().map(|u| u64::from(u.count)).sum();
+    if replicas > u64::from(pool.replicas_per_network()) {
+        return Err(format!(
+            "the group has {replicas} replicas and a lease network here holds {} ([network] lease_subnet_prefix = {})",
+            pool.replicas_per_network(),
+            pool.subnet_prefix()
+        ));
+    }
     let mut need = inventory::group_needs(&group);
     let gpus = {
         let _one_at_a_time = p.reserve_lock.lock().await;
