@@ -6,9 +6,10 @@
 //! The "outside world" is a network namespace the test creates: a veth pair to the host, a
 //! busybox httpd in the namespace listening on every address the test gives it (10.x,
 //! 192.168.x, 100.64.x, 169.254.169.254 and a 198.18.x link address standing for the
-//! internet), and a routing table that only traffic from lease subnets uses, so the host's own
-//! routes (its metadata service, its LAN) are never touched. Needs root, `ip`, `nsenter`,
-//! `busybox` and `nft`; without them the tests skip like the other Docker tests.
+//! internet; a second one on TCP port 53 stands for a DNS resolver), and a routing table that
+//! only traffic from lease subnets uses, so the host's own routes (its metadata service, its
+//! LAN) are never touched. Needs root, `ip`, `nsenter`, `busybox` and `nft`; without them the
+//! tests skip like the other Docker tests.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Child, Command, Stdio};
@@ -37,7 +38,7 @@ struct Outside {
     table: u32,
     rule_priority: u32,
     rule_from: Ipv4Net,
-    httpd: Option<Child>,
+    httpd: Vec<Child>,
     dir: std::path::PathBuf,
     /// The host's end of the veth pair (a host address).
     host_ip: Ipv4Addr,
@@ -86,7 +87,7 @@ impl Outside {
             table: 20_000 + (u32::from(bytes[0]) << 8 | u32::from(bytes[1])) % 10_000,
             rule_priority: 1000 + u32::from(bytes[2]) % 1000,
             rule_from: lease_pool,
-            httpd: None,
+            httpd: Vec::new(),
             dir: std::env::temp_dir().join(format!("kumo-outside-{tag}")),
             host_ip: Ipv4Addr::from(link + 1),
             internet: Ipv4Addr::from(link + 2),
@@ -184,24 +185,27 @@ impl Outside {
         )?;
         std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
         std::fs::write(self.dir.join("index.html"), OUTSIDE_PAGE).map_err(|e| e.to_string())?;
-        let httpd = Command::new("nsenter")
-            .args([net_arg.as_str(), "busybox", "httpd", "-f", "-p"])
-            .arg(format!("0.0.0.0:{}", self.port))
-            .arg("-h")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start busybox httpd in the namespace: {e}"))?;
-        self.httpd = Some(httpd);
+        // One on the test port, one on the DNS port (TCP 53 stands for a resolver).
+        for port in [self.port, 53] {
+            let httpd = Command::new("nsenter")
+                .args([net_arg.as_str(), "busybox", "httpd", "-f", "-p"])
+                .arg(format!("0.0.0.0:{port}"))
+                .arg("-h")
+                .arg(&self.dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start busybox httpd in the namespace: {e}"))?;
+            self.httpd.push(httpd);
+        }
         Ok(())
     }
 }
 
 impl Drop for Outside {
     fn drop(&mut self) {
-        if let Some(mut httpd) = self.httpd.take() {
+        for mut httpd in self.httpd.drain(..) {
             let _ = httpd.kill();
             let _ = httpd.wait();
         }
@@ -314,6 +318,7 @@ async fn a_lease_reaches_the_internet_its_own_services_and_what_is_allowed_and_n
         }
     };
     let allowed = outside.allowed_range();
+    let resolver = IpAddr::V4(outside.private10);
     let Some(engine) = engine_with(|c| {
         let firewall = c
             .network
@@ -321,6 +326,8 @@ async fn a_lease_reaches_the_internet_its_own_services_and_what_is_allowed_and_n
             .as_mut()
             .expect("the firewall is on by default");
         firewall.allowed_egress = vec![allowed];
+        // A resolver at a private address: reachable on port 53, and on no other port.
+        firewall.dns_servers = vec![resolver];
     })
     .await
     else {
@@ -374,6 +381,7 @@ async fn a_lease_reaches_the_internet_its_own_services_and_what_is_allowed_and_n
         (web_a.to_string(), 80, "kumo test page"),
         (outside.internet.to_string(), o, OUTSIDE_PAGE),
         (outside.allowed.to_string(), o, OUTSIDE_PAGE),
+        (outside.private10.to_string(), 53, OUTSIDE_PAGE),
     ];
     // What the firewall alone stops (Docker lets each of these through), and another lease,
     // which it stops too (as does Docker's own isolation).
@@ -388,16 +396,20 @@ async fn a_lease_reaches_the_internet_its_own_services_and_what_is_allowed_and_n
     ];
     let other_lease: Vec<(String, u16, &str)> = vec![(web_b.to_string(), 80, "kumo test page")];
 
-    let answered = eventually(
-        15,
-        "lease A's own and allowed targets to answer",
-        || async {
-            let got = probe(&engine, &a, &must_answer).await;
-            got.iter().all(|&ok| ok).then_some(got)
-        },
-    )
-    .await;
-    assert!(answered.iter().all(|&ok| ok));
+    // The services start in the background: give them a moment, then say what did not answer.
+    let mut got = Vec::new();
+    for _ in 0..15 {
+        got = probe(&engine, &a, &must_answer).await;
+        if got.iter().all(|&ok| ok) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        got.iter().all(|&ok| ok),
+        "lease A must reach these: {}",
+        table(&must_answer, &got)
+    );
     let got = probe(&engine, &a, &firewalled).await;
     assert!(
         got.iter().all(|&ok| !ok),
