@@ -130,6 +130,15 @@ impl ProviderCommand {
                             let free = i.free.storage_bytes.get(class).copied().unwrap_or(0);
                             println!("storage {class}: {free} of {total} bytes free");
                         }
+                        let exhausted = if i.total.networks > 0 && i.free.networks == 0 {
+                            "  (pool exhausted: no bids until a lease ends)"
+                        } else {
+                            ""
+                        };
+                        println!(
+                            "networks {} of {} lease networks used{exhausted}",
+                            i.held.networks, i.total.networks
+                        );
                         // Keys are GPU kinds: `h100 80Gi sxm`.
                         for (kind, total) in &i.total.gpus {
                             let free = i.free.gpus.get(kind).copied().unwrap_or(0);

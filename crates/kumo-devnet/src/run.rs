@@ -223,8 +223,8 @@ pub struct DownReport {
 }
 
 /// Stops a devnet started with `up --detach` (or left by a crashed `up`): the provider, then
-/// the node, then every workload of the devnet's provider on the Docker engine (a later `up`
-/// redeploys the leases still active on chain). `purge` also deletes the directory.
+/// the node, then every workload of the devnet's provider on the Docker engine and its lease
+/// firewall table (a later `up` redeploys the leases still active on chain). `purge` also deletes the directory.
 pub async fn down(dir: &Path, purge: bool) -> Result<DownReport, DevnetError> {
     let info = DevnetInfo::load(dir)?;
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -247,6 +247,11 @@ pub async fn down(dir: &Path, purge: bool) -> Result<DownReport, DevnetError> {
             .await
             .map_err(|e| DevnetError::Docker(e.to_string()))?;
     }
+    // The provider's lease firewall table goes with its last lease.
+    docker
+        .remove_firewall()
+        .await
+        .map_err(|e| DevnetError::Docker(e.to_string()))?;
     if purge {
         std::fs::remove_dir_all(&dir).map_err(|error| DevnetError::Io {
             path: dir.clone(),

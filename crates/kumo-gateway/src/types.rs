@@ -134,4 +134,8 @@ pub struct ResourceAmounts {
     pub storage_bytes: std::collections::BTreeMap<String, u64>,
     /// GPUs, per model (`h100`, ...).
     pub gpus: std::collections::BTreeMap<String, u32>,
+    /// Lease networks (subnets of the provider's address pool): each lease and open bid
+    /// holds one.
+    #[serde(default)]
+    pub networks: u64,
 }

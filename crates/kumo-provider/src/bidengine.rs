@@ -2,8 +2,10 @@
 //!
 //! Steps: fetch the order's group from the chain; match attributes, signedBy (the auditors'
 //! attestations of this provider) and storage/GPU capabilities (`kumo_types::matching`); refuse
-//! VM groups while `[vm]` is disabled and what cannot be served at all ([`servable`]: leased IP
-//! endpoints, units below the engine's minimum memory); check the group fits the free inventory, pick specific
+//! VM groups while `[vm]` is disabled, what cannot be served at all ([`servable`]: leased IP
+//! endpoints, units below the engine's minimum memory) and groups with more replicas than a
+//! lease network holds; check the group fits the free inventory (a lease network of the pool
+//! included), pick specific
 //! free GPUs of the requested model ([`crate::gpus::select`]) and reserve both (under one lock,
 //! so two orders cannot both take the last core or the last GPU); price it (GPUs by model);
 //! send `CreateBid` with the GPUs offered. Any "no" releases the reservation (and its GPUs) and
@@ -128,6 +130,19 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
     servable(&group, wants_vm)?;
     matching::match_group(&group, &me.provider.fields.attributes, &attestations)
         .map_err(|e| NoBid::Declined(e.to_string()))?;
+    let pool = p
+        .config
+        .network
+        .pool()
+        .map_err(|e| NoBid::Failed(e.to_string()))?;
+    let replicas: u64 = group.resources.iter().map(|u| u64::from(u.count)).sum();
+    if replicas > u64::from(pool.replicas_per_network()) {
+        return Err(NoBid::Declined(format!(
+            "the group has {replicas} replicas and a lease network here holds {} ([network] lease_subnet_prefix = {})",
+            pool.replicas_per_network(),
+            pool.subnet_prefix()
+        )));
+    }
     let mut need = inventory::group_needs(&group);
     let gpus = {
         let _one_at_a_time = p.reserve_lock.lock().await;

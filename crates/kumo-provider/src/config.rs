@@ -68,6 +68,85 @@ pub struct ProviderConfig {
     pub vm: VmSection,
     /// Its GPUs: found through NVML, or declared by hand.
     pub gpu: GpuConfig,
+    /// Lease networks: their address pool and the firewall that contains them.
+    pub network: NetworkSection,
+}
+
+/// Lease networks (`[network]`, see `docs/provider.md`, "Lease networks"): each lease gets a
+/// subnet of `lease_pool`, and the lease firewall lets it reach the internet and its own
+/// network only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSection {
+    /// Install the lease firewall (an nftables table of this provider's own). Off only where
+    /// leases are contained some other way (the engine runs on another host).
+    pub firewall: bool,
+    /// The IPv4 block lease networks' subnets come from.
+    pub lease_pool: String,
+    /// The prefix length of each lease network (26: 61 replicas).
+    pub lease_subnet_prefix: u8,
+    /// Private, link-local or CGNAT ranges (CIDR) leases may reach anyway; never the host or
+    /// another lease.
+    pub allowed_egress: Vec<String>,
+    /// Let leases reach the host's DNS resolvers (`/etc/resolv.conf`) on port 53: the engine
+    /// forwards containers' queries to them from inside the container.
+    pub host_resolvers: bool,
+    /// The `nft` program.
+    pub nft: String,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        let pool = kumo_workload::AddressPool::default();
+        NetworkSection {
+            firewall: true,
+            lease_pool: pool.block().to_string(),
+            lease_subnet_prefix: pool.subnet_prefix(),
+            allowed_egress: Vec::new(),
+            host_resolvers: true,
+            nft: "nft".into(),
+        }
+    }
+}
+
+impl NetworkSection {
+    /// The address pool; a sentence naming the bad value when it is not one.
+    pub fn pool(&self) -> Result<kumo_workload::AddressPool, String> {
+        let block = self.lease_pool.parse().map_err(|_| {
+            format!(
+                "network.lease_pool {:?} is not an IPv4 block such as \"10.192.0.0/11\"",
+                self.lease_pool
+            )
+        })?;
+        kumo_workload::AddressPool::new(block, self.lease_subnet_prefix)
+            .map_err(|e| format!("network.lease_pool / lease_subnet_prefix: {e}"))
+    }
+
+    /// What the Docker backend is given.
+    pub fn workload_config(&self) -> Result<kumo_workload::NetworkConfig, String> {
+        let pool = self.pool()?;
+        let allowed_egress = self
+            .allowed_egress
+            .iter()
+            .map(|r| {
+                r.parse::<ipnet::IpNet>().map_err(|_| {
+                    format!(
+                        "network.allowed_egress {r:?} is not a range such as \"10.9.0.0/24\" or \"fd00::/64\""
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let firewall = self.firewall.then(|| kumo_workload::FirewallConfig {
+            allowed_egress,
+            dns_servers: if self.host_resolvers {
+                kumo_workload::network::host_resolvers()
+            } else {
+                Vec::new()
+            },
+            nft: self.nft.clone(),
+        });
+        Ok(kumo_workload::NetworkConfig { pool, firewall })
+    }
 }
 
 /// The VM backend (`[vm]`): off by default; when on, the daemon runs `runtime: vm` services
@@ -266,6 +345,7 @@ impl Default for ProviderConfig {
             capacity: CapacityConfig::default(),
             vm: VmSection::default(),
             gpu: GpuConfig::default(),
+            network: NetworkSection::default(),
         }
     }
 }
@@ -400,6 +480,13 @@ impl ProviderConfig {
             ));
         }
         kumo_gpu::declared::devices(&self.gpu.devices)?;
+        self.network.workload_config()?;
+        let endpoint = &self.backend.docker_endpoint;
+        if self.network.firewall && !(endpoint.is_empty() || endpoint.starts_with("unix://")) {
+            return Err(format!(
+                "the lease firewall is installed on this host, but the engine is at {endpoint:?}: contain leases on the engine's host and set network.firewall = false"
+            ));
+        }
         for (name, f) in [
             ("cpu_overcommit", self.capacity.cpu_overcommit),
             ("memory_overcommit", self.capacity.memory_overcommit),
@@ -544,7 +631,23 @@ sysfs = {sysfs}
 # count = 2
 # uuids = ["GPU-...", "GPU-..."]               # optional: what Docker's --gpus device= names
 # pci_bus_ids = ["0000:3b:00.0", "0000:3c:00.0"] # optional: for VFIO passthrough to VMs
-{gpu_devices}"#,
+{gpu_devices}
+[network]
+# The lease firewall: an nftables table (inet kumo_<tag>) that lets each lease reach the
+# internet and its own network, and nothing else: not this host, not another lease, not
+# private, link-local or CGNAT ranges. Off only if leases are contained some other way.
+firewall = {net_firewall}
+# Each lease network gets its own subnet of this IPv4 block (not Docker's default pools, which
+# hold about 30 networks); the bid engine counts the subnets as capacity.
+lease_pool = {net_pool}
+# Prefix length of each lease network: 26 = 61 replicas per lease, 28 = 13, 24 = 253.
+lease_subnet_prefix = {net_prefix}
+# Private ranges leases may reach anyway, e.g. ["10.9.0.0/24"] for a mirror on the LAN.
+allowed_egress = [{net_allowed}]
+# Let leases ask this host's DNS resolvers (from /etc/resolv.conf) on port 53.
+host_resolvers = {net_resolvers}
+nft = {net_nft}
+"#,
             node = q(&self.node),
             data_dir = q(&self.data_dir.display().to_string()),
             manifest_timeout = d(&self.manifest_timeout),
@@ -592,6 +695,18 @@ sysfs = {sysfs}
             vm_qemu = q(&self.vm.qemu),
             vm_qemu_img = q(&self.vm.qemu_img),
             vm_files = self.vm.allow_file_urls,
+            net_firewall = self.network.firewall,
+            net_pool = q(&self.network.lease_pool),
+            net_prefix = self.network.lease_subnet_prefix,
+            net_allowed = self
+                .network
+                .allowed_egress
+                .iter()
+                .map(|r| q(r))
+                .collect::<Vec<_>>()
+                .join(", "),
+            net_resolvers = self.network.host_resolvers,
+            net_nft = q(&self.network.nft),
             nvml = self.gpu.nvml,
             sysfs = q(&self.gpu.sysfs.display().to_string()),
             gpu_devices = self
@@ -724,6 +839,12 @@ mod tests {
         c.vm.allow_file_urls = true;
         std::fs::write(&path, c.to_toml()).unwrap();
         assert_eq!(ProviderConfig::load(&path).unwrap(), c);
+        // And the network section.
+        c.network.allowed_egress = vec!["10.9.0.0/24".into(), "fd00::/64".into()];
+        c.network.lease_subnet_prefix = 28;
+        c.network.host_resolvers = false;
+        std::fs::write(&path, c.to_toml()).unwrap();
+        assert_eq!(ProviderConfig::load(&path).unwrap(), c);
         std::fs::write(&path, "[vm]\naccel = \"hvf\"\n").unwrap();
         let e = ProviderConfig::load(&path).unwrap_err().to_string();
         assert!(e.contains("hvf"), "{e}");
@@ -742,6 +863,43 @@ mod tests {
         std::fs::write(&path, "[pricing]\nstrategy = \"script\"\n").unwrap();
         let e = ProviderConfig::load(&path).unwrap_err().to_string();
         assert!(e.contains("pricing.script"), "{e}");
+    }
+
+    #[test]
+    fn bad_network_settings_are_refused_with_the_field_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        for (text, expected) in [
+            (
+                "[network]\nlease_pool = \"10.192.0.0\"\n",
+                "network.lease_pool",
+            ),
+            (
+                "[network]\nlease_pool = \"10.192.0.1/11\"\n",
+                "10.192.0.0/11",
+            ),
+            ("[network]\nlease_subnet_prefix = 30\n", "/29"),
+            (
+                "[network]\nallowed_egress = [\"lan\"]\n",
+                "network.allowed_egress \"lan\"",
+            ),
+            (
+                "[backend]\ndocker_endpoint = \"tcp://10.0.0.5:2375\"\n",
+                "network.firewall = false",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = ProviderConfig::load(&path).unwrap_err().to_string();
+            assert!(e.contains(expected), "{text}: {e}");
+        }
+        std::fs::write(
+            &path,
+            "[backend]\ndocker_endpoint = \"tcp://10.0.0.5:2375\"\n[network]\nfirewall = false\n",
+        )
+        .unwrap();
+        let c = ProviderConfig::load(&path).unwrap();
+        assert_eq!(c.network.workload_config().unwrap().firewall, None);
+        assert_eq!(c.network.pool().unwrap().capacity(), 32_768);
     }
 
     #[test]

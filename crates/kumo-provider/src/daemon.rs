@@ -133,11 +133,18 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
     if !config.backend.docker_endpoint.is_empty() {
         docker_cfg.endpoint = Some(config.backend.docker_endpoint.clone());
     }
+    docker_cfg.network = config
+        .network
+        .workload_config()
+        .map_err(ProviderError::Other)?;
+    let pool = docker_cfg.network.pool;
+    // Connecting installs the lease firewall for the leases that run (or fails if it cannot).
     let docker = DockerBackend::connect(docker_cfg).await?;
     let devices = crate::gpus::discover(&config.gpu).map_err(ProviderError::Other)?;
     let inventory = Inventory::discover(docker.docker(), &config.data_dir, &config.capacity)
         .await?
-        .with_gpus(devices);
+        .with_gpus(devices)
+        .with_networks(pool.capacity());
     let vm = if config.vm.enabled {
         let mut vm_config = config.vm.backend_config();
         // GPU passthrough checks read the same sysfs as the GPU inventory.

@@ -4,7 +4,9 @@
 //!
 //! Storage is one disk pool (key `disk`) shared by every class except `ram`, which is memory
 //! (tmpfs). GPUs are specific devices ([`Inventory::devices`]); amounts count them by kind
-//! (`h100 80Gi sxm`), and which devices a bid takes is decided in [`crate::gpus`].
+//! (`h100 80Gi sxm`), and which devices a bid takes is decided in [`crate::gpus`]. Lease
+//! networks are the subnets of the `[network]` address pool: every lease and open bid holds
+//! one, so an exhausted pool means no bid rather than a manifest that fails.
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -68,9 +70,16 @@ impl Inventory {
                 memory_bytes: limit(memory, cap.memory_bytes, cap.memory_overcommit),
                 storage_bytes: storage,
                 gpus: BTreeMap::new(),
+                networks: 0,
             },
             devices: Vec::new(),
         }
+    }
+
+    /// The same capacity with this many lease networks (the address pool's subnets).
+    pub fn with_networks(mut self, networks: u64) -> Self {
+        self.total.networks = networks;
+        self
     }
 
     /// The same capacity with these GPUs.
@@ -109,6 +118,7 @@ impl Inventory {
                     )
                 })
                 .collect(),
+            networks: self.total.networks.saturating_sub(sum.networks),
         };
         InventoryView {
             total: self.total.clone(),
@@ -128,13 +138,17 @@ pub fn add(a: &mut ResourceAmounts, b: &ResourceAmounts) {
     for (k, v) in &b.gpus {
         *a.gpus.entry(k.clone()).or_default() += v;
     }
+    a.networks += b.networks;
 }
 
-/// What a group needs in total: every unit × its count. `ram` volumes count as memory; other
-/// volumes draw on the disk pool. GPUs are not counted here: they are specific devices, chosen
+/// What a group needs in total: every unit × its count, and one lease network. `ram` volumes
+/// count as memory; other volumes draw on the disk pool. GPUs are not counted here: they are specific devices, chosen
 /// by [`crate::gpus::select`].
 pub fn group_needs(spec: &GroupSpec) -> ResourceAmounts {
-    let mut out = ResourceAmounts::default();
+    let mut out = ResourceAmounts {
+        networks: 1,
+        ..Default::default()
+    };
     for unit in &spec.resources {
         let n = u64::from(unit.count);
         let r = &unit.resources;
@@ -171,6 +185,12 @@ pub fn fits(need: &ResourceAmounts, free: &ResourceAmounts) -> Result<(), String
             return Err(format!("needs {v} bytes of {k} storage, {have} free"));
         }
     }
+    if need.networks > free.networks {
+        return Err(format!(
+            "needs {} lease network(s), {} free (the [network] lease_pool is used up)",
+            need.networks, free.networks
+        ));
+    }
     Ok(())
 }
 
@@ -203,5 +223,25 @@ mod tests {
             ..Default::default()
         };
         assert!(fits(&need, &v.free).unwrap_err().contains("mCPU"));
+    }
+
+    #[test]
+    fn every_lease_and_bid_holds_a_network_and_an_exhausted_pool_refuses_the_next() {
+        let cap = CapacityConfig::default();
+        let inv = Inventory::from_discovered(8000, 1 << 30, 1 << 30, &cap).with_networks(2);
+        let group = GroupSpec {
+            name: "dc".into(),
+            requirements: Default::default(),
+            resources: Vec::new(),
+        };
+        let need = group_needs(&group);
+        assert_eq!(need.networks, 1);
+        let one = inv.view([&need]);
+        assert_eq!((one.held.networks, one.free.networks), (1, 1));
+        assert_eq!(fits(&need, &one.free), Ok(()));
+        let full = inv.view([&need, &need]);
+        assert_eq!(full.free.networks, 0);
+        let e = fits(&need, &full.free).unwrap_err();
+        assert!(e.contains("lease_pool"), "{e}");
     }
 }

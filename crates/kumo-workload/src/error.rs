@@ -84,6 +84,25 @@ pub enum WorkloadError {
         /// Its current state.
         state: String,
     },
+    /// The lease firewall could not be installed or changed.
+    #[error(
+        "lease firewall (nftables): {reason}; the provider needs nft and CAP_NET_ADMIN on the engine's host, or [network] firewall = false where leases are contained some other way"
+    )]
+    Firewall {
+        /// What nft (or running it) said.
+        reason: String,
+    },
+    /// Every subnet of the lease network pool is taken (by lease networks, other engine
+    /// networks or the host's routes).
+    #[error(
+        "no free /{subnet_prefix} subnet left in the lease network pool {pool}: a provider that bids only on what its pool holds never gets here; widen [network] lease_pool"
+    )]
+    PoolExhausted {
+        /// The pool.
+        pool: String,
+        /// The size of each lease network.
+        subnet_prefix: u8,
+    },
 }
 
 impl WorkloadError {

@@ -6,6 +6,8 @@
 //! - [`docker`]: [`DockerBackend`], each lease on a Docker engine as one private network, a
 //!   container per replica and a named volume per persistent mount.
 //! - [`error`]: [`WorkloadError`], one error type for every backend.
+//! - [`network`]: lease networks' address pool and bridge names; [`firewall`]: the nftables
+//!   rules that let a lease reach the internet and its own network, nothing else.
 //!
 //! ```no_run
 //! # async fn run(lease: kumo_types::LeaseId, group: kumo_sdl::manifest::ManifestGroup)
@@ -24,6 +26,8 @@
 pub mod backend;
 pub mod docker;
 pub mod error;
+pub mod firewall;
+pub mod network;
 
 pub use backend::{
     Backend, DeployOptions, DeploymentStatus, EventKind, EventStream, ExecControl, ExecOutput,
@@ -33,3 +37,4 @@ pub use backend::{
 };
 pub use docker::{DockerBackend, DockerConfig, ENGINE_MIN_MEMORY};
 pub use error::WorkloadError;
+pub use network::{AddressPool, FirewallConfig, NetworkConfig};

@@ -5,7 +5,7 @@
 //!
 //! 1. check every service (nothing is created for a group that cannot run);
 //! 2. get the images (a pull that fails leaves nothing behind on a first deploy);
-//! 3. the lease's network;
+//! 3. the lease's network, with a subnet of the pool and its firewall rules (`network`);
 //! 4. remove replicas the group no longer has, or whose definition changed (their `kumo.spec`
 //!    label differs), stopping them gracefully;
 //! 5. per replica: its persistent volumes, then its container; start it unless it runs;
@@ -13,10 +13,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use bollard::models::{ContainerSummaryStateEnum, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::models::{ContainerSummaryStateEnum, VolumeCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
 };
 use kumo_sdl::manifest::ManifestGroup;
 use kumo_types::LeaseId;
@@ -46,6 +46,19 @@ impl DockerBackend {
                     reason: "the group names this service twice".into(),
                 });
             }
+        }
+        let replicas: u64 = group.services.iter().map(|s| u64::from(s.count)).sum();
+        let room = self.config.network.pool.replicas_per_network();
+        if replicas > u64::from(room)
+            && let Some(first) = group.services.first()
+        {
+            return Err(WorkloadError::Unsupported {
+                service: first.name.clone(),
+                reason: format!(
+                    "the group has {replicas} replicas and a lease network here holds at most {room} (the provider's [network] lease_subnet_prefix is /{})",
+                    self.config.network.pool.subnet_prefix()
+                ),
+            });
         }
         let plans: Vec<ReplicaPlan> = group
             .services
@@ -113,36 +126,6 @@ impl DockerBackend {
     /// Whether anything of the lease exists in the engine.
     pub(super) async fn exists(&self, lease: &LeaseId) -> Result<bool, WorkloadError> {
         Ok(!self.containers(lease).await?.is_empty() || self.network_of(lease).await?.is_some())
-    }
-
-    /// The id of the lease's network, if it has one.
-    async fn network_of(&self, lease: &LeaseId) -> Result<Option<String>, WorkloadError> {
-        let opts = ListNetworksOptionsBuilder::new()
-            .filters(&labels::filter(&self.config.instance, Some(lease)))
-            .build();
-        let networks = self.docker.list_networks(Some(opts)).await.map_err(|e| {
-            WorkloadError::engine(format!("listing the networks of lease {lease}"), e)
-        })?;
-        Ok(networks.into_iter().find_map(|n| n.id))
-    }
-
-    async fn ensure_network(&self, lease: &LeaseId, names: &Names) -> Result<(), WorkloadError> {
-        if self.network_of(lease).await?.is_some() {
-            return Ok(());
-        }
-        let name = names.network();
-        let request = NetworkCreateRequest {
-            name: name.clone(),
-            driver: Some("bridge".into()),
-            labels: Some(labels::lease_labels(&self.config.instance, lease)),
-            ..Default::default()
-        };
-        self.docker
-            .create_network(request)
-            .await
-            .map_err(|e| WorkloadError::engine(format!("creating network {name}"), e))?;
-        tracing::info!(%lease, network = name, "network created");
-        Ok(())
     }
 
     async fn create(&self, lease: &LeaseId, plan: &ReplicaPlan) -> Result<(), WorkloadError> {

@@ -6,7 +6,9 @@
 //!
 //! ```text
 //! lease ──▶ network kumo-<key>  (a user-defined bridge: the lease's services reach each other by
-//!    │                           service name; the engine isolates it from every other network)
+//!    │                           service name; a subnet of the provider's address pool, bridge
+//!    │                           interface k<instance tag><subnet index>, contained by the
+//!    │                           lease firewall: see `network` and `crate::firewall`)
 //!    ├──▶ container kumo-<key>-<service>-<replica>   × count, per service
 //!    └──▶ volume    kumo-<key>-<service>-<replica>-<volume>   per persistent mount and replica
 //! ```
@@ -15,15 +17,15 @@
 //! sees exactly what runs. Calls for one lease are serialized (a per-lease lock), calls for
 //! different leases run in parallel.
 //!
-//! Operators: the engine's default address pools give about 30 bridge networks, so a provider
-//! with more leases must configure `default-address-pools` in `/etc/docker/daemon.json` (for
-//! example `{"base": "10.128.0.0/9", "size": 24}`: 32768 networks of 254 addresses).
+//! Lease networks do not use the engine's default address pools (about 30 networks): each gets
+//! a subnet of [`crate::network::AddressPool`], picked by this backend.
 
 mod converge;
 mod exec;
 mod image;
 pub mod labels;
 mod logs;
+mod network;
 mod spec;
 
 pub use spec::ENGINE_MIN_MEMORY;
@@ -46,6 +48,8 @@ use crate::backend::{
     Backend, DeployOptions, DeploymentStatus, EventStream, ExecRequest, ExecSession, LogOptions,
     LogStream, TeardownReport,
 };
+use crate::firewall::Firewall;
+use crate::network::NetworkConfig;
 
 /// How the Docker backend connects and what it imposes on every container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +70,8 @@ pub struct DockerConfig {
     /// Seconds a replica gets to exit after SIGTERM when it is replaced by an update
     /// (teardown kills at once).
     pub stop_timeout_secs: u32,
+    /// Where lease networks' subnets come from and what they may reach.
+    pub network: NetworkConfig,
 }
 
 impl DockerConfig {
@@ -78,6 +84,7 @@ impl DockerConfig {
             log_max_size: "10m".into(),
             log_max_files: 3,
             stop_timeout_secs: 10,
+            network: NetworkConfig::default(),
         }
     }
 
@@ -97,11 +104,22 @@ pub struct DockerBackend {
     config: Arc<DockerConfig>,
     /// One lock per lease, so that a deploy and a teardown of the same lease never interleave.
     locks: Arc<Mutex<HashMap<LeaseId, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Held while a subnet is picked and while the firewall is rewritten (taken after a
+    /// lease's lock, never before).
+    network_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The lease firewall, unless the configuration has none.
+    firewall: Option<Arc<Firewall>>,
+    /// Whether the engine runs on this host (a unix socket): then the host's routes are kept
+    /// out of lease subnets.
+    local_engine: bool,
 }
 
 impl DockerBackend {
-    /// Connects to the engine and agrees on an API version with it; fails with
-    /// [`WorkloadError::EngineUnreachable`] when it does not answer.
+    /// Connects to the engine and agrees on an API version with it, then installs the lease
+    /// firewall for the lease networks that exist (see [`DockerBackend::sync_firewall`]).
+    /// Fails with [`WorkloadError::EngineUnreachable`] when the engine does not answer, and
+    /// with [`WorkloadError::Firewall`] when the rules cannot be installed: a provider never
+    /// runs leases uncontained by accident.
     pub async fn connect(config: DockerConfig) -> Result<Self, WorkloadError> {
         let endpoint = config
             .endpoint
@@ -115,11 +133,21 @@ impl DockerBackend {
         let docker = Docker::connect_with_host(&endpoint).map_err(unreachable)?;
         // The engine may speak an older API than bollard's default (Debian 12's 20.10: 1.41).
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
-        Ok(DockerBackend {
+        let firewall = config
+            .network
+            .firewall
+            .clone()
+            .map(|f| Arc::new(Firewall::new(&config.instance, f)));
+        let backend = DockerBackend {
             docker,
             config: Arc::new(config),
             locks: Arc::default(),
-        })
+            network_lock: Arc::default(),
+            firewall,
+            local_engine: endpoint.starts_with("unix://"),
+        };
+        backend.sync_firewall().await?;
+        Ok(backend)
     }
 
     /// The engine client, for what the [`Backend`] trait does not cover (the provider's

@@ -1,5 +1,6 @@
 //! Removing a lease: containers first (killed, not stopped: the lease is over), then its
-//! network (which the containers held), then its volumes (which they mounted). Objects already
+//! network (which the containers held) and its firewall rules, then its volumes (which they
+//! mounted). Objects already
 //! gone are skipped, so a teardown that was interrupted is finished by running it again.
 
 use std::time::Duration;
@@ -61,6 +62,12 @@ impl DockerBackend {
             {
                 report.networks += 1;
             }
+        }
+
+        if report.networks > 0 {
+            // The firewall forgets the network's bridge (a later lease may get its name).
+            let _one_at_a_time = self.network_lock.lock().await;
+            self.sync_firewall_locked().await?;
         }
 
         let volumes = self

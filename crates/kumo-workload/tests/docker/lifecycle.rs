@@ -276,7 +276,8 @@ async fn a_restarted_provider_finds_its_leases_and_only_its_own() {
     assert_eq!(restarted.leases().await.unwrap(), expected);
 
     // Another provider on the same engine sees none of them.
-    let other = DockerBackend::connect(support::config("another-provider"))
+    let other_instance = format!("another-provider-{}", support::random_hex(4));
+    let other = DockerBackend::connect(support::config(&other_instance))
         .await
         .unwrap();
     let theirs = other.leases().await.unwrap();
@@ -285,6 +286,8 @@ async fn a_restarted_provider_finds_its_leases_and_only_its_own() {
         other.status(&a).await,
         Err(WorkloadError::LeaseNotFound { .. })
     ));
+    // Its (empty) lease firewall table goes with it.
+    other.remove_firewall().await.unwrap();
 
     // Deploying again after the restart converges on what runs: nothing duplicated.
     let after = restarted.deploy(&a, &g, &opts).await.expect("redeploy");

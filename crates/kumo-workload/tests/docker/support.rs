@@ -32,17 +32,26 @@ pub(crate) const AUTH_USER: &str = "kumo";
 pub(crate) const AUTH_PASSWORD: &str = "kumo-test-password";
 
 /// A connected backend under a provider instance of its own, and the leases a test made with
-/// it (torn down on drop, even when the test panics).
+/// it (torn down on drop, even when the test panics, and the instance's firewall table
+/// removed).
 pub(crate) struct Engine {
     pub(crate) backend: DockerBackend,
     pub(crate) instance: String,
+    config: DockerConfig,
     leases: Mutex<Vec<LeaseId>>,
 }
 
 /// The engine, or `None` when it is unavailable and not required (the test then returns).
 pub(crate) async fn engine() -> Option<Engine> {
+    engine_with(|_| {}).await
+}
+
+/// The engine with the test configuration changed by `adjust` (network pool, firewall).
+pub(crate) async fn engine_with(adjust: impl FnOnce(&mut DockerConfig)) -> Option<Engine> {
     let instance = format!("test-{}", random_hex(6));
-    let backend = match DockerBackend::connect(config(&instance)).await {
+    let mut config = config(&instance);
+    adjust(&mut config);
+    let backend = match DockerBackend::connect(config.clone()).await {
         Ok(b) => b,
         Err(e) => return unavailable(&e.to_string()),
     };
@@ -54,6 +63,7 @@ pub(crate) async fn engine() -> Option<Engine> {
     Some(Engine {
         backend,
         instance,
+        config,
         leases: Mutex::new(Vec::new()),
     })
 }
@@ -81,6 +91,11 @@ fn unavailable<T>(why: &str) -> Option<T> {
 }
 
 impl Engine {
+    /// The configuration the backend was connected with.
+    pub(crate) fn config(&self) -> &DockerConfig {
+        &self.config
+    }
+
     /// A lease no other test uses (random owner and provider), torn down when `self` drops.
     pub(crate) fn lease(&self) -> LeaseId {
         let lease = LeaseId {
@@ -123,10 +138,7 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         let leases = std::mem::take(&mut *self.leases.lock().unwrap_or_else(|p| p.into_inner()));
-        if leases.is_empty() {
-            return;
-        }
-        let instance = self.instance.clone();
+        let config = self.config.clone();
         // Drop cannot await, and the test's runtime may be the one dropping us: tear down on a
         // thread of our own, with a runtime and engine connection of its own.
         let cleanup = std::thread::spawn(move || {
@@ -135,10 +147,11 @@ impl Drop for Engine {
                 .build()
                 .expect("runtime");
             rt.block_on(async {
-                let backend = DockerBackend::connect(config(&instance)).await?;
+                let backend = DockerBackend::connect(config).await?;
                 for lease in leases {
                     backend.teardown(&lease).await?;
                 }
+                backend.remove_firewall().await?;
                 Ok::<_, kumo_workload::WorkloadError>(())
             })
         });
