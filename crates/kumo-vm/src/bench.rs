@@ -313,9 +313,6 @@ pub async fn run_local(
         backend = VmBackend::new(config) => backend?,
         sig = &mut signal => return Err(BenchError::Interrupted(sig)),
     };
-    if let Some(warning) = &backend.accel().warning {
-        progress(warning);
-    }
     let format = crate::image::ImageFormat::detect(&image)
         .await
         .map_err(|e| setup("reading the image", &e))?;
