@@ -44,12 +44,15 @@ pub(crate) enum BenchCommand {
     /// chain's txs/s.
     Node(NodeArgs),
     /// Seconds from deploying a VM lease until its tenant logs in with SSH, and the
-    /// accelerator (kvm, or tcg where KVM is missing or broken).
+    /// accelerator (kvm, or tcg where KVM is missing or does not run a guest, with the reason
+    /// as accel_reason).
     ///
     /// Boots --image (a local cloud image with cloud-init, or the test guest that
     /// `scripts/vm-test-image.sh` builds) with 2 vCPUs and 512 MiB through the VM backend, in a
     /// temporary directory, and retries `ssh … true` with a fresh key until it succeeds; then
-    /// tears the VM down. Needs qemu-system-x86, qemu-utils and openssh-client.
+    /// tears the VM down. Ctrl-C or SIGTERM stops the VM first; a QEMU left by a run killed
+    /// outright is stopped by the next run. Needs qemu-system-x86, qemu-utils and
+    /// openssh-client.
     Vm(VmArgs),
     /// Seconds from `kumo deploy` to the service's first HTTP 200 through the ingress, beside
     /// a plain `docker run -p` of the same image to its first HTTP 200, in the same run.
@@ -259,10 +262,15 @@ impl BenchCommand {
                     runtime.block_on(kumo_vm::bench::run_local(&image, a.timeout, &progress))?;
                 match format {
                     OutputFormat::Json => print_json(&r)?,
-                    OutputFormat::Text => println!(
-                        "lease to SSH: {:.1} s (accel {})",
-                        r.lease_to_ssh_seconds, r.accel
-                    ),
+                    OutputFormat::Text => {
+                        println!(
+                            "lease to SSH: {:.1} s (accel {})",
+                            r.lease_to_ssh_seconds, r.accel
+                        );
+                        if let Some(reason) = &r.accel_reason {
+                            println!("not KVM: {reason}");
+                        }
+                    }
                 }
             }
             BenchCommand::Node(a) => {

@@ -1,6 +1,11 @@
 //! Lease-to-SSH time: how long from deploying a VM until its tenant can log in, measured with
 //! the real OpenSSH client. `kumo bench vm -o json` reports it as
-//! `{"lease_to_ssh_seconds": 41.7, "accel": "tcg"}`.
+//! `{"lease_to_ssh_seconds": 41.7, "accel": "tcg", "accel_reason": "KVM does not run a guest…"}`.
+//!
+//! The benchmark's VM lives in a scratch directory named `kumo-bench-vm-<pid>-…` in the
+//! temporary directory. Interrupted (SIGINT, SIGTERM) it stops its VM before exiting; killed
+//! outright (SIGKILL), its daemonized QEMU outlives it, and the next `kumo bench vm` stops
+//! that QEMU and removes the directory.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -110,6 +115,8 @@ pub struct VmBench {
     pub lease_to_ssh_seconds: f64,
     /// The accelerator the VM ran with.
     pub accel: Accel,
+    /// Why not KVM, when it is TCG (the KVM probe's finding); `null` with KVM.
+    pub accel_reason: Option<String>,
 }
 
 /// Deploys `group` for `lease`, waits for an SSH login as `user` with `key` on the forwarded
@@ -150,6 +157,7 @@ pub async fn lease_to_ssh(
         Ok(VmBench {
             lease_to_ssh_seconds: (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             accel: vm.accel,
+            accel_reason: vm.warning.clone(),
         })
     }
     .await;
@@ -169,6 +177,58 @@ pub enum BenchError {
     /// Deploying, logging in or tearing down failed.
     #[error(transparent)]
     Workload(#[from] WorkloadError),
+    /// A signal came: the VM was stopped and its files removed.
+    #[error("interrupted by {0}: the benchmark's VM was stopped")]
+    Interrupted(&'static str),
+}
+
+/// The scratch directories' name prefix (then the owner's pid and `-`).
+const SCRATCH_PREFIX: &str = "kumo-bench-vm-";
+
+/// Stops the QEMUs of scratch directories in `tmp` whose benchmark process is gone (killed
+/// with SIGKILL, or a machine that lost power mid-run) and removes the directories; the pids
+/// stopped. A directory whose owner's pid runs (itself, or a process that reused the pid) is
+/// left alone.
+pub fn sweep_abandoned(tmp: &Path) -> Vec<u32> {
+    let mut stopped = Vec::new();
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return stopped;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SCRATCH_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{owner}")).exists() {
+            continue;
+        }
+        stopped.extend(crate::instance::kill_qemus_under(&entry.path()));
+        if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+            tracing::warn!(dir = %entry.path().display(), "removing an abandoned benchmark directory: {e}");
+        }
+    }
+    stopped
+}
+
+/// Resolves with the name of the first SIGINT or SIGTERM.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // No handler could be installed: the default action (exit) stays, nothing to await.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
 }
 
 /// Where `scripts/vm-test-image.sh` caches the test guest: `$KUMO_VM_IMAGE_DIR`, else
@@ -209,7 +269,19 @@ pub async fn run_local(
     let setup = |what: &str, e: &dyn std::fmt::Display| BenchError::Setup(format!("{what}: {e}"));
     let image =
         std::fs::canonicalize(image).map_err(|e| setup(&image.display().to_string(), &e))?;
-    let tmp = tempfile::tempdir().map_err(|e| setup("temporary directory", &e))?;
+    let stopped = sweep_abandoned(&std::env::temp_dir());
+    if !stopped.is_empty() {
+        progress(&format!(
+            "stopped QEMU {stopped:?}, left by a kumo bench vm that was killed"
+        ));
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
+        .tempdir()
+        .map_err(|e| setup("temporary directory", &e))?;
+    // Signals are caught from here on, so that none leaves a QEMU behind.
+    let signal = interrupted();
+    tokio::pin!(signal);
     progress("hashing the image");
     let bytes = tokio::fs::read(&image)
         .await
@@ -237,7 +309,10 @@ pub async fn run_local(
     config.allow_file_urls = true;
     config.forward_address = std::net::IpAddr::from([127, 0, 0, 1]);
     progress("probing KVM");
-    let backend = VmBackend::new(config).await?;
+    let backend = tokio::select! {
+        backend = VmBackend::new(config) => backend?,
+        sig = &mut signal => return Err(BenchError::Interrupted(sig)),
+    };
     let format = crate::image::ImageFormat::detect(&image)
         .await
         .map_err(|e| setup("reading the image", &e))?;
@@ -276,7 +351,22 @@ pub async fn run_local(
         "booting the VM ({}) and waiting for SSH on port {port}",
         backend.accel().accel
     ));
-    Ok(lease_to_ssh(&backend, &lease, &group, &opts, &key, timeout).await?)
+    let sig = tokio::select! {
+        result = lease_to_ssh(&backend, &lease, &group, &opts, &key, timeout) => return Ok(result?),
+        sig = &mut signal => sig,
+    };
+    progress(&format!("{sig}: stopping the VM"));
+    // The deploy may have been cut off between QEMU's start and its pid file: after the
+    // teardown, anything still running under the scratch directory is killed too (twice, a
+    // moment apart, for a QEMU that was still daemonizing).
+    if let Err(e) = backend.teardown(&lease).await {
+        tracing::warn!("tearing the benchmark's VM down: {e}");
+    }
+    for _ in 0..2 {
+        crate::instance::kill_qemus_under(tmp.path());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(BenchError::Interrupted(sig))
 }
 
 #[cfg(test)]

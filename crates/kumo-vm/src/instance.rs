@@ -180,6 +180,43 @@ impl VmDir {
     }
 }
 
+/// Kills (SIGKILL) every QEMU of a VM under `dir` (any process whose QMP socket, `-qmp
+/// unix:<path>`, lies under it) and returns their pids. For scratch directories whose owner
+/// was interrupted or killed (the benchmark's, the tests'): their daemonized QEMUs outlive it
+/// and nothing else would stop them. Blocking (plain `std`), so a `Drop` can call it.
+pub fn kill_qemus_under(dir: &Path) -> Vec<u32> {
+    let needle = format!("unix:{}/", dir.display());
+    let mut killed = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return killed;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let ours = cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg.starts_with(needle.as_bytes()));
+        if ours
+            && std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        {
+            killed.push(pid);
+        }
+    }
+    killed
+}
+
 /// How to launch a VM's QEMU.
 #[derive(Debug, Clone)]
 pub struct Launch<'a> {
@@ -197,10 +234,7 @@ impl Launch<'_> {
     /// The QEMU arguments.
     pub fn args(&self, dir: &VmDir) -> Vec<String> {
         let s = self.state;
-        let (machine, cpu) = match s.accel {
-            Accel::Kvm => ("q35,accel=kvm", "host"),
-            Accel::Tcg => ("q35,accel=tcg", "max"),
-        };
+        let (machine, cpu) = crate::accel::machine_and_cpu(s.accel);
         let mut netdev = "user,id=net0".to_string();
         for f in &s.forwards {
             let proto = match f.proto {

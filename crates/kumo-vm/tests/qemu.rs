@@ -1,5 +1,6 @@
-//! The VM backend against real QEMU (TCG on a machine without working KVM) and the Debian
-//! test guest built by `scripts/vm-test-image.sh`, logged into with the real OpenSSH client.
+//! The VM backend against real QEMU (KVM where the probe's test guest runs under it, else TCG)
+//! and the Debian test guest built by `scripts/vm-test-image.sh`, logged into with the real
+//! OpenSSH client. No test leaves a QEMU running, even when it fails ([`StopQemus`]).
 //!
 //! Booting under TCG takes about a minute, so one VM is shared by the checks of
 //! [`a_vm_lease_from_deploy_to_teardown`], in the order a tenant would meet them. Skipped with a
@@ -176,9 +177,9 @@ fn config(data: &Path) -> VmConfig {
     config.allow_file_urls = true;
     config.forward_address = "127.0.0.1".parse().unwrap();
     config.kvm_probe_timeout = Duration::from_secs(5);
-    // KUMO_VM_ACCEL=tcg skips the KVM probe: for hosts where KVM passes the probe but a guest
-    // never boots under it (seen on a CI machine: SeaBIOS runs, the kernel never answers).
-    // Parsed as the provider's config parses `vm.accel`.
+    // KUMO_VM_ACCEL (auto, kvm or tcg) overrides the probe, e.g. kvm to insist on it; unset,
+    // the probe decides, as a provider's does. Parsed as the provider's config parses
+    // `vm.accel`.
     if let Ok(accel) = std::env::var("KUMO_VM_ACCEL") {
         config.accel = serde_json::from_value(serde_json::Value::String(accel.clone()))
             .unwrap_or_else(|_| panic!("KUMO_VM_ACCEL={accel}: expected auto, kvm or tcg"));
@@ -214,6 +215,7 @@ async fn a_vm_lease_from_deploy_to_teardown() {
     let (key, public) = keypair(tmp.path(), "tenant");
     let (wrong_key, _) = keypair(tmp.path(), "stranger");
     let data = tmp.path().join("vm");
+    let _stop = StopQemus(data.clone());
     let ssh_port = free_port();
 
     let backend = VmBackend::new(config(&data)).await.unwrap();
@@ -255,6 +257,7 @@ async fn a_vm_lease_from_deploy_to_teardown() {
     let bench = kumo_vm::bench::VmBench {
         lease_to_ssh_seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         accel: probe.accel,
+        accel_reason: probe.warning.clone(),
     };
     eprintln!("[vm] bench {}", serde_json::to_string(&bench).unwrap());
     let uname = ssh_ok(&target, "uname -a").await;
@@ -367,6 +370,111 @@ async fn a_vm_lease_from_deploy_to_teardown() {
     assert!(backend.leases().await.unwrap().is_empty());
     // The image stays cached for the next lease.
     assert!(data.join("images").join(format!("sha256-{sha}")).exists());
+}
+
+/// Kills the QEMUs under its directory when dropped: a failed assertion unwinds past the
+/// test's teardown, and a daemonized QEMU would outlive the test (and its deleted files).
+/// Declared after the temporary directory, so it runs before that is removed.
+struct StopQemus(PathBuf);
+
+impl Drop for StopQemus {
+    fn drop(&mut self) {
+        let killed = kumo_vm::instance::kill_qemus_under(&self.0);
+        if !killed.is_empty() {
+            eprintln!("[vm] killed QEMU {killed:?}, left running by the test");
+        }
+    }
+}
+
+/// The probe's test guest reaches long mode and exits as it should (shown under TCG, which runs
+/// wherever QEMU does), and the probe's answer on this host is KVM, or TCG with the reason.
+#[tokio::test]
+async fn the_kvm_probe_boots_its_test_guest() {
+    if !qemu_available() {
+        return;
+    }
+    let qemu = "qemu-system-x86_64";
+    let took = kumo_vm::accel::run_test_guest(qemu, Accel::Tcg, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("the test guest under TCG: {e}"));
+    eprintln!("[vm] the test guest ran under TCG in {took:.1?}");
+    let probe = kumo_vm::accel::probe_kvm(qemu, Duration::from_secs(10)).await;
+    eprintln!("[vm] KVM probe on this host: {probe:?}");
+    match probe.accel {
+        Accel::Kvm => assert_eq!(probe.warning, None),
+        Accel::Tcg => {
+            let warning = probe.warning.unwrap_or_default();
+            assert!(
+                warning.contains("TCG")
+                    && (warning.contains("/dev/kvm") || warning.contains("does not run a guest")),
+                "{warning}"
+            );
+        }
+    }
+}
+
+/// A `kumo bench vm` killed with SIGKILL leaves its daemonized QEMU running in its scratch
+/// directory; the next run stops it and removes the directory, and leaves a running
+/// benchmark's alone.
+#[tokio::test]
+async fn a_killed_benchmarks_qemu_is_stopped_by_the_next_run() {
+    if !qemu_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // A pid that has just exited stands for the killed benchmark.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let abandoned = tmp.path().join(format!("kumo-bench-vm-{dead}-abc"));
+    let live = tmp
+        .path()
+        .join(format!("kumo-bench-vm-{}-def", std::process::id()));
+    let _stop = (StopQemus(abandoned.clone()), StopQemus(live.clone()));
+    let mut pids = Vec::new();
+    for scratch in [&abandoned, &live] {
+        let vm = scratch.join("vm/vms/k/box-0");
+        std::fs::create_dir_all(&vm).unwrap();
+        // A VM as the backend starts one (daemonized, QMP socket in its directory), paused.
+        let status = Command::new("qemu-system-x86_64")
+            .args(["-machine", "q35,accel=tcg", "-S", "-m", "16", "-nodefaults"])
+            .args(["-display", "none", "-daemonize", "-pidfile"])
+            .arg(vm.join("qemu.pid"))
+            .arg("-qmp")
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                vm.join("qmp.sock").display()
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let pid: u32 = std::fs::read_to_string(vm.join("qemu.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(process_runs(pid));
+        pids.push(pid);
+    }
+    let stopped = kumo_vm::bench::sweep_abandoned(tmp.path());
+    assert_eq!(stopped, vec![pids[0]]);
+    for _ in 0..50 {
+        if !process_runs(pids[0]) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !process_runs(pids[0]),
+        "the abandoned QEMU {} still runs",
+        pids[0]
+    );
+    assert!(!abandoned.exists(), "the abandoned directory is removed");
+    assert!(
+        process_runs(pids[1]),
+        "a running benchmark's QEMU is left alone"
+    );
+    assert!(live.exists());
 }
 
 /// Whether `pid` is a live process (an exited one waiting to be reaped by init is not).
