@@ -97,8 +97,8 @@ pub enum TxRejected {
         index: usize,
         /// Its name.
         msg: &'static str,
-        /// Why.
-        error: MsgError,
+        /// Why (boxed: a `MsgError` is large and rejections are rare).
+        error: Box<MsgError>,
     },
     /// Outside `begin_block`/`end_block`.
     #[error("no block is open: call begin_block first")]
@@ -343,7 +343,7 @@ impl<S: Store> App<S> {
             check_msg(&self.params, msg).map_err(|error| TxRejected::InvalidMsg {
                 index,
                 msg: msg.name(),
-                error,
+                error: Box::new(error),
             })?;
         }
         if b.fee.denom != self.params.fee_denom {

@@ -1013,7 +1013,7 @@ fn prices_in_unknown_denoms_are_rejected_at_deploy_time() {
         panic!("an unknown price denomination must be rejected: {r:?}");
     };
     assert!(
-        matches!(e, MsgError::Deployment(DeploymentError::PriceDenom { .. })),
+        matches!(*e, MsgError::Deployment(DeploymentError::PriceDenom { .. })),
         "{e}"
     );
     assert!(e.to_string().contains("ukumo, uusd"), "{e}");

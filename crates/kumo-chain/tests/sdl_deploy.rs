@@ -164,7 +164,7 @@ fn deployment_from_sdl_gets_a_lease() {
         panic!("a uakt price must be rejected: {r:?}");
     };
     assert!(
-        matches!(e, MsgError::Deployment(DeploymentError::PriceDenom { .. })),
+        matches!(*e, MsgError::Deployment(DeploymentError::PriceDenom { .. })),
         "{e}"
     );
 }
