@@ -4,8 +4,10 @@
 //!   events) and the plain data it speaks. The provider holds an `Arc<dyn Backend>`; the Docker
 //!   backend implements it today, the VM backend will too.
 //! - [`docker`]: [`DockerBackend`], each lease on a Docker engine as one private network, a
-//!   container per replica and a named volume per persistent mount.
+//!   container per replica and a size-limited named volume per persistent mount.
 //! - [`error`]: [`WorkloadError`], one error type for every backend.
+//! - [`storage`]: disks that hold to their size (a persistent volume as a file system image
+//!   of its own) and the disk-usage count that ephemeral storage is measured with.
 //!
 //! ```no_run
 //! # async fn run(lease: kumo_types::LeaseId, group: kumo_sdl::manifest::ManifestGroup)
@@ -24,9 +26,11 @@
 pub mod backend;
 pub mod docker;
 pub mod error;
+pub mod storage;
 
 pub use backend::{
-    Backend, DeployOptions, DeploymentStatus, EventKind, EventStream, ExecControl, ExecOutput,
+    Backend, DeployOptions, DeploymentStatus, EventKind, EventStream, Eviction, ExecControl,
+    ExecOutput,
     ExecRequest, ExecSession, GpuAssignment, HostPort, LogLine, LogOptions, LogStream,
     ReplicaState, ReplicaStatus, ServicePort, ServiceStatus, StdStream, TeardownReport,
     WorkloadEvent,
