@@ -30,8 +30,7 @@ pub mod storage;
 
 pub use backend::{
     Backend, DeployOptions, DeploymentStatus, EventKind, EventStream, Eviction, ExecControl,
-    ExecOutput,
-    ExecRequest, ExecSession, GpuAssignment, HostPort, LogLine, LogOptions, LogStream,
+    ExecOutput, ExecRequest, ExecSession, GpuAssignment, HostPort, LogLine, LogOptions, LogStream,
     ReplicaState, ReplicaStatus, ServicePort, ServiceStatus, StdStream, TeardownReport,
     WorkloadEvent,
 };

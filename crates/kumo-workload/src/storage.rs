@@ -163,7 +163,16 @@ impl VolumeDisk {
             Command::new("mkfs.ext4")
                 // No blocks reserved for root: the tenant gets all of it. No discard: the image
                 // is preallocated afterwards and must stay so.
-                .args(["-q", "-F", "-m", "0", "-E", "nodiscard", "-L", "kumo-volume"])
+                .args([
+                    "-q",
+                    "-F",
+                    "-m",
+                    "0",
+                    "-E",
+                    "nodiscard",
+                    "-L",
+                    "kumo-volume",
+                ])
                 .arg(staging),
             "mkfs.ext4 (package e2fsprogs)",
         )
@@ -309,8 +318,7 @@ pub fn disk_usage(roots: &[PathBuf], stop_above: u64) -> io::Result<u64> {
                 if meta.dev() != device {
                     continue;
                 }
-                if meta.nlink() > 1 && !meta.is_dir() && !linked.insert((meta.dev(), meta.ino()))
-                {
+                if meta.nlink() > 1 && !meta.is_dir() && !linked.insert((meta.dev(), meta.ino())) {
                     continue;
                 }
                 total = total.saturating_add(meta.blocks().saturating_mul(512));

@@ -73,7 +73,10 @@ impl DockerBackend {
             }
             let service = label(&c.labels, labels::SERVICE).to_string();
             let replica = label(&c.labels, labels::REPLICA).parse().unwrap_or(0);
-            if let Some(e) = self.evict(&lease, &id, service, replica, used, limit).await? {
+            if let Some(e) = self
+                .evict(&lease, &id, service, replica, used, limit)
+                .await?
+            {
                 evicted.push(e);
             }
         }
@@ -91,7 +94,12 @@ impl DockerBackend {
         {
             Ok(i) => i,
             Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(WorkloadError::engine(format!("inspecting container {id}"), e)),
+            Err(e) => {
+                return Err(WorkloadError::engine(
+                    format!("inspecting container {id}"),
+                    e,
+                ));
+            }
         };
         let Some(upper) = inspect
             .graph_driver
@@ -161,7 +169,10 @@ impl DockerBackend {
             .join(format!("{network}.evictions.json"))
     }
 
-    pub(super) fn recorded_evictions(&self, lease: &LeaseId) -> Result<Vec<Eviction>, WorkloadError> {
+    pub(super) fn recorded_evictions(
+        &self,
+        lease: &LeaseId,
+    ) -> Result<Vec<Eviction>, WorkloadError> {
         let path = self.evictions_file(lease);
         let text = match std::fs::read(&path) {
             Ok(t) => t,
@@ -177,7 +188,8 @@ impl DockerBackend {
         all.push(eviction.clone());
         let drop = all.len().saturating_sub(KEPT);
         all.drain(..drop);
-        let text = serde_json::to_vec_pretty(&all).map_err(|e| storage_error(&path, e.to_string()))?;
+        let text =
+            serde_json::to_vec_pretty(&all).map_err(|e| storage_error(&path, e.to_string()))?;
         std::fs::create_dir_all(&self.config.storage_dir)
             .map_err(|e| storage_error(&path, e.to_string()))?;
         // Written beside, then renamed: a crash leaves the old record or the new one.

@@ -188,7 +188,13 @@ async fn a_persistent_volume_holds_to_its_size_and_goes_with_the_lease() {
 
     // The tenant gets at least what the volume's size says, and not much more.
     let df = engine.sh(&lease, "db", "df -k /data | tail -1").await;
-    let free_kib: u64 = df.stdout.split_whitespace().nth(3).unwrap().parse().unwrap();
+    let free_kib: u64 = df
+        .stdout
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(
         ((32 << 10)..(36 << 10)).contains(&free_kib),
         "free space in a 32 MiB volume: {df:?}"
@@ -208,8 +214,14 @@ async fn a_persistent_volume_holds_to_its_size_and_goes_with_the_lease() {
         .find(|v| v.labels.get("kumo.instance") == Some(&engine.instance))
         .expect("the volume's record");
     let image = std::path::PathBuf::from(&record.labels["kumo.disk"]);
-    assert!(image.starts_with(storage_dir(&engine.instance)), "{image:?}");
-    assert!(!loop_devices_of(&image).is_empty(), "mounted through a loop device");
+    assert!(
+        image.starts_with(storage_dir(&engine.instance)),
+        "{image:?}"
+    );
+    assert!(
+        !loop_devices_of(&image).is_empty(),
+        "mounted through a loop device"
+    );
     let reserved = allocated(&image);
 
     // 64 MiB into a 32 MiB volume: ENOSPC inside, nothing more on the host's disk.
@@ -251,7 +263,10 @@ async fn a_persistent_volume_holds_to_its_size_and_goes_with_the_lease() {
     let report = engine.backend.teardown(&lease).await.expect("teardown");
     assert_eq!(report.volumes, 1);
     assert!(!image.exists(), "image {image:?} left behind");
-    assert!(!image.with_extension("").exists(), "mount point left behind");
+    assert!(
+        !image.with_extension("").exists(),
+        "mount point left behind"
+    );
     assert_eq!(loop_devices_of(&image), "", "loop device left behind");
     assert!(engine.backend.leases().await.unwrap().is_empty());
 }
@@ -304,7 +319,10 @@ async fn a_replica_past_its_ephemeral_storage_is_evicted_with_a_reason() {
 
     // Under the limit (writable layer and scratch volume together): nothing happens.
     for (service, script) in [
-        ("hog", "dd if=/dev/zero of=/big bs=1M count=12 && dd if=/dev/zero of=/scratch/s bs=1M count=3"),
+        (
+            "hog",
+            "dd if=/dev/zero of=/big bs=1M count=12 && dd if=/dev/zero of=/scratch/s bs=1M count=3",
+        ),
         ("calm", "dd if=/dev/zero of=/small bs=1M count=8"),
     ] {
         let w = engine.sh(&lease, service, script).await;
@@ -330,7 +348,10 @@ async fn a_replica_past_its_ephemeral_storage_is_evicted_with_a_reason() {
         .filter(|e| e.lease == lease)
         .collect();
     assert_eq!(evicted.len(), 1, "{evicted:?}");
-    assert_eq!((evicted[0].service.as_str(), evicted[0].replica), ("hog", 0));
+    assert_eq!(
+        (evicted[0].service.as_str(), evicted[0].replica),
+        ("hog", 0)
+    );
     assert_eq!(evicted[0].limit_bytes, 20 << 20);
     assert!(evicted[0].used_bytes > 20 << 20);
 
@@ -352,7 +373,9 @@ async fn a_replica_past_its_ephemeral_storage_is_evicted_with_a_reason() {
         .deploy(&lease, &services, &DeployOptions::default())
         .await
         .expect("deploy again");
-    let fresh = engine.sh(&lease, "hog", "ls /big /more 2>&1; ls /scratch").await;
+    let fresh = engine
+        .sh(&lease, "hog", "ls /big /more 2>&1; ls /scratch")
+        .await;
     assert!(fresh.stdout.contains("No such file"), "{fresh:?}");
     assert_eq!(engine.backend.evictions(&lease).await.unwrap().len(), 1);
     engine.backend.teardown(&lease).await.expect("teardown");
