@@ -213,7 +213,8 @@ pub struct BackendConfig {
     /// different instances.
     pub instance: String,
     /// Persistent volumes' file system images (preallocated: room for every volume sold) and
-    /// the record of evictions. On the engine's host; the daemon runs as root to mount them.
+    /// the record of evictions; empty: `<data_dir>/volumes`, on the disk whose free space the
+    /// capacity counts. On the engine's host; the daemon runs as root to mount them.
     pub storage_dir: PathBuf,
     /// How often each replica's ephemeral storage (writable layer and scratch volumes) is
     /// measured; a replica above its profile's size is evicted. Each pass reads every
@@ -313,13 +314,24 @@ impl Default for PricingConfig {
     }
 }
 
+impl BackendConfig {
+    /// Where persistent volumes live: `storage_dir`, or `<data_dir>/volumes` when it is empty.
+    pub fn storage_dir(&self, data_dir: &Path) -> PathBuf {
+        if self.storage_dir.as_os_str().is_empty() {
+            data_dir.join("volumes")
+        } else {
+            self.storage_dir.clone()
+        }
+    }
+}
+
 impl Default for BackendConfig {
     fn default() -> Self {
         BackendConfig {
             kind: "docker".into(),
             docker_endpoint: String::new(),
             instance: "kumo".into(),
-            storage_dir: "volumes".into(),
+            storage_dir: PathBuf::new(),
             storage_check_interval: Duration::from_secs(10),
         }
     }
@@ -365,7 +377,9 @@ impl ProviderConfig {
         c.data_dir = base.join(&c.data_dir);
         c.key.keyring_dir = base.join(&c.key.keyring_dir);
         c.vm.data_dir = base.join(&c.vm.data_dir);
-        c.backend.storage_dir = base.join(&c.backend.storage_dir);
+        if !c.backend.storage_dir.as_os_str().is_empty() {
+            c.backend.storage_dir = base.join(&c.backend.storage_dir);
+        }
         c.vm.image_dir = base.join(&c.vm.image_dir);
         if c.pricing.strategy == "script"
             && let Some(first) = c.pricing.script.first_mut()
@@ -509,6 +523,7 @@ docker_endpoint = {endpoint_docker}
 instance = {instance}
 # Persistent volumes: an ext4 image per volume, of its size, preallocated, loop-mounted
 # (the daemon runs as root on the engine's host). Full volume: ENOSPC for the tenant.
+# Empty: <data_dir>/volumes.
 storage_dir = {storage_dir}
 # How often writable layers and scratch volumes are measured; a replica above its
 # ephemeral storage is evicted (reason in `kumo lease status`) and started again empty.
@@ -739,8 +754,12 @@ mod tests {
         c.key.keyring_dir = dir.path().join("keys");
         c.vm.data_dir = dir.path().join("vm");
         c.vm.image_dir = dir.path().join("vm-images");
-        c.backend.storage_dir = dir.path().join("volumes");
         assert_eq!(loaded, c);
+        assert_eq!(
+            loaded.backend.storage_dir(&loaded.data_dir),
+            dir.path().join("data/volumes"),
+            "volumes beside the state, on the disk the capacity counts"
+        );
         // The VM section loads back too, and an unknown accelerator is refused.
         c.vm.enabled = true;
         c.vm.accel = AccelChoice::Tcg;

@@ -113,7 +113,7 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
     if !config.backend.docker_endpoint.is_empty() {
         docker_cfg.endpoint = Some(config.backend.docker_endpoint.clone());
     }
-    docker_cfg.storage_dir = config.backend.storage_dir.clone();
+    docker_cfg.storage_dir = config.backend.storage_dir(&config.data_dir);
     let docker = DockerBackend::connect(docker_cfg).await?;
     let devices = crate::gpus::discover(&config.gpu).map_err(ProviderError::Other)?;
     let inventory = Inventory::discover(docker.docker(), &config.data_dir, &config.capacity)

@@ -9,6 +9,9 @@
 //! LeaseClosed (any reason) ──▶ routes removed, Backend::teardown, record removed
 //! every few seconds: routes refreshed from the engine (replica addresses change on restarts);
 //!     a lease missing replicas is deployed again (converges, never duplicates)
+//! every storage_check_interval: Backend::enforce_storage (a replica past its ephemeral storage
+//!     is removed; its reason shows in the lease status until the lease closes; the next
+//!     refresh deploys it again, empty)
 //! every withdraw_period: WithdrawLease for each lease
 //! at start: reconcile(chain's active leases, redb, Backend::leases())
 //! ```
