@@ -8,7 +8,8 @@
 //! left), isolation and tokens, a tampered manifest, escrow running dry, orders that must get no
 //! bid, GPUs (the provider declares 2× h100: it bids on h100 orders and not on a100 ones, two
 //! leases get distinct GPUs and a third order no bid, across a `kill -9` and restart), a
-//! persistent volume across a container restart, `kill -9` of the provider with 3 active
+//! persistent volume across a container restart and an eviction for writing past the
+//! ephemeral storage (the reason in the lease status), `kill -9` of the provider with 3 active
 //! leases and a restart, then the price script (honoured; crashing or slow → no bid).
 //!
 //! Skipped without a Docker engine and the test images, unless `KUMO_REQUIRE_DOCKER=1`.
@@ -335,6 +336,8 @@ fn write_config(dir: &Path, testnet: &Testnet, w: &WorldPorts, script: Option<&P
         c.pricing.script_timeout = Duration::from_secs(2);
     }
     c.backend.instance = w.instance.clone();
+    // The eviction phase waits for one check.
+    c.backend.storage_check_interval = Duration::from_secs(1);
     c.ingress.domain = "ingress.test".into();
     c.ingress.http_listen = format!("127.0.0.1:{}", w.ingress).parse().unwrap();
     c.ingress.public_host = "127.0.0.1".into();
@@ -932,6 +935,33 @@ async fn volume_survives_restart_and_three_leases(w: &World) -> Vec<LeaseId> {
     let out = sh("cat /data/file; cat /tmp/file 2>/dev/null || echo tmp-gone").await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("kept"), "{text}");
+
+    // Past its 32 Mi of ephemeral storage (the root file system has no hard limit on
+    // overlay2/ext4), the replica is evicted within a check interval (1 s here): the tenant's
+    // status says why, and the replica comes back empty with its persistent volume kept.
+    let out = sh("dd if=/dev/zero of=/tmp/fill bs=1M count=48 2>&1; echo written").await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("written"), "{text}");
+    wait_for("the eviction to show in the lease status", 20, || async {
+        gw.lease_status(l.dseq, 1, 1).await.is_ok_and(|s| {
+            s.warnings
+                .iter()
+                .any(|w| w.contains("evicted") && w.contains("32 MiB of ephemeral storage"))
+        })
+    })
+    .await;
+    wait_for("the evicted replica to run again", 30, || async {
+        gw.lease_status(l.dseq, 1, 1)
+            .await
+            .is_ok_and(|s| s.state == LeaseState::Running)
+    })
+    .await;
+    let out = sh("cat /data/file; ls /tmp/fill 2>/dev/null || echo fill-gone").await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("kept") && text.contains("fill-gone"),
+        "{text}"
+    );
     leases
 }
 

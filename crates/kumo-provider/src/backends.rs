@@ -15,8 +15,8 @@ use futures::StreamExt;
 use kumo_sdl::manifest::ManifestGroup;
 use kumo_types::LeaseId;
 use kumo_workload::{
-    Backend, DeployOptions, DeploymentStatus, EventStream, ExecRequest, ExecSession, LogOptions,
-    LogStream, TeardownReport, WorkloadError,
+    Backend, DeployOptions, DeploymentStatus, EventStream, Eviction, ExecRequest, ExecSession,
+    LogOptions, LogStream, TeardownReport, WorkloadError,
 };
 
 /// Routes each service to the Docker or the VM backend.
@@ -248,6 +248,15 @@ impl Backend for Backends {
         all.sort();
         all.dedup();
         Ok(all)
+    }
+
+    async fn enforce_storage(&self) -> Result<Vec<Eviction>, WorkloadError> {
+        // A VM's disk is a qcow2 overlay of a fixed virtual size: nothing to measure there.
+        self.docker.enforce_storage().await
+    }
+
+    async fn evictions(&self, lease: &LeaseId) -> Result<Vec<Eviction>, WorkloadError> {
+        self.docker.evictions(lease).await
     }
 
     async fn events(&self, lease: &LeaseId) -> Result<EventStream, WorkloadError> {

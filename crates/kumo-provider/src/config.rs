@@ -291,6 +291,15 @@ pub struct BackendConfig {
     /// Names this provider's objects in the engine (labels); two providers on one engine need
     /// different instances.
     pub instance: String,
+    /// Persistent volumes' file system images (preallocated: room for every volume sold) and
+    /// the record of evictions; empty: `<data_dir>/volumes`, on the disk whose free space the
+    /// capacity counts. On the engine's host; the daemon runs as root to mount them.
+    pub storage_dir: PathBuf,
+    /// How often each replica's ephemeral storage (writable layer and scratch volumes) is
+    /// measured; a replica above its profile's size is evicted. Each pass reads every
+    /// replica's files: longer on hosts with many leases, shorter to let less through.
+    #[serde(with = "duration_text")]
+    pub storage_check_interval: Duration,
 }
 
 /// The ingress.
@@ -385,12 +394,25 @@ impl Default for PricingConfig {
     }
 }
 
+impl BackendConfig {
+    /// Where persistent volumes live: `storage_dir`, or `<data_dir>/volumes` when it is empty.
+    pub fn storage_dir(&self, data_dir: &Path) -> PathBuf {
+        if self.storage_dir.as_os_str().is_empty() {
+            data_dir.join("volumes")
+        } else {
+            self.storage_dir.clone()
+        }
+    }
+}
+
 impl Default for BackendConfig {
     fn default() -> Self {
         BackendConfig {
             kind: "docker".into(),
             docker_endpoint: String::new(),
             instance: "kumo".into(),
+            storage_dir: PathBuf::new(),
+            storage_check_interval: Duration::from_secs(10),
         }
     }
 }
@@ -435,6 +457,9 @@ impl ProviderConfig {
         c.data_dir = base.join(&c.data_dir);
         c.key.keyring_dir = base.join(&c.key.keyring_dir);
         c.vm.data_dir = base.join(&c.vm.data_dir);
+        if !c.backend.storage_dir.as_os_str().is_empty() {
+            c.backend.storage_dir = base.join(&c.backend.storage_dir);
+        }
         c.vm.image_dir = base.join(&c.vm.image_dir);
         if c.pricing.strategy == "script"
             && let Some(first) = c.pricing.script.first_mut()
@@ -469,6 +494,9 @@ impl ProviderConfig {
                 "backend.kind {:?} is unknown: only \"docker\" is supported",
                 self.backend.kind
             ));
+        }
+        if self.backend.storage_check_interval.is_zero() {
+            return Err("backend.storage_check_interval must be longer than 0s".into());
         }
         if self.ingress.port_range_start > self.ingress.port_range_end {
             return Err("ingress.port_range_start is above ingress.port_range_end".into());
@@ -580,6 +608,13 @@ kind = {kind}
 docker_endpoint = {endpoint_docker}
 # Labels this provider's containers, networks and volumes; unique per engine.
 instance = {instance}
+# Persistent volumes: an ext4 image per volume, of its size, preallocated, loop-mounted
+# (the daemon runs as root on the engine's host). Full volume: ENOSPC for the tenant.
+# Empty: <data_dir>/volumes.
+storage_dir = {storage_dir}
+# How often writable layers and scratch volumes are measured; a replica above its
+# ephemeral storage is evicted (reason in `kumo lease status`) and started again empty.
+storage_check_interval = {storage_check_interval}
 
 [ingress]
 # Each global port-80 service gets <hash>.<domain>: point a wildcard DNS record at this host.
@@ -673,6 +708,8 @@ nft = {net_nft}
             kind = q(&self.backend.kind),
             endpoint_docker = q(&self.backend.docker_endpoint),
             instance = q(&self.backend.instance),
+            storage_dir = q(&self.backend.storage_dir.display().to_string()),
+            storage_check_interval = d(&self.backend.storage_check_interval),
             domain = q(&self.ingress.domain),
             http_listen = self.ingress.http_listen,
             public_host = q(&self.ingress.public_host),
@@ -833,6 +870,11 @@ mod tests {
         c.vm.data_dir = dir.path().join("vm");
         c.vm.image_dir = dir.path().join("vm-images");
         assert_eq!(loaded, c);
+        assert_eq!(
+            loaded.backend.storage_dir(&loaded.data_dir),
+            dir.path().join("data/volumes"),
+            "volumes beside the state, on the disk the capacity counts"
+        );
         // The VM section loads back too, and an unknown accelerator is refused.
         c.vm.enabled = true;
         c.vm.accel = AccelChoice::Tcg;
@@ -863,6 +905,9 @@ mod tests {
         std::fs::write(&path, "[pricing]\nstrategy = \"script\"\n").unwrap();
         let e = ProviderConfig::load(&path).unwrap_err().to_string();
         assert!(e.contains("pricing.script"), "{e}");
+        std::fs::write(&path, "[backend]\nstorage_check_interval = \"0s\"\n").unwrap();
+        let e = ProviderConfig::load(&path).unwrap_err().to_string();
+        assert!(e.contains("storage_check_interval"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!   `OrderClosed` → reservation released, `LeaseCreated` → lease recorded, `LeaseClosed` →
 //!   teardown at once;
 //! - every second: leases whose manifest is overdue are closed; every 2 s: routes refreshed
-//!   from the engine; every `withdraw_period`: earnings withdrawn;
+//!   from the engine (and evicted replicas deployed again); every `storage_check_interval`:
+//!   ephemeral storage measured, replicas above their size evicted; every `withdraw_period`:
+//!   earnings withdrawn;
 //! - the HTTPS gateway and the ingress (HTTP by host name, forwarded TCP ports).
 //!
 //! At start, before any of that, [`Provider::reconcile`] makes chain, records and engine agree.
@@ -138,6 +140,7 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
         .workload_config()
         .map_err(ProviderError::Other)?;
     let pool = docker_cfg.network.pool;
+    docker_cfg.storage_dir = config.backend.storage_dir(&config.data_dir);
     // Connecting installs the lease firewall for the leases that run (or fails if it cannot).
     let docker = DockerBackend::connect(docker_cfg).await?;
     let devices = crate::gpus::discover(&config.gpu).map_err(ProviderError::Other)?;
@@ -196,6 +199,17 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
             async move { p.refresh().await }
         }
     }));
+    tasks.spawn(every(
+        p.config.backend.storage_check_interval,
+        stop_rx.clone(),
+        {
+            let p = p.clone();
+            move || {
+                let p = p.clone();
+                async move { p.enforce_storage().await }
+            }
+        },
+    ));
     let period = p.config.withdraw_period;
     tasks.spawn(every(period, stop_rx.clone(), {
         let p = p.clone();

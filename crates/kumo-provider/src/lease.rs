@@ -9,6 +9,9 @@
 //! LeaseClosed (any reason) ──▶ routes removed, Backend::teardown, record removed
 //! every few seconds: routes refreshed from the engine (replica addresses change on restarts);
 //!     a lease missing replicas is deployed again (converges, never duplicates)
+//! every storage_check_interval: Backend::enforce_storage (a replica past its ephemeral storage
+//!     is removed; its reason shows in the lease status until the lease closes; the next
+//!     refresh deploys it again, empty)
 //! every withdraw_period: WithdrawLeases for all leases (200 to a message)
 //! at start: reconcile(chain's active leases, redb, Backend::leases())
 //! ```
@@ -514,6 +517,22 @@ impl Provider {
         }
     }
 
+    /// Measures every replica's ephemeral storage and evicts those above their profile's
+    /// size ([`kumo_workload::Backend::enforce_storage`]). The lease stays open: the next
+    /// [`Provider::refresh`] deploys the evicted replica again, empty, and the reason shows in
+    /// the lease's status until the lease closes.
+    pub async fn enforce_storage(&self) {
+        match self.backend.enforce_storage().await {
+            Ok(evicted) => {
+                for e in evicted {
+                    warn!(lease = %lease_key(&e.lease), service = e.service, replica = e.replica,
+                        used = e.used_bytes, limit = e.limit_bytes, "replica evicted for its ephemeral storage");
+                }
+            }
+            Err(e) => warn!("measuring ephemeral storage: {e}"),
+        }
+    }
+
     /// Closes leases whose manifest did not come within `manifest_timeout`.
     pub async fn close_overdue(&self) {
         let Ok(records) = self.state.leases() else {
@@ -737,6 +756,15 @@ impl Provider {
                 ssh,
             });
         }
+        // Evictions stay in the status until the lease closes: the tenant learns why a
+        // replica restarted empty.
+        match self.backend.evictions(id).await {
+            Ok(evictions) => view.warnings.extend(evictions.into_iter().map(|e| {
+                let ago = (now_ms() / 1000).saturating_sub(u64::try_from(e.time).unwrap_or(0));
+                format!("{} ({})", e.reason, ago_text(ago))
+            })),
+            Err(e) => warn!(lease = %lease_key(id), "reading evictions: {e}"),
+        }
         if group.services.iter().any(|s| s.vm.is_some())
             && let Some(vm) = &self.vm
             && vm.accel().accel == Accel::Tcg
@@ -763,6 +791,16 @@ impl Provider {
     }
 }
 
+/// `42 s ago`, `5 min ago`, `3 h ago`, `2 d ago`.
+fn ago_text(secs: u64) -> String {
+    match secs {
+        0..120 => format!("{secs} s ago"),
+        120..7200 => format!("{} min ago", secs / 60),
+        7200..172_800 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86_400),
+    }
+}
+
 /// Whether the lease's manifest runs `service` as a VM.
 fn is_vm(rec: &LeaseRecord, service: &str) -> bool {
     rec.manifest
@@ -773,4 +811,17 @@ fn is_vm(rec: &LeaseRecord, service: &str) -> bool {
 
 fn unavailable(e: ProviderError) -> GatewayError {
     GatewayError::Unavailable(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ago_text;
+
+    #[test]
+    fn eviction_ages_read_in_the_largest_whole_unit() {
+        assert_eq!(ago_text(5), "5 s ago");
+        assert_eq!(ago_text(600), "10 min ago");
+        assert_eq!(ago_text(3 * 3600), "3 h ago");
+        assert_eq!(ago_text(3 * 86_400), "3 d ago");
+    }
 }

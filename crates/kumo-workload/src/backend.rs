@@ -65,6 +65,23 @@ pub trait Backend: Send + Sync {
     /// What happens to the lease's replicas from now on (starts, exits, restarts, OOM kills).
     async fn events(&self, lease: &LeaseId) -> Result<EventStream, WorkloadError>;
 
+    /// Measures the disk each replica uses where its size cannot be enforced by a limit (a
+    /// container's writable layer and non-persistent volumes) and evicts the replicas above
+    /// what their lease pays for: each is removed (its disk freed), the eviction is recorded
+    /// with its reason ([`Backend::evictions`]), and the provider deploys the replica again
+    /// with empty ephemeral storage. Returns the evictions made now. Backends whose every
+    /// disk has a hard limit have nothing to do.
+    async fn enforce_storage(&self) -> Result<Vec<Eviction>, WorkloadError> {
+        Ok(Vec::new())
+    }
+
+    /// The evictions recorded for the lease, oldest first (the most recent few are kept);
+    /// they go with the lease's teardown.
+    async fn evictions(&self, lease: &LeaseId) -> Result<Vec<Eviction>, WorkloadError> {
+        let _ = lease;
+        Ok(Vec::new())
+    }
+
     /// Restarts the replicas of one service (`Some`) or of every service of the lease: a
     /// container is restarted, a VM rebooted; disks and volumes are kept. Returns the status
     /// afterwards (replicas may still be booting). Backends that cannot restart say so.
@@ -232,6 +249,25 @@ impl fmt::Display for ReplicaState {
             ReplicaState::Unknown => "unknown",
         })
     }
+}
+
+/// A replica removed for using more disk than its lease pays for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Eviction {
+    /// The lease.
+    pub lease: LeaseId,
+    /// The service.
+    pub service: String,
+    /// The replica's index.
+    pub replica: u32,
+    /// When, in seconds since the Unix epoch.
+    pub time: i64,
+    /// Bytes the replica used outside its persistent volumes.
+    pub used_bytes: u64,
+    /// Bytes of ephemeral storage its profile has.
+    pub limit_bytes: u64,
+    /// What the tenant is told.
+    pub reason: String,
 }
 
 /// What [`Backend::teardown`] removed.

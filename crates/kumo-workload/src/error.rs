@@ -74,6 +74,14 @@ pub enum WorkloadError {
         /// How many replicas it has.
         count: u32,
     },
+    /// A volume's disk could not be created, mounted or removed on the provider's host.
+    #[error("volume {volume}: {reason}")]
+    Storage {
+        /// The volume's image file.
+        volume: String,
+        /// What failed, in the words of the tool that failed.
+        reason: String,
+    },
     /// The replica exists but is not running, so a command cannot run in it.
     #[error("service {service} replica {replica} is {state}, not running: see its logs and status")]
     NotRunning {

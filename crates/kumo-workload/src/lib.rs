@@ -4,10 +4,12 @@
 //!   events) and the plain data it speaks. The provider holds an `Arc<dyn Backend>`; the Docker
 //!   backend implements it today, the VM backend will too.
 //! - [`docker`]: [`DockerBackend`], each lease on a Docker engine as one private network, a
-//!   container per replica and a named volume per persistent mount.
+//!   container per replica and a size-limited named volume per persistent mount.
 //! - [`error`]: [`WorkloadError`], one error type for every backend.
 //! - [`network`]: lease networks' address pool and bridge names; [`firewall`]: the nftables
 //!   rules that let a lease reach the internet and its own network, nothing else.
+//! - [`storage`]: disks that hold to their size (a persistent volume as a file system image
+//!   of its own) and the disk-usage count that ephemeral storage is measured with.
 //!
 //! ```no_run
 //! # async fn run(lease: kumo_types::LeaseId, group: kumo_sdl::manifest::ManifestGroup)
@@ -28,10 +30,11 @@ pub mod docker;
 pub mod error;
 pub mod firewall;
 pub mod network;
+pub mod storage;
 
 pub use backend::{
-    Backend, DeployOptions, DeploymentStatus, EventKind, EventStream, ExecControl, ExecOutput,
-    ExecRequest, ExecSession, GpuAssignment, HostPort, LogLine, LogOptions, LogStream,
+    Backend, DeployOptions, DeploymentStatus, EventKind, EventStream, Eviction, ExecControl,
+    ExecOutput, ExecRequest, ExecSession, GpuAssignment, HostPort, LogLine, LogOptions, LogStream,
     ReplicaState, ReplicaStatus, ServicePort, ServiceStatus, StdStream, TeardownReport,
     WorkloadEvent,
 };

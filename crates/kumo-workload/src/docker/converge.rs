@@ -8,10 +8,13 @@
 //! 3. the lease's network, with a subnet of the pool and its firewall rules (`network`);
 //! 4. remove replicas the group no longer has, or whose definition changed (their `kumo.spec`
 //!    label differs), stopping them gracefully;
-//! 5. per replica: its persistent volumes, then its container; start it unless it runs;
-//! 6. remove persistent volumes that no replica of the group mounts any more.
+//! 5. every persistent volume: its engine record, then its file system (created, or mounted
+//!    again after a host reboot);
+//! 6. per replica: its container; start it unless it runs;
+//! 7. remove persistent volumes that no replica of the group mounts any more.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
 use bollard::models::{ContainerSummaryStateEnum, VolumeCreateRequest};
 use bollard::query_parameters::{
@@ -22,10 +25,11 @@ use kumo_sdl::manifest::ManifestGroup;
 use kumo_types::LeaseId;
 
 use super::labels::{self, Names};
-use super::spec::{self, ReplicaPlan};
+use super::spec::{self, ReplicaPlan, VolumePlan};
 use super::{DockerBackend, is_conflict, is_not_found, label};
 use crate::WorkloadError;
 use crate::backend::DeployOptions;
+use crate::storage::VolumeDisk;
 
 impl DockerBackend {
     pub(super) async fn converge(
@@ -104,6 +108,12 @@ impl DockerBackend {
         }
 
         for plan in &plans {
+            for volume in &plan.volumes {
+                self.ensure_volume(lease, plan, volume).await?;
+            }
+        }
+
+        for plan in &plans {
             match kept.get(&(plan.service.as_str(), plan.replica)) {
                 Some((id, state)) => {
                     let stopped = matches!(
@@ -128,24 +138,63 @@ impl DockerBackend {
         Ok(!self.containers(lease).await?.is_empty() || self.network_of(lease).await?.is_some())
     }
 
+    /// A persistent volume: the engine's record of it (a local volume that binds the data
+    /// directory of its file system), then the file system itself. The record comes first and
+    /// names the image in its `kumo.disk` label, so an image never exists without a record
+    /// that teardown finds it by.
+    async fn ensure_volume(
+        &self,
+        lease: &LeaseId,
+        plan: &ReplicaPlan,
+        volume: &VolumePlan,
+    ) -> Result<(), WorkloadError> {
+        let disk = match self.docker.inspect_volume(&volume.name).await {
+            Ok(existing) => match existing.labels.get(labels::DISK) {
+                Some(image) => VolumeDisk::from_image(Path::new(image)),
+                None => {
+                    // Made by a provider without size limits: its data stays, unlimited,
+                    // until the lease closes.
+                    tracing::warn!(%lease, volume = volume.name, "volume has no size limit (created by an older provider)");
+                    return Ok(());
+                }
+            },
+            Err(e) if is_not_found(&e) => {
+                let disk = VolumeDisk::new(&self.config.storage_dir, &volume.name);
+                let mut volume_labels = labels::lease_labels(&self.config.instance, lease);
+                volume_labels.insert(labels::SERVICE.into(), plan.service.clone());
+                volume_labels.insert(labels::REPLICA.into(), plan.replica.to_string());
+                volume_labels.insert(labels::VOLUME.into(), volume.storage.clone());
+                volume_labels.insert(labels::DISK.into(), disk.image.display().to_string());
+                let options = HashMap::from([
+                    ("type".to_string(), "none".to_string()),
+                    ("o".to_string(), "bind".to_string()),
+                    ("device".to_string(), disk.data_dir().display().to_string()),
+                ]);
+                self.docker
+                    .create_volume(VolumeCreateRequest {
+                        name: Some(volume.name.clone()),
+                        driver: Some("local".into()),
+                        driver_opts: Some(options),
+                        labels: Some(volume_labels),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| {
+                        WorkloadError::engine(format!("creating volume {}", volume.name), e)
+                    })?;
+                disk
+            }
+            Err(e) => {
+                return Err(WorkloadError::engine(
+                    format!("inspecting volume {}", volume.name),
+                    e,
+                ));
+            }
+        };
+        disk.ensure(volume.bytes).await
+    }
+
     async fn create(&self, lease: &LeaseId, plan: &ReplicaPlan) -> Result<(), WorkloadError> {
-        for volume in &plan.volumes {
-            let mut volume_labels = labels::lease_labels(&self.config.instance, lease);
-            volume_labels.insert(labels::SERVICE.into(), plan.service.clone());
-            volume_labels.insert(labels::REPLICA.into(), plan.replica.to_string());
-            volume_labels.insert(labels::VOLUME.into(), volume.storage.clone());
-            // Creating a volume that exists returns it unchanged: its data stays.
-            self.docker
-                .create_volume(VolumeCreateRequest {
-                    name: Some(volume.name.clone()),
-                    labels: Some(volume_labels),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| {
-                    WorkloadError::engine(format!("creating volume {}", volume.name), e)
-                })?;
-        }
         let opts = CreateContainerOptionsBuilder::new()
             .name(&plan.container)
             .build();
@@ -229,13 +278,21 @@ impl DockerBackend {
             if !persistent || used.contains(volume.name.as_str()) {
                 continue;
             }
+            // The engine refuses to remove a volume a container still mounts: only then is its
+            // disk removed too.
             let opts = RemoveVolumeOptionsBuilder::new().force(false).build();
             match self.docker.remove_volume(&volume.name, Some(opts)).await {
                 Ok(()) => tracing::info!(%lease, volume = volume.name, "unused volume removed"),
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => {
-                    tracing::warn!(%lease, volume = volume.name, error = %e, "unused volume not removed")
+                    tracing::warn!(%lease, volume = volume.name, error = %e, "unused volume not removed");
+                    continue;
                 }
+            }
+            if let Some(image) = volume.labels.get(labels::DISK)
+                && let Err(e) = VolumeDisk::from_image(Path::new(image)).remove().await
+            {
+                tracing::warn!(%lease, volume = volume.name, error = %e, "unused volume's disk not removed");
             }
         }
         Ok(())

@@ -9,7 +9,9 @@
 //! ```
 //!
 //! and containers and volumes also `kumo.service` and `kumo.replica` (volumes: `kumo.volume`,
-//! the storage name in the compute profile). The labels are the source of truth: status,
+//! the storage name in the compute profile, and `kumo.disk`, the image file that holds a
+//! persistent volume's data; containers: `kumo.ephemeral`, the disk the replica may use outside
+//! its persistent volumes). The labels are the source of truth: status,
 //! teardown and restart reconciliation find objects by label, never by name.
 //!
 //! Names only need to be unique and readable in `docker ps`:
@@ -34,6 +36,13 @@ pub const SERVICE: &str = "kumo.service";
 pub const REPLICA: &str = "kumo.replica";
 /// Label: the volume's storage name in the compute profile (volumes).
 pub const VOLUME: &str = "kumo.volume";
+/// Label: the image file of a persistent volume's file system (volumes; see
+/// [`crate::storage::VolumeDisk`]). A volume without it was created by an older provider and
+/// has no size limit.
+pub const DISK: &str = "kumo.disk";
+/// Label: bytes of disk the replica may use in its writable layer and non-persistent volumes
+/// (containers); above it the replica is evicted.
+pub const EPHEMERAL: &str = "kumo.ephemeral";
 /// Label: hash of everything that shapes the container; a different hash means "recreate".
 pub const SPEC: &str = "kumo.spec";
 /// Label: how many replicas the service has (containers).

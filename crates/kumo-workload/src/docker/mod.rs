@@ -10,8 +10,17 @@
 //!    │                           interface k<instance tag><subnet index>, contained by the
 //!    │                           lease firewall: see `network` and `crate::firewall`)
 //!    ├──▶ container kumo-<key>-<service>-<replica>   × count, per service
-//!    └──▶ volume    kumo-<key>-<service>-<replica>-<volume>   per persistent mount and replica
+//!    └──▶ volume    kumo-<key>-<service>-<replica>-<volume>   per persistent mount and replica:
+//!                     a bind of <storage_dir>/<volume>/data, an ext4 file system of the volume's
+//!                     size in <storage_dir>/<volume>.img (see [`crate::storage`])
 //! ```
+//!
+//! Disk limits: persistent volumes are file systems of their size; `ram` volumes tmpfs of
+//! theirs; what a replica writes elsewhere (its writable layer, scratch volumes) is measured
+//! every few seconds by [`DockerBackend::enforce_storage`] and a replica above its ephemeral
+//! storage is evicted (removed, recorded with its reason, started again empty by the provider).
+//! Both need the backend on the engine's host, as root (loop mounts, reading the engine's
+//! overlay directories).
 //!
 //! The engine is the only state: nothing is cached in the backend, so a restarted provider
 //! sees exactly what runs. Calls for one lease are serialized (a per-lease lock), calls for
@@ -21,6 +30,7 @@
 //! a subnet of [`crate::network::AddressPool`], picked by this backend.
 
 mod converge;
+mod evict;
 mod exec;
 mod image;
 pub mod labels;
@@ -33,6 +43,7 @@ mod status;
 mod teardown;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -45,8 +56,8 @@ use kumo_types::LeaseId;
 
 use crate::WorkloadError;
 use crate::backend::{
-    Backend, DeployOptions, DeploymentStatus, EventStream, ExecRequest, ExecSession, LogOptions,
-    LogStream, TeardownReport,
+    Backend, DeployOptions, DeploymentStatus, EventStream, Eviction, ExecRequest, ExecSession,
+    LogOptions, LogStream, TeardownReport,
 };
 use crate::firewall::Firewall;
 use crate::network::NetworkConfig;
@@ -72,6 +83,10 @@ pub struct DockerConfig {
     pub stop_timeout_secs: u32,
     /// Where lease networks' subnets come from and what they may reach.
     pub network: NetworkConfig,
+    /// Where persistent volumes' image files and mount points live, and the record of
+    /// evictions: on the engine's host, on a disk with room for every volume sold (the images
+    /// are preallocated).
+    pub storage_dir: PathBuf,
 }
 
 impl DockerConfig {
@@ -85,6 +100,7 @@ impl DockerConfig {
             log_max_files: 3,
             stop_timeout_secs: 10,
             network: NetworkConfig::default(),
+            storage_dir: "/var/lib/kumo/volumes".into(),
         }
     }
 
@@ -263,6 +279,14 @@ impl Backend for DockerBackend {
 
     async fn events(&self, lease: &LeaseId) -> Result<EventStream, WorkloadError> {
         Ok(self.event_stream(lease))
+    }
+
+    async fn enforce_storage(&self) -> Result<Vec<Eviction>, WorkloadError> {
+        self.enforce_ephemeral_storage().await
+    }
+
+    async fn evictions(&self, lease: &LeaseId) -> Result<Vec<Eviction>, WorkloadError> {
+        self.recorded_evictions(lease)
     }
 
     async fn restart(

@@ -10,10 +10,13 @@
 //!   replica the provider stopped on purpose alone.
 //! - **CPU** as `nano_cpus` (a hard quota: 1000 millis = one core), **memory** as a hard limit
 //!   without swap, **pids** from the provider's config (profiles have no pids field).
-//! - **Storage:** a mount of a `ram` volume is a tmpfs of the volume's size; of a persistent
-//!   volume, a named volume per replica that outlives the container; of any other volume, an
-//!   anonymous volume removed with the container. The root file system is not size-limited
-//!   (overlay2 can only do that on XFS with project quotas).
+//! - **Storage:** a mount of a `ram` volume is a tmpfs of the volume's size (full: `ENOSPC`);
+//!   of a persistent volume, a named volume per replica that outlives the container, backed by
+//!   a file system of the volume's size (see [`crate::storage`]; full: `ENOSPC`); of any other
+//!   volume, an anonymous volume removed with the container. The writable layer and those
+//!   anonymous volumes cannot be size-limited on overlay2 (only on XFS with project quotas):
+//!   their sum, the replica's ephemeral storage, is carried in the `kumo.ephemeral` label and
+//!   measured, and a replica above it is evicted (`docker::evict`).
 //! - **Lease variables:** `AKASH_OWNER`, `AKASH_DEPLOYMENT_SEQUENCE`, `AKASH_GROUP_SEQUENCE`,
 //!   `AKASH_ORDER_SEQUENCE`, `AKASH_PROVIDER`, as Akash sets them (images written for Akash
 //!   read them), then the provider's extra variables, then the manifest's own.
@@ -34,7 +37,8 @@ use crate::WorkloadError;
 use crate::backend::{DeployOptions, ServicePort};
 
 /// Bump when the mapping below changes in a way that should recreate running containers.
-const SPEC_VERSION: u32 = 1;
+/// 2: containers carry their ephemeral storage limit (`kumo.ephemeral`), which eviction reads.
+const SPEC_VERSION: u32 = 2;
 
 /// Provider settings that shape every container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +55,21 @@ pub(crate) struct VolumePlan {
     pub(crate) name: String,
     /// The storage name in the compute profile.
     pub(crate) storage: String,
+    /// Its size: the tenant's file system gets at least this much.
+    pub(crate) bytes: u64,
+}
+
+/// The disk a replica may use outside its persistent volumes: every storage volume of its
+/// profile that is neither `ram` (memory) nor persistent, the first (the root file system's
+/// `ephemeral` size in the SDL) included.
+pub(crate) fn ephemeral_bytes(service: &ManifestService) -> u64 {
+    service
+        .resources
+        .storage
+        .iter()
+        .filter(|s| s.class() != Some("ram") && !s.is_persistent())
+        .map(|s| s.bytes)
+        .fold(0, u64::saturating_add)
 }
 
 /// Everything needed to create one replica.
@@ -292,6 +311,7 @@ pub(crate) fn replica_plan(
                 volumes.push(VolumePlan {
                     name: name.clone(),
                     storage: storage.name.clone(),
+                    bytes: storage.bytes,
                 });
                 mount.source = Some(name);
             } else {
@@ -321,6 +341,10 @@ pub(crate) fn replica_plan(
     container_labels.insert(labels::SPEC.into(), spec_hash.clone());
     container_labels.insert(labels::COUNT.into(), service.count.to_string());
     container_labels.insert(labels::PORTS.into(), ports_label(&ports));
+    container_labels.insert(
+        labels::EPHEMERAL.into(),
+        ephemeral_bytes(service).to_string(),
+    );
 
     let network = names.network();
     let memory = i64::try_from(service.resources.memory.bytes).unwrap_or(i64::MAX);
@@ -605,6 +629,18 @@ mod tests {
             "anonymous, removed with the container"
         );
         assert_eq!(scratch.read_only, Some(true));
+    }
+
+    #[test]
+    fn the_ephemeral_limit_is_every_volume_that_is_neither_ram_nor_persistent() {
+        // default 1 GiB + scratch 1 MiB; data (persistent) and cache (ram) are not in it.
+        let p = plan(&service(), 0);
+        let labels = p.body.labels.unwrap();
+        assert_eq!(
+            labels[labels::EPHEMERAL],
+            ((1u64 << 30) + (1 << 20)).to_string()
+        );
+        assert_eq!(p.volumes[0].bytes, 2 << 30);
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Removing a lease: containers first (killed, not stopped: the lease is over), then its
 //! network (which the containers held) and its firewall rules, then its volumes (which they
-//! mounted). Objects already
-//! gone are skipped, so a teardown that was interrupted is finished by running it again.
+//! mounted): each persistent volume's disk (unmounted, loop device released, image deleted)
+//! before the engine's record of it, so an interrupted teardown leaves the record that the next
+//! one finds the disk by; then its eviction record. Objects already gone are skipped, so a
+//! teardown that was interrupted is finished by running it again.
 
+use std::path::Path;
 use std::time::Duration;
 
 use bollard::query_parameters::{
@@ -14,6 +17,7 @@ use kumo_types::LeaseId;
 use super::{DockerBackend, is_not_found, labels};
 use crate::WorkloadError;
 use crate::backend::TeardownReport;
+use crate::storage::VolumeDisk;
 
 /// How often removing a network or volume is tried while the engine still sees it in use
 /// (it releases endpoints and mounts a moment after a container is removed).
@@ -80,6 +84,9 @@ impl DockerBackend {
                 WorkloadError::engine(format!("listing the volumes of lease {lease}"), e)
             })?;
         for v in volumes.volumes.unwrap_or_default() {
+            if let Some(image) = v.labels.get(labels::DISK) {
+                VolumeDisk::from_image(Path::new(image)).remove().await?;
+            }
             let name = v.name;
             let remove = || {
                 let opts = RemoveVolumeOptionsBuilder::new().force(false).build();
@@ -89,6 +96,8 @@ impl DockerBackend {
                 report.volumes += 1;
             }
         }
+
+        self.forget_evictions(lease)?;
 
         tracing::info!(%lease, ?report, "lease torn down");
         Ok(report)

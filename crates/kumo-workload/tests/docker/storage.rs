@@ -4,7 +4,7 @@ use bollard::models::RestartPolicyNameEnum;
 use bollard::query_parameters::RestartContainerOptionsBuilder;
 use kumo_workload::{Backend, DeployOptions, ReplicaState};
 
-use crate::support::{engine, eventually, group, idle, mount, storage};
+use crate::support::{engine, eventually, group, idle, mount, storage, storage_dir};
 
 #[tokio::test]
 async fn persistent_data_survives_restarts_and_recreation_and_ram_is_tmpfs() {
@@ -148,4 +148,236 @@ async fn replicas_run_under_the_profiles_limits() {
         .await;
     // v2: "25000 100000"; v1: "25000" (a quarter of each 100 ms period).
     assert!(cpu.stdout.trim().starts_with("25000"), "{cpu:?}");
+}
+
+/// Loop devices backed by `image`, as `losetup -j` lists them.
+fn loop_devices_of(image: &std::path::Path) -> String {
+    let out = std::process::Command::new("losetup")
+        .arg("-j")
+        .arg(image)
+        .output()
+        .expect("losetup runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Blocks the file holds on the host's disk, in bytes.
+fn allocated(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[tokio::test]
+async fn a_persistent_volume_holds_to_its_size_and_goes_with_the_lease() {
+    let Some(engine) = engine().await else { return };
+    let lease = engine.lease();
+    let mut db = idle("db");
+    mount(
+        &mut db,
+        storage(
+            "data",
+            32 << 20,
+            &[("class", "beta2"), ("persistent", "true")],
+        ),
+        "/data",
+    );
+    engine
+        .backend
+        .deploy(&lease, &group(vec![db.clone()]), &DeployOptions::default())
+        .await
+        .expect("deploy");
+
+    // The tenant gets at least what the volume's size says, and not much more.
+    let df = engine.sh(&lease, "db", "df -k /data | tail -1").await;
+    let free_kib: u64 = df
+        .stdout
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        ((32 << 10)..(36 << 10)).contains(&free_kib),
+        "free space in a 32 MiB volume: {df:?}"
+    );
+
+    // The volume's image, found through the engine's record of the volume.
+    let volumes = engine
+        .backend
+        .docker()
+        .list_volumes(None::<bollard::query_parameters::ListVolumesOptions>)
+        .await
+        .unwrap()
+        .volumes
+        .unwrap_or_default();
+    let record = volumes
+        .iter()
+        .find(|v| v.labels.get("kumo.instance") == Some(&engine.instance))
+        .expect("the volume's record");
+    let image = std::path::PathBuf::from(&record.labels["kumo.disk"]);
+    assert!(
+        image.starts_with(storage_dir(&engine.instance)),
+        "{image:?}"
+    );
+    assert!(
+        !loop_devices_of(&image).is_empty(),
+        "mounted through a loop device"
+    );
+    let reserved = allocated(&image);
+
+    // 64 MiB into a 32 MiB volume: ENOSPC inside, nothing more on the host's disk.
+    let fill = engine
+        .sh(
+            &lease,
+            "db",
+            "dd if=/dev/zero of=/data/fill bs=1M count=64 2>&1; echo exit=$?",
+        )
+        .await;
+    assert!(
+        fill.stdout.contains("No space left on device"),
+        "writing past the volume's size: {fill:?}"
+    );
+    assert!(!fill.stdout.contains("exit=0"), "{fill:?}");
+    assert_eq!(
+        allocated(&image),
+        reserved,
+        "the image was preallocated and did not grow"
+    );
+    assert!(reserved < 48 << 20, "image of {reserved} bytes for 32 MiB");
+
+    // Full, the volume still works once space is freed, and keeps its data across an update
+    // that recreates the container.
+    let write = engine
+        .sh(&lease, "db", "rm /data/fill && echo kept > /data/file")
+        .await;
+    assert_eq!(write.code, 0, "{write:?}");
+    db.env = Some(vec!["VERSION=2".into()]);
+    engine
+        .backend
+        .update(&lease, &group(vec![db]), &DeployOptions::default())
+        .await
+        .expect("update");
+    let after = engine.sh(&lease, "db", "cat /data/file").await;
+    assert_eq!(after.stdout, "kept\n", "{after:?}");
+
+    // Closing the lease removes the volume's record, image, mount point and loop device.
+    let report = engine.backend.teardown(&lease).await.expect("teardown");
+    assert_eq!(report.volumes, 1);
+    assert!(!image.exists(), "image {image:?} left behind");
+    assert!(
+        !image.with_extension("").exists(),
+        "mount point left behind"
+    );
+    assert_eq!(loop_devices_of(&image), "", "loop device left behind");
+    assert!(engine.backend.leases().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn ram_storage_past_its_size_gives_enospc() {
+    let Some(engine) = engine().await else { return };
+    let lease = engine.lease();
+    let mut cache = idle("cache");
+    mount(
+        &mut cache,
+        storage("scratch", 8 << 20, &[("class", "ram")]),
+        "/scratch",
+    );
+    engine
+        .backend
+        .deploy(&lease, &group(vec![cache]), &DeployOptions::default())
+        .await
+        .expect("deploy");
+    let fill = engine
+        .sh(
+            &lease,
+            "cache",
+            "dd if=/dev/zero of=/scratch/fill bs=1M count=16 2>&1; echo exit=$?; du -k /scratch/fill",
+        )
+        .await;
+    assert!(
+        fill.stdout.contains("No space left on device"),
+        "writing past the tmpfs's size: {fill:?}"
+    );
+    assert!(fill.stdout.contains("8192\t/scratch/fill"), "{fill:?}");
+}
+
+#[tokio::test]
+async fn a_replica_past_its_ephemeral_storage_is_evicted_with_a_reason() {
+    let Some(engine) = engine().await else { return };
+    let lease = engine.lease();
+    // Ephemeral storage: the root file system's 16 MiB and a 4 MiB scratch volume.
+    let mut hog = idle("hog");
+    hog.resources.storage[0].bytes = 16 << 20;
+    mount(&mut hog, storage("scratch", 4 << 20, &[]), "/scratch");
+    let mut calm = idle("calm");
+    calm.resources.storage[0].bytes = 16 << 20;
+    let services = group(vec![hog, calm]);
+    engine
+        .backend
+        .deploy(&lease, &services, &DeployOptions::default())
+        .await
+        .expect("deploy");
+
+    // Under the limit (writable layer and scratch volume together): nothing happens.
+    for (service, script) in [
+        (
+            "hog",
+            "dd if=/dev/zero of=/big bs=1M count=12 && dd if=/dev/zero of=/scratch/s bs=1M count=3",
+        ),
+        ("calm", "dd if=/dev/zero of=/small bs=1M count=8"),
+    ] {
+        let w = engine.sh(&lease, service, script).await;
+        assert_eq!(w.code, 0, "{w:?}");
+    }
+    let evicted = engine.backend.enforce_storage().await.expect("enforce");
+    assert!(
+        evicted.iter().all(|e| e.lease != lease),
+        "nothing is over yet: {evicted:?}"
+    );
+
+    // 12 + 3 + 6 MiB > 20 MiB: the hog goes, the calm service stays.
+    let w = engine
+        .sh(&lease, "hog", "dd if=/dev/zero of=/more bs=1M count=6")
+        .await;
+    assert_eq!(w.code, 0, "the writable layer has no hard limit: {w:?}");
+    let evicted: Vec<_> = engine
+        .backend
+        .enforce_storage()
+        .await
+        .expect("enforce")
+        .into_iter()
+        .filter(|e| e.lease == lease)
+        .collect();
+    assert_eq!(evicted.len(), 1, "{evicted:?}");
+    assert_eq!(
+        (evicted[0].service.as_str(), evicted[0].replica),
+        ("hog", 0)
+    );
+    assert_eq!(evicted[0].limit_bytes, 20 << 20);
+    assert!(evicted[0].used_bytes > 20 << 20);
+
+    let status = engine.backend.status(&lease).await.expect("status");
+    assert!(status.service("hog").is_none(), "removed: {status:?}");
+    assert_eq!(status.service("calm").unwrap().running, 1);
+    let recorded = engine.backend.evictions(&lease).await.expect("evictions");
+    assert_eq!(recorded, evicted, "what the tenant's status shows");
+    let reason = &recorded[0].reason;
+    assert!(
+        reason.contains("evicted") && reason.contains("20 MiB of ephemeral storage"),
+        "{reason}"
+    );
+
+    // Deployed again (as the provider does for a missing replica), it starts empty; the
+    // record stays until the lease closes.
+    engine
+        .backend
+        .deploy(&lease, &services, &DeployOptions::default())
+        .await
+        .expect("deploy again");
+    let fresh = engine
+        .sh(&lease, "hog", "ls /big /more 2>&1; ls /scratch")
+        .await;
+    assert!(fresh.stdout.contains("No such file"), "{fresh:?}");
+    assert_eq!(engine.backend.evictions(&lease).await.unwrap().len(), 1);
+    engine.backend.teardown(&lease).await.expect("teardown");
+    assert!(engine.backend.evictions(&lease).await.unwrap().is_empty());
 }

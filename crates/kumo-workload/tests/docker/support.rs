@@ -68,13 +68,20 @@ pub(crate) async fn engine_with(adjust: impl FnOnce(&mut DockerConfig)) -> Optio
     })
 }
 
-/// The test configuration: small pids limit, quick replacement on update.
+/// The test configuration: small pids limit, quick replacement on update, volumes in a
+/// directory of the instance's own ([`storage_dir`]).
 pub(crate) fn config(instance: &str) -> DockerConfig {
     DockerConfig {
         pids_limit: 256,
         stop_timeout_secs: 1,
+        storage_dir: storage_dir(instance),
         ..DockerConfig::new(instance)
     }
+}
+
+/// Where the instance's persistent volumes' images are mounted.
+pub(crate) fn storage_dir(instance: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("kumo-volumes-{instance}"))
 }
 
 fn unavailable<T>(why: &str) -> Option<T> {
@@ -158,6 +165,8 @@ impl Drop for Engine {
         if let Ok(Err(e)) = cleanup.join() {
             eprintln!("cleanup of instance {} failed: {e}", self.instance);
         }
+        // Empty once every lease is torn down; left (and seen) when something was not.
+        let _ = std::fs::remove_dir(storage_dir(&self.instance));
     }
 }
 
