@@ -6,11 +6,15 @@
 #       `docker import` of a root filesystem made from the Debian busybox-static binary, with
 #       every applet linked in /bin (sh, httpd, nc, wget, nslookup, ...), /www/index.html, and
 #       /etc/kumo-test-image holding "1" or "2" so a test can tell the two images apart.
+#   kumo-test/udp-echo:1
+#       the busybox root filesystem plus /bin/udp-echo, a static UDP echo server built from
+#       scripts/udp-echo.c (busybox's nc has no UDP mode), for the UDP forwarding test.
 #   127.0.0.1:5000  registry without authentication, holding kumo-test/busybox:1 and :latest
 #   127.0.0.1:5001  registry with basic authentication (user `kumo`, password
 #                   `kumo-test-password`), holding kumo-test/private:1
 #
-# Needs a running Docker engine and the Debian packages docker-registry and busybox-static (or
+# Needs a running Docker engine, a C compiler with a static libc (gcc and libc6-dev, which a
+# Rust toolchain needs anyway) and the Debian packages docker-registry and busybox-static (or
 # `apt-get download` access for the latter). Registry data and logs go to
 # $KUMO_TEST_REGISTRY_DIR (default /var/tmp/kumo-test-registry).
 set -euo pipefail
@@ -49,10 +53,19 @@ fi
 
 fingerprint=$( { sha256sum "$busybox"; echo "layout $layout_version"; } | sha256sum | cut -c1-16)
 
-build_image() { # build_image TAG MARKER
-  local tag=$1 marker=$2 have
+# --- udp-echo: static, so it runs on the busybox root filesystem (no libc there)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cc=${CC:-cc}
+command -v "$cc" >/dev/null || die "no C compiler ($cc): apt-get install gcc libc6-dev"
+"$cc" -static -Os -o "$work/udp-echo" "$here/udp-echo.c" ||
+  die "building udp-echo failed: a static libc is needed (apt-get install libc6-dev)"
+udp_echo_fingerprint=$( { sha256sum "$here/udp-echo.c"; echo "$fingerprint"; } | sha256sum | cut -c1-16)
+
+build_image() { # build_image TAG MARKER [EXTRA_BINARY]
+  local tag=$1 marker=$2 extra=${3:-} have print=$fingerprint
+  [ -z "$extra" ] || print=$udp_echo_fingerprint
   have=$(docker image inspect -f '{{index .Config.Labels "kumo.test-image"}}' "$tag" 2>/dev/null || true)
-  if [ "$have" = "$fingerprint-$marker" ]; then
+  if [ "$have" = "$print-$marker" ]; then
     say "$tag is up to date"
     return
   fi
@@ -67,17 +80,19 @@ build_image() { # build_image TAG MARKER
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
   echo "kumo test page" >"$root/www/index.html"
   echo "$marker" >"$root/etc/kumo-test-image"
+  [ -z "$extra" ] || cp "$extra" "$root/bin/"
   tar -C "$root" --numeric-owner --owner=0 --group=0 -cf - . |
     docker import \
       --change 'ENV PATH=/bin' \
       --change 'CMD ["/bin/sh"]' \
-      --change "LABEL kumo.test-image=$fingerprint-$marker" \
+      --change "LABEL kumo.test-image=$print-$marker" \
       - "$tag" >/dev/null
   say "built $tag"
 }
 
 build_image kumo-test/busybox:1 1
 build_image kumo-test/busybox:2 2
+build_image kumo-test/udp-echo:1 udp-echo "$work/udp-echo"
 
 # --- registries: one docker-registry process each, started unless it already answers
 start_registry() { # start_registry NAME ADDR EXPECTED_HTTP_CODE [htpasswd line]

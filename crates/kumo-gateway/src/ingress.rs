@@ -6,12 +6,13 @@
 //!   are passed through: after the replica answers 101 the two connections are joined. An
 //!   unknown host gets 404, a replica that refuses the connection gets the next one and, when
 //!   none accepts, the client gets 502.
-//! - [`PortForwarder`]: a TCP listener on the provider's host for every `PortRoute` (global
-//!   non-HTTP ports), piping each connection to a replica. It follows the table by itself:
-//!   [`PortForwarder::start`] watches [`RouteTable::changes`], so the daemon only edits the
-//!   table; [`PortForwarder::sync`] does one round by hand and reports bind errors. When a
-//!   route goes, its listener closes and its open connections are cut. UDP routes are not
-//!   forwarded yet (they are logged and skipped).
+//! - [`PortForwarder`]: a socket on the provider's host for every `PortRoute` (global
+//!   non-HTTP ports). A TCP port pipes each connection to a replica (round-robin); a UDP port
+//!   relays datagrams through a session per client address (see [`udp`] for how sessions are
+//!   made, ended and bounded). It follows the table by itself: [`PortForwarder::start`] watches
+//!   [`RouteTable::changes`], so the daemon only edits the table; [`PortForwarder::sync`] does
+//!   one round by hand and reports bind errors. When a route goes, its socket closes and its
+//!   open connections and sessions are cut.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -28,10 +29,15 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use kumo_sdl::manifest::Proto;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::routes::RouteTable;
+
+pub mod udp;
+
+pub use udp::UdpLimits;
 
 /// How long to wait for a replica to accept a connection before trying the next.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -270,13 +276,17 @@ struct Forwarder {
     table: RouteTable,
     bind: IpAddr,
     next: Arc<AtomicUsize>,
-    /// External port → its accept loop (aborting it closes the listener and its connections).
-    listeners: tokio::sync::Mutex<BTreeMap<u16, JoinHandle<()>>>,
+    udp_limits: UdpLimits,
+    /// The forwarder-wide bound on UDP sessions, shared by every UDP port.
+    udp_slots: Arc<Semaphore>,
+    /// External port → its protocol and task (TCP: the accept loop; UDP: the relay). Aborting
+    /// the task closes the socket and cuts its connections or sessions.
+    listeners: tokio::sync::Mutex<BTreeMap<u16, (Proto, JoinHandle<()>)>>,
 }
 
 impl Drop for Forwarder {
     fn drop(&mut self) {
-        for task in self.listeners.get_mut().values() {
+        for (_, task) in self.listeners.get_mut().values() {
             task.abort();
         }
     }
@@ -286,19 +296,30 @@ impl PortForwarder {
     /// A forwarder for `table` that will listen on `bind` (usually `0.0.0.0`). Nothing listens
     /// until [`PortForwarder::sync`] or [`PortForwarder::start`].
     pub fn new(table: RouteTable, bind: IpAddr) -> PortForwarder {
+        PortForwarder::with_udp_limits(table, bind, UdpLimits::default())
+    }
+
+    /// [`PortForwarder::new`] with other bounds on UDP sessions than the defaults.
+    pub fn with_udp_limits(
+        table: RouteTable,
+        bind: IpAddr,
+        udp_limits: UdpLimits,
+    ) -> PortForwarder {
         PortForwarder {
             inner: Arc::new(Forwarder {
                 table,
                 bind,
                 next: Arc::default(),
+                udp_limits,
+                udp_slots: Arc::new(Semaphore::new(udp_limits.sessions_total)),
                 listeners: tokio::sync::Mutex::new(BTreeMap::new()),
             }),
         }
     }
 
-    /// Makes the listeners match the table once: binds the ports of new TCP routes, closes
-    /// those whose route is gone. A port that cannot be bound is reported (the others are
-    /// still opened) and tried again at the next sync.
+    /// Makes the sockets match the table once: binds the ports of new routes (TCP or UDP),
+    /// closes those whose route is gone. A port that cannot be bound is reported (the others
+    /// are still opened) and tried again at the next sync.
     pub async fn sync(&self) -> Result<(), Vec<IngressError>> {
         let wanted: BTreeMap<u16, Proto> = self
             .inner
@@ -308,30 +329,34 @@ impl PortForwarder {
             .map(|r| (r.external_port, r.proto))
             .collect();
         let mut listeners = self.inner.listeners.lock().await;
-        listeners.retain(|port, task| {
-            let keep = wanted.get(port) == Some(&Proto::Tcp) && !task.is_finished();
+        listeners.retain(|port, (proto, task)| {
+            let keep = wanted.get(port) == Some(proto) && !task.is_finished();
             if !keep {
                 task.abort();
-                tracing::info!(port, "port forward closed");
+                tracing::info!(port, proto = proto.as_str(), "port forward closed");
             }
             keep
         });
         let mut errors = Vec::new();
         for (&port, &proto) in &wanted {
-            if proto != Proto::Tcp {
-                tracing::debug!(port, "UDP port forwarding is not supported; skipped");
-                continue;
-            }
             if listeners.contains_key(&port) {
                 continue;
             }
             let addr = SocketAddr::new(self.inner.bind, port);
-            match TcpListener::bind(addr).await {
-                Ok(listener) => {
-                    tracing::info!(%addr, "port forward open");
-                    let (table, next) = (self.inner.table.clone(), self.inner.next.clone());
-                    let task = accept_loop(listener, port, table, next);
-                    listeners.insert(port, tokio::spawn(task));
+            let table = self.inner.table.clone();
+            let task = match proto {
+                Proto::Tcp => TcpListener::bind(addr).await.map(|listener| {
+                    tokio::spawn(accept_loop(listener, port, table, self.inner.next.clone()))
+                }),
+                Proto::Udp => UdpSocket::bind(addr).await.map(|socket| {
+                    let (limits, slots) = (self.inner.udp_limits, self.inner.udp_slots.clone());
+                    tokio::spawn(udp::relay_port(socket, port, table, limits, slots))
+                }),
+            };
+            match task {
+                Ok(task) => {
+                    tracing::info!(%addr, proto = proto.as_str(), "port forward open");
+                    listeners.insert(port, (proto, task));
                 }
                 Err(source) => errors.push(IngressError::Bind { addr, source }),
             }
@@ -364,14 +389,23 @@ impl PortForwarder {
         })
     }
 
-    /// The ports listening now, sorted.
+    /// The ports forwarded now (TCP and UDP), sorted.
     pub async fn listening(&self) -> Vec<u16> {
         self.inner.listeners.lock().await.keys().copied().collect()
     }
 
-    /// Closes every listener and its connections (until the next sync).
+    /// The ports forwarded now with their protocol, sorted by port.
+    pub async fn forwarding(&self) -> Vec<(u16, Proto)> {
+        let listeners = self.inner.listeners.lock().await;
+        listeners
+            .iter()
+            .map(|(&port, &(proto, _))| (port, proto))
+            .collect()
+    }
+
+    /// Closes every socket and its connections and sessions (until the next sync).
     pub async fn close(&self) {
-        for (_, task) in std::mem::take(&mut *self.inner.listeners.lock().await) {
+        for (_, (_, task)) in std::mem::take(&mut *self.inner.listeners.lock().await) {
             task.abort();
         }
     }

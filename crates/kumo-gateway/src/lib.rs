@@ -18,7 +18,7 @@
 //!
 //! Feature `server` (the provider daemon):
 //! - `server`: the HTTPS API (axum over rustls), routes as Akash's.
-//! - `ingress`: the HTTP reverse proxy by host name and the TCP port forwarder.
+//! - `ingress`: the HTTP reverse proxy by host name and the TCP and UDP port forwarder.
 //!
 //! Feature `client` (the tenant CLI, tests):
 //! - `client`: `GatewayClient`, typed calls that mint a short-lived token each.

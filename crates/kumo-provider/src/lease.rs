@@ -435,7 +435,8 @@ impl Provider {
                 return rec
                     .ports
                     .iter()
-                    .filter(|p| p.service == service && p.port == port)
+                    // HTTP is TCP: a UDP port of the same number is not a target.
+                    .filter(|p| p.service == service && p.port == port && p.proto == Proto::Tcp)
                     .map(|p| SocketAddr::from(([127, 0, 0, 1], p.external_port)))
                     .collect();
             }
@@ -720,10 +721,13 @@ impl Provider {
                 .ports
                 .iter()
                 .filter(|p| p.service == s.name)
+                // Host names serve TCP only: a UDP port of the same number is still listed.
                 .filter(|p| {
-                    !rec.hosts
-                        .iter()
-                        .any(|h| h.service == p.service && h.port == p.port)
+                    p.proto == Proto::Udp
+                        || !rec
+                            .hosts
+                            .iter()
+                            .any(|h| h.service == p.service && h.port == p.port)
                 })
                 .map(|p| ForwardedPort {
                     port: p.port,

@@ -7,3 +7,4 @@
 mod api;
 mod docker;
 mod support;
+mod udp;
