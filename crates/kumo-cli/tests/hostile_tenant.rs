@@ -13,9 +13,7 @@
 //! `KUMO_REQUIRE_DOCKER=1`.
 
 use std::{
-    io::Write as _,
-    path::Path,
-    process::{Command, Output, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -28,62 +26,13 @@ use kumo_keystore::{Backend, Keystore};
 use kumo_types::{
     Address, BidId, Coin, DeploymentId, GroupSpec, Msg, OrderId, SecretKey, TxBody, tx::sign_tx,
 };
-use serde_json::Value;
+
+#[path = "support/devnet.rs"]
+mod devnet;
+
+use devnet::{Devnet, docker_ready, text};
 
 const IMAGE: &str = "kumo-test/busybox:1";
-
-fn docker_ready() -> bool {
-    let ok = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("KUMO_REQUIRE_DOCKER").as_deref() == Ok("1") {
-            panic!(
-                "KUMO_REQUIRE_DOCKER=1 but Docker or {IMAGE} is missing: run scripts/test-images.sh"
-            );
-        }
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping the hostile-tenant test: no Docker engine or no {IMAGE} (run scripts/test-images.sh; KUMO_REQUIRE_DOCKER=1 makes this a failure)"
-        );
-    }
-    ok
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// `kumo devnet down` when the test ends, however it ends.
-struct DevnetGuard<'a>(&'a Path);
-
-impl Drop for DevnetGuard<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new(env!("CARGO_BIN_EXE_kumo"))
-            .args(["devnet", "down", "--home"])
-            .arg(self.0)
-            .output();
-    }
-}
-
-fn kumo(env_file: &Path, args: &[&str]) -> Output {
-    let text = std::fs::read_to_string(env_file).unwrap();
-    let env: Vec<(String, String)> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Command::new(env!("CARGO_BIN_EXE_kumo"))
-        .args(args)
-        .envs(env)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kumo")
-}
 
 fn sdl(cpu: &str, memory: &str, count: u32) -> String {
     format!(
@@ -174,34 +123,14 @@ fn groups_of(text: &str) -> Vec<GroupSpec> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hostile_tenant_gets_what_it_paid_for_and_nothing_else() {
-    if !docker_ready() {
+    if !docker_ready(IMAGE, "the hostile-tenant test") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("devnet");
-    let up = Command::new(env!("CARGO_BIN_EXE_kumo"))
-        .args([
-            "devnet",
-            "up",
-            "--base-port",
-            "0",
-            "--vm",
-            "off",
-            "--detach",
-            "-o",
-            "json",
-            "--home",
-        ])
-        .arg(&dir)
-        .env_remove("KUMO_HOME")
-        .env_remove("KUMO_NODE")
-        .output()
-        .unwrap();
-    let _down = DevnetGuard(&dir);
-    assert!(up.status.success(), "devnet up: {}", text(&up.stderr));
-    let info: Value = serde_json::from_slice(&up.stdout).unwrap();
-    let instance = info["info"]["instance"].as_str().unwrap().to_string();
-    let node = NodeClient::new(info["info"]["node"].as_str().unwrap()).unwrap();
+    let devnet = Devnet::up(&tmp.path().join("devnet"));
+    let dir = devnet.dir.clone();
+    let instance = devnet.info("instance");
+    let node = NodeClient::new(&devnet.info("node")).unwrap();
     let keys = Keystore::open(dir.join("keys"), Backend::Test).unwrap();
     let key = keys.secret_key("tenant").unwrap();
     let tenant = Tenant {
@@ -210,7 +139,7 @@ async fn a_hostile_tenant_gets_what_it_paid_for_and_nothing_else() {
         chain_id: node.status().await.unwrap().chain_id,
         node,
     };
-    let provider: Address = info["info"]["provider"].as_str().unwrap().parse().unwrap();
+    let provider: Address = devnet.info("provider").parse().unwrap();
 
     // 1. Deployments the SDL parser would refuse, hand-signed: the chain refuses each, by
     //    group and unit, before any fee.
@@ -342,17 +271,14 @@ async fn a_hostile_tenant_gets_what_it_paid_for_and_nothing_else() {
     // 3. A normal deployment through the CLI: every container has its limits.
     let web = tmp.path().join("web.yaml");
     std::fs::write(&web, sdl("0.25", "48Mi", 2)).unwrap();
-    let out = kumo(
-        &dir.join("devnet.env"),
-        &[
-            "deploy",
-            web.to_str().unwrap(),
-            "--wait",
-            "60s",
-            "-o",
-            "json",
-        ],
-    );
+    let out = devnet.kumo(&[
+        "deploy",
+        web.to_str().unwrap(),
+        "--wait",
+        "60s",
+        "-o",
+        "json",
+    ]);
     assert!(out.status.success(), "deploy: {}", text(&out.stderr));
     let ids = containers(&instance);
     assert_eq!(ids.len(), 2, "two replicas");

@@ -8,81 +8,19 @@
 //! `scripts/test-images.sh`, unless `KUMO_REQUIRE_DOCKER=1`.
 
 use std::{
-    io::Write as _,
     net::{SocketAddr, UdpSocket},
-    path::Path,
-    process::{Command, Output, Stdio},
+    process::Output,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
+#[path = "support/devnet.rs"]
+mod devnet;
+
+use devnet::{Devnet, docker_ready, text};
+
 const IMAGE: &str = "kumo-test/udp-echo:1";
-
-fn docker_ready() -> bool {
-    let ok = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("KUMO_REQUIRE_DOCKER").as_deref() == Ok("1") {
-            panic!(
-                "KUMO_REQUIRE_DOCKER=1 but Docker or {IMAGE} is missing: run scripts/test-images.sh"
-            );
-        }
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping the UDP end-to-end test: no Docker engine or no {IMAGE} (run scripts/test-images.sh; KUMO_REQUIRE_DOCKER=1 makes this a failure)"
-        );
-    }
-    ok
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// `kumo ARGS` with the devnet's environment (as `devnet.env` sets it).
-fn kumo(env_file: &Path, args: &[&str]) -> Output {
-    let env: Vec<(String, String)> = std::fs::read_to_string(env_file)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Command::new(env!("CARGO_BIN_EXE_kumo"))
-        .args(args)
-        .envs(env)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kumo")
-}
-
-fn kumo_ok(env_file: &Path, args: &[&str]) -> Output {
-    let out = kumo(env_file, args);
-    assert!(
-        out.status.success(),
-        "kumo {args:?} failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
-/// `kumo devnet down` when the test ends, however it ends.
-struct DevnetGuard<'a>(&'a Path);
-
-impl Drop for DevnetGuard<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new(env!("CARGO_BIN_EXE_kumo"))
-            .args(["devnet", "down", "--home"])
-            .arg(self.0)
-            .output();
-    }
-}
 
 const ECHO_SDL: &str = r#"version: "2.0"
 services:
@@ -127,49 +65,39 @@ fn ask(socket: &UdpSocket, to: SocketAddr, message: &[u8]) -> Option<(Vec<u8>, S
     Some((buf, from))
 }
 
+/// `kumo ARGS` on `devnet`, expected to succeed.
+fn kumo_ok(devnet: &Devnet, args: &[&str]) -> Output {
+    let out = devnet.kumo(args);
+    assert!(
+        out.status.success(),
+        "kumo {args:?} failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
 #[test]
 fn udp_round_trip_through_a_forwarded_port() {
-    if !docker_ready() {
+    if !docker_ready(IMAGE, "the UDP end-to-end test") {
         return;
     }
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("devnet");
-    let up = Command::new(env!("CARGO_BIN_EXE_kumo"))
-        .args([
-            "devnet",
-            "up",
-            "--base-port",
-            "0",
-            "--vm",
-            "off",
-            "--detach",
-            "-o",
-            "json",
-            "--home",
-        ])
-        .arg(&dir)
-        .env_remove("KUMO_HOME")
-        .env_remove("KUMO_NODE")
-        .output()
-        .unwrap();
-    let _down = DevnetGuard(&dir);
-    assert!(up.status.success(), "devnet up: {}", text(&up.stderr));
-    let env_file = dir.join("devnet.env");
+    let devnet = Devnet::up(&tmp.path().join("devnet"));
     let sdl = tmp.path().join("echo.yaml");
     std::fs::write(&sdl, ECHO_SDL).unwrap();
     let sdl = sdl.display().to_string();
 
-    let out = kumo_ok(&env_file, &["deploy", &sdl, "--wait", "60s", "-o", "json"]);
+    let out = kumo_ok(&devnet, &["deploy", &sdl, "--wait", "60s", "-o", "json"]);
     let deployed: Value = serde_json::from_slice(&out.stdout).unwrap();
     let dseq = deployed["dseq"].as_u64().unwrap().to_string();
     assert_eq!(deployed["state"], "running", "{deployed}");
 
     // The status names the UDP port with its protocol, in JSON and to people.
-    let status: Value = serde_json::from_slice(
-        &kumo_ok(&env_file, &["lease", "status", &dseq, "-o", "json"]).stdout,
-    )
-    .unwrap();
+    let status: Value =
+        serde_json::from_slice(&kumo_ok(&devnet, &["lease", "status", &dseq, "-o", "json"]).stdout)
+            .unwrap();
     let ports = &status["services"][0]["forwarded_ports"];
     assert_eq!(ports.as_array().map(Vec::len), Some(1), "{status}");
     assert_eq!(ports[0]["port"], 7000, "{status}");
@@ -177,7 +105,7 @@ fn udp_round_trip_through_a_forwarded_port() {
     let host = ports[0]["host"].as_str().unwrap();
     let external_port = ports[0]["external_port"].as_u64().unwrap();
     let forwarded: SocketAddr = format!("{host}:{external_port}").parse().unwrap();
-    let human = text(&kumo_ok(&env_file, &["lease", "status", &dseq]).stdout);
+    let human = text(&kumo_ok(&devnet, &["lease", "status", &dseq]).stdout);
     assert!(
         human.contains(&format!("port 7000 → {forwarded} (UDP)")),
         "{human}"
@@ -208,7 +136,7 @@ fn udp_round_trip_through_a_forwarded_port() {
     assert_eq!(answer.0, big);
 
     // Closed: the port no longer answers.
-    kumo_ok(&env_file, &["lease", "close", &dseq, "-o", "json"]);
+    kumo_ok(&devnet, &["lease", "close", &dseq, "-o", "json"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while ask(&first, forwarded, b"still there?").is_some() {
         assert!(
@@ -216,5 +144,19 @@ fn udp_round_trip_through_a_forwarded_port() {
             "{forwarded} still answers after the lease closed"
         );
     }
+    let left = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=kumo.instance={}", devnet.info("instance")),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&left.stdout).trim(),
+        "",
+        "no container left after close"
+    );
     eprintln!("udp e2e took {:.1} s", started.elapsed().as_secs_f64());
 }
