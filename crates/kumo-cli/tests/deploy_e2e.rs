@@ -11,61 +11,25 @@
 //! `KUMO_REQUIRE_DOCKER=1`.
 
 use std::{
-    io::Write as _,
-    path::Path,
-    process::{Command, Output, Stdio},
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
+#[path = "support/devnet.rs"]
+mod devnet;
+
+use devnet::{Devnet, docker_ready, text};
+
 const IMAGE: &str = "kumo-test/busybox:1";
 
-fn docker_ready() -> bool {
-    let ok = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("KUMO_REQUIRE_DOCKER").as_deref() == Ok("1") {
-            panic!(
-                "KUMO_REQUIRE_DOCKER=1 but Docker or {IMAGE} is missing: run scripts/test-images.sh"
-            );
-        }
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping the deploy end-to-end test: no Docker engine or no {IMAGE} (run scripts/test-images.sh; KUMO_REQUIRE_DOCKER=1 makes this a failure)"
-        );
-    }
-    ok
-}
+/// `kumo ARGS` on the test's devnet.
+struct Kumo<'a>(&'a Devnet);
 
-/// `kumo ARGS` with the devnet's environment (as `devnet.env` sets it).
-struct Kumo {
-    env: Vec<(String, String)>,
-}
-
-impl Kumo {
-    fn from_env_file(path: &Path) -> Kumo {
-        let text = std::fs::read_to_string(path).unwrap();
-        let env = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Kumo { env }
-    }
-
+impl Kumo<'_> {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kumo"))
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run kumo")
+        self.0.kumo(args)
     }
 
     /// Runs and expects success; stdout as JSON.
@@ -74,16 +38,12 @@ impl Kumo {
         assert!(
             out.status.success(),
             "kumo {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            text(&out.stdout),
+            text(&out.stderr)
         );
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("kumo {args:?}: not JSON ({e}): {}", text(&out.stdout)))
     }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn web_sdl(image: &str, greeting: &str, region: Option<&str>) -> String {
@@ -177,49 +137,17 @@ fn shape(v: &Value) -> Value {
     }
 }
 
-/// `kumo devnet down` when the test ends, however it ends.
-struct DevnetGuard<'a>(&'a Path);
-
-impl Drop for DevnetGuard<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new(env!("CARGO_BIN_EXE_kumo"))
-            .args(["devnet", "down", "--home"])
-            .arg(self.0)
-            .output();
-    }
-}
-
 #[test]
 fn tenant_path_end_to_end() {
-    if !docker_ready() {
+    if !docker_ready(IMAGE, "the deploy end-to-end test") {
         return;
     }
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("devnet");
-    let up = Command::new(env!("CARGO_BIN_EXE_kumo"))
-        .args([
-            "devnet",
-            "up",
-            "--base-port",
-            "0",
-            "--vm",
-            "off",
-            "--detach",
-            "-o",
-            "json",
-            "--home",
-        ])
-        .arg(&dir)
-        .env_remove("KUMO_HOME")
-        .env_remove("KUMO_NODE")
-        .output()
-        .unwrap();
-    let _down = DevnetGuard(&dir);
-    assert!(up.status.success(), "devnet up: {}", text(&up.stderr));
-    let info: Value = serde_json::from_slice(&up.stdout).unwrap();
-    let instance = info["info"]["instance"].as_str().unwrap().to_string();
-    let kumo = Kumo::from_env_file(&dir.join("devnet.env"));
+    let devnet = Devnet::up(&tmp.path().join("devnet"));
+    let info = &devnet.info;
+    let instance = devnet.info("instance");
+    let kumo = Kumo(&devnet);
     let sdl_dir = tmp.path();
     let write = |name: &str, body: String| {
         let p = sdl_dir.join(name);
