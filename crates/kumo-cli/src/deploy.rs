@@ -161,9 +161,10 @@ impl DeployArgs {
     }
 }
 
-/// Checks the SDL before any key is read or anything is sent: prints its warnings on stderr,
+/// Checks the SDL before any key is read or anything is sent (`kumo deploy`, `kumo update`):
+/// prints its warnings on stderr,
 /// and refuses an invalid file, or with `strict` a file with warnings.
-fn check_sdl(file: &std::path::Path, text: &str, strict: bool) -> anyhow::Result<()> {
+pub(crate) fn check_sdl(file: &std::path::Path, text: &str, strict: bool) -> anyhow::Result<()> {
     let name = file.display();
     let sdl = kumo_sdl::parse(text).map_err(kumo_tenant::TenantError::Sdl)?;
     if strict && !sdl.warnings().is_empty() {

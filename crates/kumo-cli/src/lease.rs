@@ -164,6 +164,10 @@ pub(crate) struct UpdateArgs {
     pub(crate) dseq: u64,
     /// The new SDL file.
     pub(crate) file: PathBuf,
+    /// Refuse the file if it has keys Akash ignores (the warnings become errors); nothing is
+    /// sent.
+    #[arg(long)]
+    pub(crate) strict: bool,
     #[command(flatten)]
     pub(crate) tenant: TenantArgs,
 }
@@ -501,6 +505,7 @@ pub(crate) fn deposit(a: &DepositArgs, format: OutputFormat) -> anyhow::Result<E
 pub(crate) fn update(a: &UpdateArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("reading {}", a.file.display()))?;
+    crate::deploy::check_sdl(&a.file, &text, a.strict)?;
     let u = block_on(async {
         let t = a.tenant.connect().await?;
         anyhow::Ok(lease::update(&t, a.dseq, &text).await?)

@@ -291,6 +291,29 @@ fn deploy_shows_warnings_first_and_strict_refuses_before_sending_anything() {
         matches!(node.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "deploy --strict connected to the node"
     );
+    // `kumo update --strict` refuses the same file before reaching the node too.
+    let out = kumo(&[
+        "update",
+        "7",
+        &file,
+        "--strict",
+        "--home",
+        &home,
+        "--keyring-backend",
+        "test",
+        "--node",
+        &url,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("refused by --strict, nothing was sent") && err.contains("(line 9)"),
+        "{err}"
+    );
+    assert!(
+        matches!(node.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "update --strict connected to the node"
+    );
 
     // Without --strict the warnings come first, then the deployment goes ahead (here it stops
     // at the stand-in node, which never answers an HTTP request properly).
