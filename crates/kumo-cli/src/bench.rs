@@ -63,6 +63,32 @@ pub(crate) enum BenchCommand {
     /// removes everything afterwards. Goal: deploy_seconds ≤ docker_run_seconds + 2.0 with
     /// 250 ms blocks. Needs the test images (`scripts/test-images.sh`).
     Deploy(DeployArgs),
+    /// One provider host carrying many leases: seconds from deploy to first HTTP 200 of the
+    /// first and the last leases, the provider's memory, its reconcile time with all of them,
+    /// and what is left once they are closed.
+    ///
+    /// Starts a devnet in a temporary directory (its provider's capacity.cpu_overcommit raised
+    /// so --leases leases of 10m CPU fit), deploys --leases small web services of --image one
+    /// after another (the library call of `kumo deploy`, cheapest bid), reads the provider's
+    /// RSS, restarts the devnet (workloads keep running) and reads the provider's reconcile
+    /// time from its log, closes every lease and counts the provider's containers, networks
+    /// and volumes left. Goals: the last deploys take at most 1.5× the first; reconcile of 500
+    /// leases ≤ 2 s; nothing left. First and last are medians of 5 deploys.
+    Provider(ProviderArgs),
+}
+
+/// What `kumo bench provider` runs.
+#[derive(Debug, Args)]
+pub(crate) struct ProviderArgs {
+    /// How many leases to deploy.
+    #[arg(long, default_value_t = 500)]
+    leases: usize,
+    /// A local image whose `httpd` serves /www on port 80.
+    #[arg(long, default_value = "kumo-test/busybox:1")]
+    image: String,
+    /// The devnet's block time.
+    #[arg(long, value_parser = kumo_node::home::parse_duration, default_value = "250ms")]
+    block_time: std::time::Duration,
 }
 
 /// What `kumo bench deploy` runs.
@@ -236,6 +262,30 @@ impl BenchCommand {
                             "goal deploy ≤ docker run + 2.0 s: {}",
                             met(r.deploy_seconds <= r.docker_run_seconds + 2.0)
                         );
+                    }
+                }
+            }
+            BenchCommand::Provider(a) => {
+                let r = crate::bench_provider::run(&a.image, a.leases, a.block_time, &progress)?;
+                match format {
+                    OutputFormat::Json => print_json(&r)?,
+                    OutputFormat::Text => {
+                        println!(
+                            "{} leases ({} ms blocks): deploy {:.2} s first, {:.2} s last; provider RSS {:.0} MiB; reconcile {:.0} ms; {} objects left after close",
+                            r.leases,
+                            r.block_time_ms,
+                            r.deploy_seconds_first,
+                            r.deploy_seconds_last,
+                            r.provider_rss_mb,
+                            r.reconcile_ms,
+                            r.left_after_close
+                        );
+                        println!(
+                            "goal last ≤ 1.5 × first: {}",
+                            met(r.deploy_seconds_last <= 1.5 * r.deploy_seconds_first)
+                        );
+                        println!("goal reconcile ≤ 2 s: {}", met(r.reconcile_ms <= 2000.0));
+                        println!("goal nothing left: {}", met(r.left_after_close == 0));
                     }
                 }
             }

@@ -84,7 +84,7 @@ fn http_ok(addr: SocketAddr, host: &str) -> bool {
 }
 
 /// Polls until 200; the instant it came.
-fn first_ok(addr: SocketAddr, host: &str) -> anyhow::Result<Instant> {
+pub(crate) fn first_ok(addr: SocketAddr, host: &str) -> anyhow::Result<Instant> {
     let start = Instant::now();
     loop {
         if http_ok(addr, host) {

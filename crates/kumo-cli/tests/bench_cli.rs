@@ -156,3 +156,42 @@ fn bench_node_prints_network_json() {
         ],
     );
 }
+
+// Only its `docker_ready` is used here.
+#[allow(dead_code)]
+#[path = "support/devnet.rs"]
+mod devnet;
+
+#[test]
+fn bench_provider_deploys_reconciles_and_leaves_nothing() {
+    if !devnet::docker_ready("kumo-test/busybox:1", "the provider benchmark's test") {
+        return;
+    }
+    let out = kumo(&["bench", "provider", "--leases", "3", "-o", "json"]);
+    let obj = json_object(&out);
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "block_time_ms",
+            "deploy_seconds_first",
+            "deploy_seconds_last",
+            "leases",
+            "left_after_close",
+            "provider_rss_mb",
+            "reconcile_ms",
+        ]
+    );
+    assert_eq!(obj["leases"], 3);
+    assert_eq!(obj["left_after_close"], 0, "every lease's objects removed");
+    for k in [
+        "deploy_seconds_first",
+        "deploy_seconds_last",
+        "provider_rss_mb",
+        "reconcile_ms",
+    ] {
+        let v = obj[k].as_f64().unwrap();
+        assert!(v.is_finite() && v > 0.0, "{k} = {v}");
+    }
+}
