@@ -32,7 +32,9 @@ pub(crate) struct DeployBench {
     pub(crate) block_time_ms: u64,
 }
 
-fn sdl(image: &str) -> String {
+/// A web service of `image` (busybox `httpd` on port 80, global) with `cpu` cores, `size` of
+/// memory and of storage, at `price` ukumo per block: the lease both deploy benchmarks use.
+pub(crate) fn web_sdl(image: &str, cpu: &str, size: &str, price: u32) -> String {
     format!(
         r#"version: "2.0"
 services:
@@ -50,17 +52,17 @@ profiles:
     web:
       resources:
         cpu:
-          units: 0.1
+          units: {cpu}
         memory:
-          size: 32Mi
+          size: {size}
         storage:
-          size: 32Mi
+          size: {size}
   placement:
     dc:
       pricing:
         web:
           denom: ukumo
-          amount: 1000
+          amount: {price}
 deployment:
   web:
     dc:
@@ -148,7 +150,7 @@ fn measure(
     let key = Keystore::open(dir.join("keys"), Backend::Test)?
         .secret_key("tenant")
         .context("the devnet's tenant key")?;
-    let text = sdl(image);
+    let text = web_sdl(image, "0.1", "32Mi", 1000);
     progress("deploying through the devnet");
     let start = Instant::now();
     let reports = rt.block_on(async {

@@ -19,7 +19,7 @@ use kumo_keystore::{Backend, Keystore};
 use kumo_tenant::deploy::{DeployOptions, Selection};
 use serde::Serialize;
 
-use crate::bench_deploy::first_ok;
+use crate::bench_deploy::{first_ok, web_sdl};
 
 /// How many deploys the first and last figures are the median of.
 pub(crate) const WINDOW: usize = 5;
@@ -41,44 +41,6 @@ pub(crate) struct ProviderBench {
     pub(crate) left_after_close: usize,
     /// The devnet's block time.
     pub(crate) block_time_ms: u64,
-}
-
-fn sdl(image: &str) -> String {
-    format!(
-        r#"version: "2.0"
-services:
-  web:
-    image: {image}
-    command: ["sh", "-c"]
-    args: ["exec httpd -f -p 80 -h /www"]
-    expose:
-      - port: 80
-        as: 80
-        to:
-          - global: true
-profiles:
-  compute:
-    web:
-      resources:
-        cpu:
-          units: 0.01
-        memory:
-          size: 8Mi
-        storage:
-          size: 8Mi
-  placement:
-    dc:
-      pricing:
-        web:
-          denom: ukumo
-          amount: 100
-deployment:
-  web:
-    dc:
-      profile: web
-      count: 1
-"#
-    )
 }
 
 fn median(xs: &[f64]) -> f64 {
@@ -174,7 +136,7 @@ fn measure(
     let key = Keystore::open(dir.join("keys"), Backend::Test)?
         .secret_key("tenant")
         .context("the devnet's tenant key")?;
-    let text = sdl(image);
+    let text = web_sdl(image, "0.01", "8Mi", 100);
     let node = kumo_client::NodeClient::new(&info.node)?;
     let tenant = rt.block_on(kumo_tenant::Tenant::connect(node, key))?;
     let mut seconds = Vec::with_capacity(leases);
