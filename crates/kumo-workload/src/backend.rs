@@ -62,6 +62,24 @@ pub trait Backend: Send + Sync {
     /// provider, sorted: what a restarted provider reconciles against the chain.
     async fn leases(&self) -> Result<Vec<LeaseId>, WorkloadError>;
 
+    /// Every lease's replicas at once, in lease order: what each service runs, in which state,
+    /// at which address. Built from one listing of the engine where it can be (a provider with
+    /// 500 leases refreshes and reconciles from this, not from 500 calls to
+    /// [`Backend::status`]), so the per-replica details that need a closer look are left at
+    /// their defaults: `restarts` 0, no `exit_code`, `oom_killed` false. A lease with nothing
+    /// but a network or volumes here is absent.
+    async fn statuses(&self) -> Result<Vec<DeploymentStatus>, WorkloadError> {
+        let mut all = Vec::new();
+        for lease in self.leases().await? {
+            match self.status(&lease).await {
+                Ok(s) if !s.services.is_empty() => all.push(s),
+                Ok(_) | Err(WorkloadError::LeaseNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(all)
+    }
+
     /// What happens to the lease's replicas from now on (starts, exits, restarts, OOM kills).
     async fn events(&self, lease: &LeaseId) -> Result<EventStream, WorkloadError>;
 

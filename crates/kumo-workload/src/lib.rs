@@ -6,6 +6,7 @@
 //! - [`docker`]: [`DockerBackend`], each lease on a Docker engine as one private network, a
 //!   container per replica and a size-limited named volume per persistent mount.
 //! - [`error`]: [`WorkloadError`], one error type for every backend.
+//! - `fake` (feature `fake`): `FakeBackend`, in memory, for tests without an engine.
 //! - [`network`]: lease networks' address pool and bridge names; [`firewall`]: the nftables
 //!   rules that let a lease reach the internet and its own network, nothing else.
 //! - [`storage`]: disks that hold to their size (a persistent volume as a file system image
@@ -28,6 +29,8 @@
 pub mod backend;
 pub mod docker;
 pub mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod firewall;
 pub mod network;
 pub mod storage;

@@ -265,6 +265,10 @@ impl Backend for DockerBackend {
         self.status_unlocked(lease).await
     }
 
+    async fn statuses(&self) -> Result<Vec<DeploymentStatus>, WorkloadError> {
+        self.all_statuses().await
+    }
+
     async fn logs(&self, lease: &LeaseId, opts: &LogOptions) -> Result<LogStream, WorkloadError> {
         self.logs_stream(lease, opts).await
     }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use bollard::models::{ContainerStateStatusEnum, EventMessage};
+use bollard::models::{ContainerStateStatusEnum, ContainerSummaryStateEnum, EventMessage};
 use bollard::query_parameters::{
     EventsOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
     ListVolumesOptionsBuilder,
@@ -111,6 +111,84 @@ impl DockerBackend {
             lease: *lease,
             services,
         })
+    }
+
+    /// Every lease's replicas from one container listing (no inspection: see
+    /// [`crate::Backend::statuses`] for what that leaves out).
+    pub(super) async fn all_statuses(&self) -> Result<Vec<DeploymentStatus>, WorkloadError> {
+        let containers = self
+            .docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&labels::filter(&self.config.instance, None))
+                    .build(),
+            ))
+            .await
+            .map_err(|e| WorkloadError::engine("listing containers", e))?;
+        let mut leases: BTreeMap<LeaseId, BTreeMap<String, ServiceStatus>> = BTreeMap::new();
+        for summary in containers {
+            let Some(lease) = summary.labels.as_ref().and_then(labels::parse_lease) else {
+                continue;
+            };
+            let Some(id) = summary.id else { continue };
+            let labels = &summary.labels;
+            let name = label(labels, labels::SERVICE).to_string();
+            let service = leases
+                .entry(lease)
+                .or_default()
+                .entry(name.clone())
+                .or_insert_with(|| ServiceStatus {
+                    name,
+                    image: summary.image.clone().unwrap_or_default(),
+                    replicas: label(labels, labels::COUNT).parse().unwrap_or(0),
+                    running: 0,
+                    ports: parse_ports_label(label(labels, labels::PORTS)),
+                    instances: Vec::new(),
+                });
+            let state = match summary.state {
+                Some(ContainerSummaryStateEnum::CREATED) => ReplicaState::Created,
+                Some(ContainerSummaryStateEnum::RUNNING) => ReplicaState::Running,
+                Some(ContainerSummaryStateEnum::RESTARTING) => ReplicaState::Restarting,
+                Some(ContainerSummaryStateEnum::PAUSED) => ReplicaState::Paused,
+                Some(ContainerSummaryStateEnum::EXITED) => ReplicaState::Exited,
+                Some(ContainerSummaryStateEnum::REMOVING) => ReplicaState::Removing,
+                Some(ContainerSummaryStateEnum::DEAD) => ReplicaState::Dead,
+                _ => ReplicaState::Unknown,
+            };
+            if state == ReplicaState::Running {
+                service.running += 1;
+            }
+            let network = Names::new(&self.config.instance, &lease).network();
+            let ip = summary
+                .network_settings
+                .and_then(|n| n.networks)
+                .and_then(|mut n| n.remove(&network))
+                .and_then(|e| e.ip_address)
+                .and_then(|ip| ip.parse::<IpAddr>().ok());
+            service.instances.push(ReplicaStatus {
+                replica: label(labels, labels::REPLICA).parse().unwrap_or(0),
+                id,
+                state,
+                ip,
+                restarts: 0,
+                exit_code: None,
+                oom_killed: false,
+            });
+        }
+        Ok(leases
+            .into_iter()
+            .map(|(lease, services)| DeploymentStatus {
+                lease,
+                services: services
+                    .into_values()
+                    .map(|mut s| {
+                        s.instances.sort_by_key(|r| r.replica);
+                        s
+                    })
+                    .collect(),
+            })
+            .collect())
     }
 
     /// Every lease with a container, network or volume of this instance (a teardown that was

@@ -274,6 +274,28 @@ async fn a_restarted_provider_finds_its_leases_and_only_its_own() {
     let mut expected = vec![a, b];
     expected.sort();
     assert_eq!(restarted.leases().await.unwrap(), expected);
+    // One listing of every lease's replicas says what each lease's own status says: which
+    // replicas, in which state, at which address (what the provider routes to after a restart).
+    let all = restarted.statuses().await.unwrap();
+    assert_eq!(all.iter().map(|s| s.lease).collect::<Vec<_>>(), expected);
+    for listed in &all {
+        let one = restarted.status(&listed.lease).await.unwrap();
+        let view = |s: &kumo_workload::DeploymentStatus| {
+            s.services
+                .iter()
+                .map(|s| {
+                    let replicas: Vec<_> = s
+                        .instances
+                        .iter()
+                        .map(|r| (r.replica, r.id.clone(), r.state, r.ip))
+                        .collect();
+                    (s.name.clone(), s.replicas, s.running, s.ports.clone(), replicas)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(view(listed), view(&one));
+        assert!(listed.services[0].instances[0].ip.is_some());
+    }
 
     // Another provider on the same engine sees none of them.
     let other_instance = format!("another-provider-{}", support::random_hex(4));

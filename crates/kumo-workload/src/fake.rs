@@ -1,0 +1,225 @@
+//! [`FakeBackend`]: a [`Backend`] that keeps its "workloads" in memory, for fast tests of what
+//! drives a backend (the provider's lease lifecycle) on machines without a container engine.
+//! Built with the `fake` feature; nothing in a provider binary uses it.
+//!
+//! It keeps the contract that matters to its callers: `deploy` converges (replicas that exist
+//! are kept, missing ones created, surplus ones removed) and recreates a lease that was torn
+//! down; `teardown` is idempotent; `status` of a lease with nothing here is
+//! [`WorkloadError::LeaseNotFound`]. A replica runs the moment it is created and gets an address
+//! of its own in 10.250.0.0/16. What it does not do: logs, exec and events answer
+//! [`WorkloadError::Unsupported`].
+//!
+//! Two hooks open the windows a real engine has: [`FakeBackend::with_deploy_delay`] makes every
+//! deploy wait before it writes (as a real one waits on the engine), so a test can race a
+//! teardown against it; [`FakeBackend::remove_replica`] removes a replica behind the caller's
+//! back (as `docker rm` would).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kumo_sdl::manifest::ManifestGroup;
+use kumo_types::LeaseId;
+
+use crate::WorkloadError;
+use crate::backend::{
+    Backend, DeployOptions, DeploymentStatus, EventStream, ExecRequest, ExecSession, LogOptions,
+    LogStream, ReplicaState, ReplicaStatus, ServicePort, ServiceStatus, TeardownReport,
+};
+
+/// An in-memory [`Backend`] (see the module docs).
+#[derive(Debug, Default)]
+pub struct FakeBackend {
+    deploy_delay: Duration,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    leases: BTreeMap<LeaseId, DeploymentStatus>,
+    deploys: u64,
+    teardowns: u64,
+    next_replica: u32,
+}
+
+impl FakeBackend {
+    /// An empty backend whose deploys finish at once.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every deploy waits this long before it writes anything.
+    pub fn with_deploy_delay(mut self, delay: Duration) -> Self {
+        self.deploy_delay = delay;
+        self
+    }
+
+    /// Removes one replica, as if someone had removed its container behind the provider's back.
+    /// Returns whether it existed.
+    pub fn remove_replica(&self, lease: &LeaseId, service: &str, replica: u32) -> bool {
+        let mut inner = self.lock();
+        let Some(status) = inner.leases.get_mut(lease) else {
+            return false;
+        };
+        let Some(s) = status.services.iter_mut().find(|s| s.name == service) else {
+            return false;
+        };
+        let before = s.instances.len();
+        s.instances.retain(|r| r.replica != replica);
+        s.running = s.instances.len() as u32;
+        before != s.instances.len()
+    }
+
+    /// How many deploys (and updates) have written so far.
+    pub fn deploys(&self) -> u64 {
+        self.lock().deploys
+    }
+
+    /// How many teardowns found something to remove.
+    pub fn teardowns(&self) -> u64 {
+        self.lock().teardowns
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A test that panicked while holding the lock has failed already; go on with its data.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self, lease: &LeaseId, group: &ManifestGroup) -> DeploymentStatus {
+        let mut inner = self.lock();
+        inner.deploys += 1;
+        let old = inner.leases.remove(lease);
+        let mut services = Vec::new();
+        for s in &group.services {
+            let mut kept: Vec<ReplicaStatus> = old
+                .as_ref()
+                .and_then(|o| o.service(&s.name))
+                .map(|o| {
+                    o.instances
+                        .iter()
+                        .filter(|r| r.replica < s.count)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            for replica in 0..s.count {
+                if kept.iter().any(|r| r.replica == replica) {
+                    continue;
+                }
+                inner.next_replica += 1;
+                let n = inner.next_replica;
+                kept.push(ReplicaStatus {
+                    replica,
+                    id: format!("fake-{n}"),
+                    state: ReplicaState::Running,
+                    ip: Some(IpAddr::V4(Ipv4Addr::new(10, 250, (n >> 8) as u8, n as u8))),
+                    restarts: 0,
+                    exit_code: None,
+                    oom_killed: false,
+                });
+            }
+            kept.sort_by_key(|r| r.replica);
+            services.push(ServiceStatus {
+                name: s.name.clone(),
+                image: s.image.clone(),
+                replicas: s.count,
+                running: s.count,
+                ports: s
+                    .expose
+                    .iter()
+                    .map(|e| ServicePort {
+                        port: e.port as u16,
+                        proto: e.proto,
+                    })
+                    .collect(),
+                instances: kept,
+            });
+        }
+        services.sort_by(|a, b| a.name.cmp(&b.name));
+        let status = DeploymentStatus {
+            lease: *lease,
+            services,
+        };
+        inner.leases.insert(*lease, status.clone());
+        status
+    }
+}
+
+fn unsupported(what: &str) -> WorkloadError {
+    WorkloadError::Unsupported {
+        service: "*".into(),
+        reason: format!("the fake backend has no {what}"),
+    }
+}
+
+#[async_trait]
+impl Backend for FakeBackend {
+    async fn deploy(
+        &self,
+        lease: &LeaseId,
+        group: &ManifestGroup,
+        _opts: &DeployOptions,
+    ) -> Result<DeploymentStatus, WorkloadError> {
+        tokio::time::sleep(self.deploy_delay).await;
+        Ok(self.write(lease, group))
+    }
+
+    async fn update(
+        &self,
+        lease: &LeaseId,
+        group: &ManifestGroup,
+        opts: &DeployOptions,
+    ) -> Result<DeploymentStatus, WorkloadError> {
+        self.status(lease).await?;
+        self.deploy(lease, group, opts).await
+    }
+
+    async fn teardown(&self, lease: &LeaseId) -> Result<TeardownReport, WorkloadError> {
+        let mut inner = self.lock();
+        let Some(gone) = inner.leases.remove(lease) else {
+            return Ok(TeardownReport::default());
+        };
+        inner.teardowns += 1;
+        Ok(TeardownReport {
+            replicas: gone.services.iter().map(|s| s.instances.len() as u32).sum(),
+            networks: 1,
+            volumes: 0,
+        })
+    }
+
+    async fn status(&self, lease: &LeaseId) -> Result<DeploymentStatus, WorkloadError> {
+        self.lock()
+            .leases
+            .get(lease)
+            .cloned()
+            .ok_or_else(|| WorkloadError::LeaseNotFound {
+                lease: lease.to_string(),
+            })
+    }
+
+    async fn statuses(&self) -> Result<Vec<DeploymentStatus>, WorkloadError> {
+        Ok(self.lock().leases.values().cloned().collect())
+    }
+
+    async fn logs(&self, _lease: &LeaseId, _opts: &LogOptions) -> Result<LogStream, WorkloadError> {
+        Err(unsupported("logs"))
+    }
+
+    async fn exec(
+        &self,
+        _lease: &LeaseId,
+        _req: &ExecRequest,
+    ) -> Result<ExecSession, WorkloadError> {
+        Err(unsupported("exec"))
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseId>, WorkloadError> {
+        Ok(self.lock().leases.keys().copied().collect())
+    }
+
+    async fn events(&self, _lease: &LeaseId) -> Result<EventStream, WorkloadError> {
+        Err(unsupported("events"))
+    }
+}
