@@ -250,6 +250,27 @@ impl Backend for Backends {
         Ok(all)
     }
 
+    async fn statuses(&self) -> Result<Vec<DeploymentStatus>, WorkloadError> {
+        let mut all: std::collections::BTreeMap<LeaseId, DeploymentStatus> = self
+            .docker
+            .statuses()
+            .await?
+            .into_iter()
+            .map(|s| (s.lease, s))
+            .collect();
+        if let Some(vm) = &self.vm {
+            for s in vm.statuses().await? {
+                let lease = s.lease;
+                let merged = match all.remove(&lease) {
+                    Some(docker) => merge(&lease, docker, s),
+                    None => s,
+                };
+                all.insert(lease, merged);
+            }
+        }
+        Ok(all.into_values().collect())
+    }
+
     async fn enforce_storage(&self) -> Result<Vec<Eviction>, WorkloadError> {
         // A VM's disk is a qcow2 overlay of a fixed virtual size: nothing to measure there.
         self.docker.enforce_storage().await

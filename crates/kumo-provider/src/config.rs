@@ -45,6 +45,11 @@ pub struct ProviderConfig {
     /// How often the earnings of every active lease are withdrawn.
     #[serde(with = "duration_text")]
     pub withdraw_period: Duration,
+    /// How often chain, records and engine are reconciled while the daemon runs (it also runs
+    /// at start): a lease closed while an event was missed is torn down, a workload without a
+    /// lease removed, a lease without a record recorded.
+    #[serde(with = "duration_text")]
+    pub reconcile_interval: Duration,
     /// Deposit held with each bid (at least the chain's `bid_min_deposit`), e.g. `500000ukumo`.
     #[serde(with = "coin_text")]
     pub bid_deposit: Coin,
@@ -343,6 +348,7 @@ impl Default for ProviderConfig {
             data_dir: "data".into(),
             manifest_timeout: Duration::from_secs(300),
             withdraw_period: Duration::from_secs(3600),
+            reconcile_interval: Duration::from_secs(30),
             bid_deposit: Coin::new("ukumo", 500_000),
             key: KeyConfig::default(),
             gateway: GatewayConfig::default(),
@@ -495,6 +501,9 @@ impl ProviderConfig {
                 self.backend.kind
             ));
         }
+        if self.reconcile_interval.is_zero() {
+            return Err("reconcile_interval must be longer than 0s".into());
+        }
         if self.backend.storage_check_interval.is_zero() {
             return Err("backend.storage_check_interval must be longer than 0s".into());
         }
@@ -559,6 +568,9 @@ data_dir = {data_dir}
 manifest_timeout = {manifest_timeout}
 # How often the earnings of every active lease are withdrawn.
 withdraw_period = {withdraw_period}
+# How often chain, records and engine are reconciled (as at start): leases closed while an
+# event was missed are torn down, workloads without an active lease removed.
+reconcile_interval = {reconcile_interval}
 # Deposit held with each bid and refunded when it closes (at least the chain's bid_min_deposit).
 bid_deposit = {bid_deposit}
 # Attributes published on chain and matched against orders' placement requirements; offer a
@@ -687,6 +699,7 @@ nft = {net_nft}
             data_dir = q(&self.data_dir.display().to_string()),
             manifest_timeout = d(&self.manifest_timeout),
             withdraw_period = d(&self.withdraw_period),
+            reconcile_interval = d(&self.reconcile_interval),
             bid_deposit = q(&self.bid_deposit.to_string()),
             attrs = attrs.join("\n"),
             key_name = q(&self.key.name),

@@ -1,15 +1,19 @@
-//! [`run`]: the daemon. One [`Provider`] value holds what every part shares (config, signer,
-//! node client, state, workload backend, route table, inventory); tasks around it:
+//! [`run`]: the daemon. A [`LeaseHost`] holds what runs leases (config, records, workload
+//! backend, route table, inventory) and knows nothing of the chain; the [`Provider`] adds the
+//! chain account (signer, node client) and the handle of the lease owners
+//! ([`crate::lifecycle`]), through which every change to a lease's workload goes. Tasks around
+//! it:
 //!
 //! - the event follower: the node's event stream from the last processed height (stored in
 //!   redb): `OrderCreated` → the bid engine (a task per order), `BidLost`/`BidClosed`/
-//!   `OrderClosed` → reservation released, `LeaseCreated` → lease recorded, `LeaseClosed` →
-//!   teardown at once;
-//! - every second: leases whose manifest is overdue are closed; every 2 s: routes refreshed
-//!   from the engine (and evicted replicas deployed again); every `storage_check_interval`:
-//!   ephemeral storage measured, replicas above their size evicted; every `withdraw_period`:
-//!   earnings withdrawn;
-//! - the HTTPS gateway and the ingress (HTTP by host name, forwarded TCP ports).
+//!   `OrderClosed` → reservation released, `LeaseCreated` → lease recorded and given its
+//!   owner, `LeaseClosed` → its owner tears it down (after whatever it was doing);
+//! - every second: leases whose manifest is overdue are closed; every 2 s: every lease
+//!   refreshed from one engine listing (routes set, missing or evicted replicas deployed
+//!   again); every `reconcile_interval` (30 s): [`Provider::reconcile`], as a controller
+//!   does; every `storage_check_interval`: ephemeral storage measured, replicas above their
+//!   size evicted; every `withdraw_period`: earnings withdrawn;
+//! - the HTTPS gateway and the ingress (HTTP by host name, forwarded TCP and UDP ports).
 //!
 //! At start, before any of that, [`Provider::reconcile`] makes chain, records and engine agree.
 //! SIGTERM/SIGINT stop the servers and tasks; nothing needs flushing (redb commits each change,
@@ -33,21 +37,18 @@ use crate::{
     backends::Backends,
     bidengine,
     inventory::Inventory,
+    lifecycle::Lifecycle,
     metrics::{ProviderMetrics, Snapshot},
     serve,
     state::State,
 };
 
-/// What every part of the daemon shares.
-pub struct Provider {
+/// The part of the daemon that runs leases: its records, the workload backends, the routes,
+/// the inventory. It never talks to the chain, so the lease lifecycle ([`crate::lifecycle`])
+/// runs on it alone, and tests drive it with a fake backend and no node.
+pub struct LeaseHost {
     /// The configuration.
     pub config: ProviderConfig,
-    /// The provider's account.
-    pub address: Address,
-    /// Signs and submits its transactions.
-    pub signer: Signer,
-    /// The node.
-    pub client: NodeClient,
     /// Its records.
     pub state: State,
     /// Where workloads run: containers on Docker, VMs under QEMU ([`crate::backends`]).
@@ -64,15 +65,15 @@ pub struct Provider {
     pub metrics: ProviderMetrics,
 }
 
-impl std::fmt::Debug for Provider {
+impl std::fmt::Debug for LeaseHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provider")
-            .field("address", &self.address)
+        f.debug_struct("LeaseHost")
+            .field("data_dir", &self.config.data_dir)
             .finish_non_exhaustive()
     }
 }
 
-impl Provider {
+impl LeaseHost {
     /// Total, held (leases and open bids) and free capacity.
     pub fn inventory_view(&self) -> Result<InventoryView, ProviderError> {
         let leases = self.state.leases()?;
@@ -84,9 +85,7 @@ impl Provider {
                 .chain(bids.iter().map(|b| &b.held)),
         ))
     }
-}
 
-impl Provider {
     /// The Prometheus text of the counters and of what the records say now.
     pub fn metrics_text(&self) -> Result<String, ProviderError> {
         let leases = self.state.leases()?;
@@ -98,6 +97,39 @@ impl Provider {
             inventory: self.inventory_view()?,
         };
         Ok(self.metrics.render(&snapshot))
+    }
+}
+
+/// The daemon: a [`LeaseHost`] with a chain account. It derefs to its host, so `p.state`,
+/// `p.backend`, `p.config` read as before; what needs the chain (bids, lease records from
+/// chain events, manifests checked against the on-chain hash, closes, withdrawals,
+/// reconciliation) is here.
+pub struct Provider {
+    /// What runs the leases.
+    pub host: Arc<LeaseHost>,
+    /// The provider's account.
+    pub address: Address,
+    /// Signs and submits its transactions.
+    pub signer: Signer,
+    /// The node.
+    pub client: NodeClient,
+    /// The owners of the leases: every change to a lease's workload goes through here.
+    pub leases: Lifecycle,
+}
+
+impl std::ops::Deref for Provider {
+    type Target = LeaseHost;
+
+    fn deref(&self) -> &LeaseHost {
+        &self.host
+    }
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
     }
 }
 
@@ -163,11 +195,8 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
     let backend = Backends::new(Arc::new(docker), vm.clone().map(|v| v as Arc<dyn Backend>));
     info!(provider = %address, total = ?inventory.total, "starting");
     let gateway_cert = serve::gateway_cert(&config)?;
-    let p = Arc::new(Provider {
+    let host = Arc::new(LeaseHost {
         config,
-        address,
-        signer,
-        client,
         state,
         backend: Arc::new(backend),
         vm,
@@ -175,6 +204,17 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
         inventory,
         reserve_lock: Mutex::new(()),
         metrics: ProviderMetrics::default(),
+    });
+    let leases = Lifecycle::start(host.clone());
+    for rec in host.state.leases()? {
+        leases.adopt(rec.id);
+    }
+    let p = Arc::new(Provider {
+        host,
+        address,
+        signer,
+        client,
+        leases,
     });
     let from = match p.state.last_height()? {
         Some(h) => h,
@@ -196,7 +236,20 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
         let p = p.clone();
         move || {
             let p = p.clone();
-            async move { p.refresh().await }
+            async move {
+                p.leases.refresh().await;
+            }
+        }
+    }));
+    tasks.spawn(every(p.config.reconcile_interval, stop_rx.clone(), {
+        let p = p.clone();
+        move || {
+            let p = p.clone();
+            async move {
+                if let Err(e) = p.reconcile().await {
+                    warn!("reconcile: {e}");
+                }
+            }
         }
     }));
     tasks.spawn(every(
@@ -320,7 +373,7 @@ async fn handle_event(p: &Arc<Provider>, event: Event) {
             }
         }
         Event::LeaseClosed { id, reason } if id.provider == me => {
-            p.lease_closed(&id, &format!("{reason:?}")).await;
+            p.leases.close(id, format!("{reason:?}")).await;
         }
         _ => {}
     }

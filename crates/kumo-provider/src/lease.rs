@@ -1,19 +1,22 @@
-//! A lease's life on this provider.
+//! A lease's life on this provider. [`LeaseHost`] does the work on the engine, the records
+//! and the routes, and only a lease's owner ([`crate::lifecycle`]) calls the methods that
+//! change a workload; [`Provider`] adds what needs the chain (the group of a new lease, the
+//! manifest's hash, closes, withdrawals, reconciliation) and sends the rest to the owners.
 //!
 //! ```text
-//! LeaseCreated ──▶ record (awaiting manifest) ──put_manifest (hash = chain's, exactly the group's units)──▶
-//!     host names + host ports (redb; a VM gets one per exposed port and replica) ──▶
-//!     Backend::deploy (containers on Docker, VMs under QEMU) ──▶ routes from the replicas'
-//!     addresses (a VM's HTTP port: 127.0.0.1:<its host port>)
-//! no manifest within manifest_timeout ──▶ CloseLease(manifest_timeout)
-//! LeaseClosed (any reason) ──▶ routes removed, Backend::teardown, record removed
-//! every few seconds: routes refreshed from the engine (replica addresses change on restarts);
-//!     a lease missing replicas is deployed again (converges, never duplicates)
+//! LeaseCreated ──▶ record (awaiting manifest), owner started ──put_manifest (hash = chain's,
+//!     exactly the group's units) ──▶ the owner: host names + host ports (redb; a VM gets one
+//!     per exposed port and replica) ──▶ Backend::deploy (containers on Docker, VMs under
+//!     QEMU) ──▶ routes from the replicas' addresses (a VM's HTTP port: 127.0.0.1:<host port>)
+//! no manifest within manifest_timeout ──▶ the owner refuses manifests ──▶ CloseLease(manifest_timeout)
+//! LeaseClosed (any reason) ──▶ the owner: routes removed, Backend::teardown, record removed; it ends
+//! every 2 s: one engine listing (Backend::statuses), each owner its lease's part: routes set
+//!     (replica addresses change on restarts); missing replicas deployed again (converges)
 //! every storage_check_interval: Backend::enforce_storage (a replica past its ephemeral storage
 //!     is removed; its reason shows in the lease status until the lease closes; the next
 //!     refresh deploys it again, empty)
 //! every withdraw_period: WithdrawLeases for all leases (200 to a message)
-//! at start: reconcile(chain's active leases, redb, Backend::leases())
+//! at start and every reconcile_interval: reconcile(chain's active leases, redb, Backend::leases())
 //! ```
 
 use std::{
@@ -28,7 +31,7 @@ use kumo_gateway::{
     types::{ForwardedPort, LeaseState, LeaseStatusView, ResourceAmounts, ServiceView, SshAccess},
 };
 use kumo_sdl::manifest::{Manifest, ManifestGroup, Proto};
-use kumo_types::{Address, DeploymentId, LeaseCloseReason, LeaseId, Msg};
+use kumo_types::{Address, DeploymentId, GroupSpec, LeaseCloseReason, LeaseId, Msg};
 use kumo_vm::Accel;
 use kumo_workload::{DeployOptions, DeploymentStatus, HostPort};
 use serde::Serialize;
@@ -37,8 +40,9 @@ use tracing::{info, warn};
 
 use crate::{
     ProviderError,
-    daemon::Provider,
+    daemon::{LeaseHost, Provider},
     inventory::{self, DISK, RAM, fits},
+    lifecycle::Refreshed,
     manifest_check::check_manifest_group,
     metrics::ManifestOutcome,
     state::{HostName, LeaseRecord, lease_key},
@@ -128,19 +132,36 @@ fn manifest_needs(group: &ManifestGroup) -> ResourceAmounts {
 }
 
 impl Provider {
-    /// `LeaseCreated` for one of our bids: record it; the manifest timeout starts now.
+    /// `LeaseCreated` for one of our bids (or an active lease found without a record): its
+    /// group read from the chain, the lease recorded and given its owner; the manifest timeout
+    /// starts now.
     pub async fn lease_created(&self, id: LeaseId) -> Result<(), ProviderError> {
+        if self.state.lease(&id)?.is_none() {
+            let dep = self.client.deployment(&id.deployment()).await?.value;
+            let spec = dep
+                .groups
+                .iter()
+                .find(|g| g.id.gseq == id.gseq)
+                .ok_or_else(|| {
+                    ProviderError::Other(format!("lease {} has no group", lease_key(&id)))
+                })?
+                .spec
+                .clone();
+            self.host.record_lease(id, spec).await?;
+        }
+        self.leases.adopt(id);
+        Ok(())
+    }
+}
+
+impl LeaseHost {
+    /// Records a new lease of `spec` (awaiting its manifest), with the GPUs its bid reserved
+    /// (or free ones, for a lease found at reconciliation). A lease already recorded is left
+    /// as it is.
+    pub async fn record_lease(&self, id: LeaseId, spec: GroupSpec) -> Result<(), ProviderError> {
         if self.state.lease(&id)?.is_some() {
             return Ok(());
         }
-        let dep = self.client.deployment(&id.deployment()).await?.value;
-        let spec = dep
-            .groups
-            .iter()
-            .find(|g| g.id.gseq == id.gseq)
-            .ok_or_else(|| ProviderError::Other(format!("lease {} has no group", lease_key(&id))))?
-            .spec
-            .clone();
         let mut held = inventory::group_needs(&spec);
         let key = lease_key(&id);
         let mut gpus = self.state.gpus_of(&key)?;
@@ -185,6 +206,7 @@ impl Provider {
     }
 
     /// The lease closed on chain (or must go): routes, workload and record removed at once.
+    /// Only the lease's owner calls this ([`crate::lifecycle`]).
     pub async fn lease_closed(&self, id: &LeaseId, why: &str) {
         self.metrics.lease_closed();
         self.routes.remove_lease(id);
@@ -195,7 +217,7 @@ impl Provider {
                 "lease closed ({why}): workload removed"
             ),
             Err(e) => {
-                warn!(lease = %lease_key(id), "teardown failed: {e} (reconciliation retries at start)")
+                warn!(lease = %lease_key(id), "teardown failed: {e} (the next reconcile retries)")
             }
         }
         if let Err(e) = self.state.remove_lease(id) {
@@ -229,7 +251,9 @@ impl Provider {
             )))
         }
     }
+}
 
+impl Provider {
     /// A tenant's manifest: checked against the chain, then deployed for each of its leases here.
     pub async fn accept_manifest(
         &self,
@@ -245,7 +269,7 @@ impl Provider {
             }
         };
         for (rec, group) in plan {
-            if let Err(e) = self.deploy_manifest(&rec.id, group).await {
+            if let Err(e) = self.leases.manifest(rec.id, group).await {
                 self.metrics.manifest(ManifestOutcome::DeployFailed);
                 return Err(e);
             }
@@ -320,8 +344,12 @@ impl Provider {
         }
         Ok(plan)
     }
+}
 
-    async fn deploy_manifest(
+impl LeaseHost {
+    /// Deploys an accepted manifest group: host names and ports recorded, the workload
+    /// started, routes set. Only the lease's owner calls this ([`crate::lifecycle`]).
+    pub async fn deploy_manifest(
         &self,
         id: &LeaseId,
         group: ManifestGroup,
@@ -476,45 +504,49 @@ impl Provider {
         self.routes.set_lease(rec.id, routes);
     }
 
-    /// Refreshes every lease's routes from the engine; deploys again a lease whose replicas
-    /// are missing (removed behind the daemon's back), which converges without duplicates.
-    pub async fn refresh(&self) {
-        let Ok(records) = self.state.leases() else {
-            return;
+    /// One lease's refresh, with what the engine runs for it (`None`: nothing): routes set
+    /// from the replicas' addresses; a lease missing replicas (removed behind the daemon's
+    /// back, or evicted) is deployed again, which converges without duplicates. Only the
+    /// lease's owner calls this ([`crate::lifecycle`]).
+    pub async fn refresh_lease(&self, id: &LeaseId, status: Option<DeploymentStatus>) -> Refreshed {
+        let rec = match self.state.lease(id) {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return Refreshed::Waiting,
+            Err(e) => {
+                warn!(lease = %lease_key(id), "refresh: reading the record: {e}");
+                return Refreshed::Failed;
+            }
         };
-        for rec in records {
-            let Some(group) = &rec.manifest else {
-                continue;
-            };
-            let status = match self.backend.status(&rec.id).await {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(lease = %lease_key(&rec.id), "status: {e}");
-                    continue;
-                }
-            };
-            let missing = group.services.iter().any(|s| {
-                status
-                    .service(&s.name)
-                    .is_none_or(|st| (st.instances.len() as u32) < s.count)
-            });
-            let status = if missing {
-                warn!(lease = %lease_key(&rec.id), "replicas missing: deploying again");
-                match self
-                    .backend
-                    .deploy(&rec.id, group, &self.deploy_options(&rec, group))
-                    .await
-                {
-                    Ok(s) => s,
-                    Err(e) => {
-                        warn!(lease = %lease_key(&rec.id), "deploy: {e}");
-                        continue;
-                    }
-                }
-            } else {
-                status
-            };
+        let Some(group) = &rec.manifest else {
+            return Refreshed::Waiting;
+        };
+        let status = status.unwrap_or_else(|| DeploymentStatus {
+            lease: *id,
+            services: Vec::new(),
+        });
+        let missing = group.services.iter().any(|s| {
+            status
+                .service(&s.name)
+                .is_none_or(|st| (st.instances.len() as u32) < s.count)
+        });
+        if !missing {
             self.set_routes(&rec, &status);
+            return Refreshed::Routed;
+        }
+        warn!(lease = %lease_key(id), "replicas missing: deploying again");
+        match self
+            .backend
+            .deploy(id, group, &self.deploy_options(&rec, group))
+            .await
+        {
+            Ok(status) => {
+                self.set_routes(&rec, &status);
+                Refreshed::Redeployed
+            }
+            Err(e) => {
+                warn!(lease = %lease_key(id), "deploy: {e}");
+                Refreshed::Failed
+            }
         }
     }
 
@@ -533,7 +565,9 @@ impl Provider {
             Err(e) => warn!("measuring ephemeral storage: {e}"),
         }
     }
+}
 
+impl Provider {
     /// Closes leases whose manifest did not come within `manifest_timeout`.
     pub async fn close_overdue(&self) {
         let Ok(records) = self.state.leases() else {
@@ -544,6 +578,11 @@ impl Provider {
             if rec.manifest.is_some() || now_ms().saturating_sub(rec.created_ms) < timeout {
                 continue;
             }
+            // The owner decides (a manifest may be on its way in its mailbox) and, once it
+            // says overdue, refuses manifests until the close.
+            if !self.leases.overdue(rec.id, timeout).await {
+                continue;
+            }
             let msg = Msg::CloseLease {
                 id: rec.id,
                 reason: LeaseCloseReason::ManifestTimeout,
@@ -551,7 +590,7 @@ impl Provider {
             match self.signer.submit(vec![msg]).await {
                 Ok(_) => {
                     info!(lease = %lease_key(&rec.id), "no manifest in time: lease closed");
-                    self.lease_closed(&rec.id, "manifest timeout").await;
+                    self.leases.close(rec.id, "manifest timeout").await;
                 }
                 Err(e) => warn!(lease = %lease_key(&rec.id), "closing for manifest timeout: {e}"),
             }
@@ -580,59 +619,43 @@ impl Provider {
     }
 
     /// Makes the chain, the records and the engine agree: nothing runs without an active
-    /// lease, every active lease has its record, and every lease with a manifest runs it.
+    /// lease, every active lease has its record and owner, and every lease with a manifest
+    /// runs it. At start and every `reconcile_interval`, as a controller resyncs.
+    ///
+    /// Its cost grows little with what runs: one query for the chain's active leases, one
+    /// listing of the engine's leases and one of their replicas
+    /// ([`crate::lifecycle::Lifecycle::refresh`]); only leases that differ are acted on.
     pub async fn reconcile(&self) -> Result<ReconcileReport, ProviderError> {
         let started = std::time::Instant::now();
         let mut report = ReconcileReport::default();
-        let chain: BTreeSet<LeaseId> = self
-            .client
-            .leases(&kumo_client::types::LeasesQuery {
-                owner: None,
-                provider: Some(self.address),
-                state: Some(kumo_client::types::LeaseState::Active),
-            })
-            .await?
-            .value
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
-        report.chain_leases = chain.len();
-        for id in self.backend.leases().await? {
-            if !chain.contains(&id) {
-                self.routes.remove_lease(&id);
-                self.backend.teardown(&id).await?;
+        let active = self.active_leases(None).await?;
+        report.chain_leases = active.len();
+        let records: BTreeSet<LeaseId> = self.state.leases()?.iter().map(|r| r.id).collect();
+        let engine: BTreeSet<LeaseId> = self.backend.leases().await?.into_iter().collect();
+        // A lease created on chain after the query above is recorded by its event meanwhile:
+        // each lease the query did not list is asked about again before anything goes.
+        for id in records.union(&engine) {
+            if active.contains(id) || self.lease_is_active(id).await? {
+                continue;
+            }
+            if records.contains(id) {
+                self.leases
+                    .close(*id, "closed while the provider was away")
+                    .await;
+                report.records_dropped += 1;
+            } else {
+                self.leases.close(*id, "no active lease owns it").await;
                 report.orphans_removed += 1;
             }
         }
-        for rec in self.state.leases()? {
-            if !chain.contains(&rec.id) {
-                self.lease_closed(&rec.id, "closed while the provider was away")
-                    .await;
-                report.records_dropped += 1;
-            }
-        }
-        let known: BTreeSet<LeaseId> = self.state.leases()?.iter().map(|r| r.id).collect();
-        for id in chain.difference(&known) {
+        for id in active.difference(&records) {
             self.lease_created(*id).await?;
             report.records_added += 1;
         }
-        for rec in self.state.leases()? {
-            if let Some(group) = &rec.manifest {
-                // One lease that cannot run (a GPU container on an engine without the NVIDIA
-                // runtime, say) must not keep the provider from starting: warn and go on.
-                match self
-                    .backend
-                    .deploy(&rec.id, group, &self.deploy_options(&rec, group))
-                    .await
-                {
-                    Ok(status) => {
-                        self.set_routes(&rec, &status);
-                        report.redeployed += 1;
-                    }
-                    Err(e) => warn!(lease = %lease_key(&rec.id), "deploying again: {e}"),
-                }
-            }
+        for id in &active {
+            self.leases.adopt(*id);
         }
+        report.redeployed = self.leases.refresh().await.redeployed;
         let open: BTreeSet<_> = self
             .client
             .bids(&kumo_client::types::BidsQuery {
@@ -664,6 +687,32 @@ impl Provider {
         Ok(report)
     }
 
+    /// The provider's active leases on chain (of one tenant, or all).
+    async fn active_leases(
+        &self,
+        owner: Option<Address>,
+    ) -> Result<BTreeSet<LeaseId>, ProviderError> {
+        Ok(self
+            .client
+            .leases(&kumo_client::types::LeasesQuery {
+                owner,
+                provider: Some(self.address),
+                state: Some(kumo_client::types::LeaseState::Active),
+            })
+            .await?
+            .value
+            .into_iter()
+            .map(|l| l.id)
+            .collect())
+    }
+
+    /// Whether the chain says the lease is active now.
+    async fn lease_is_active(&self, id: &LeaseId) -> Result<bool, ProviderError> {
+        Ok(self.active_leases(Some(id.owner)).await?.contains(id))
+    }
+}
+
+impl LeaseHost {
     /// The tenant-facing status of a lease.
     pub async fn status_view(&self, id: &LeaseId) -> Result<LeaseStatusView, GatewayError> {
         let rec = self

@@ -12,7 +12,9 @@
 //! - [`bidengine`]: on `OrderCreated`, match, reserve, price and bid.
 //! - [`lease`]: a lease's life: manifest accepted (hash checked), deployed, routed; closed on
 //!   chain → torn down; no manifest in time → closed; earnings withdrawn; reconciliation at
-//!   start.
+//!   start and every `reconcile_interval`.
+//! - [`lifecycle`]: one owner (an actor) per lease; every change to a lease's workload is a
+//!   message in its mailbox, handled in order, so a refresh never redeploys a closed lease.
 //! - [`manifest_check`]: a manifest group must ask for exactly its lease's units, counts and
 //!   endpoints.
 //! - [`metrics`]: the Prometheus counters and gauges behind `GET /metrics`.
@@ -31,6 +33,7 @@ pub mod gateway;
 pub mod gpus;
 pub mod inventory;
 pub mod lease;
+pub mod lifecycle;
 pub mod manifest_check;
 pub mod metrics;
 pub mod pricing;
