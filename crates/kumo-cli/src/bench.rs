@@ -271,13 +271,14 @@ impl BenchCommand {
                     OutputFormat::Json => print_json(&r)?,
                     OutputFormat::Text => {
                         println!(
-                            "{} leases ({} ms blocks): deploy {:.2} s first, {:.2} s last; provider RSS {:.0} MiB; reconcile {:.0} ms; {} objects left after close",
+                            "{} leases ({} ms blocks): deploy {:.2} s first, {:.2} s last; provider RSS {:.0} MiB; reconcile {:.0} ms; {} answering after the restart; {} objects left after close",
                             r.leases,
                             r.block_time_ms,
                             r.deploy_seconds_first,
                             r.deploy_seconds_last,
                             r.provider_rss_mb,
                             r.reconcile_ms,
+                            r.answering_after_restart,
                             r.left_after_close
                         );
                         println!(
@@ -285,6 +286,10 @@ impl BenchCommand {
                             met(r.deploy_seconds_last <= 1.5 * r.deploy_seconds_first)
                         );
                         println!("goal reconcile ≤ 2 s: {}", met(r.reconcile_ms <= 2000.0));
+                        println!(
+                            "goal all answering after the restart: {}",
+                            met(r.answering_after_restart == r.leases)
+                        );
                         println!("goal nothing left: {}", met(r.left_after_close == 0));
                     }
                 }

@@ -4,8 +4,10 @@
 //! deployed one after another with the same library call as `kumo deploy` (cheapest bid), each
 //! timed from the call to its first HTTP 200 through the ingress. Then: the provider's resident
 //! memory; a restart of the devnet (its workloads keep running), whose reconcile of N leases
-//! the provider times and logs; every lease closed; and what is left on the engine with the
-//! provider's label (containers, networks, volumes), which must be nothing.
+//! the provider times and logs; every lease asked again through the ingress (reconcile must
+//! have routed them all); every lease closed; and what is left of the provider (containers,
+//! networks and volumes with its label, lease bridges in its firewall table, QEMU processes),
+//! which must be nothing.
 //!
 //! Each lease asks for Akash's smallest CPU (10m) and 8 MiB: on a 2-core host N = 500 needs
 //! 5 cores, so the provider's `capacity.cpu_overcommit` is raised to fit N (the only change to
@@ -37,7 +39,11 @@ pub(crate) struct ProviderBench {
     pub(crate) provider_rss_mb: f64,
     /// The provider's reconcile at start with N leases (chain, records, engine), in ms.
     pub(crate) reconcile_ms: f64,
-    /// Containers, networks and volumes of the provider left once every lease closed.
+    /// Leases that answered HTTP 200 through the ingress after the restart (all N, or the
+    /// reconcile lost some).
+    pub(crate) answering_after_restart: usize,
+    /// What the provider left once every lease closed: containers, networks and volumes with
+    /// its label, lease bridges in its firewall table, QEMU processes of the devnet.
     pub(crate) left_after_close: usize,
     /// The devnet's block time.
     pub(crate) block_time_ms: u64,
@@ -141,6 +147,7 @@ fn measure(
     let tenant = rt.block_on(kumo_tenant::Tenant::connect(node, key))?;
     let mut seconds = Vec::with_capacity(leases);
     let mut dseqs = Vec::with_capacity(leases);
+    let mut hosts = Vec::with_capacity(leases);
     for i in 0..leases {
         let start = Instant::now();
         let reports = rt.block_on(async {
@@ -166,6 +173,7 @@ fn measure(
         let answered = first_ok(info.ingress, &host)?;
         seconds.push((answered - start).as_secs_f64());
         dseqs.push(report.status.dseq);
+        hosts.push(host);
         if (i + 1) % 25 == 0 || i + 1 == leases {
             progress(&format!(
                 "{} leases deployed (last {:.2} s)",
@@ -187,6 +195,13 @@ fn measure(
     let before = std::fs::read_to_string(&log).unwrap_or_default().len();
     let devnet = rt.block_on(kumo_devnet::run::up(spec, exe, &mut |s| progress(s)))?;
     let reconcile_ms = reconcile_ms(&log, before)?;
+    let answering_after_restart = hosts
+        .iter()
+        .filter(|h| first_ok(info.ingress, h).is_ok())
+        .count();
+    progress(&format!(
+        "{answering_after_restart} of {leases} leases answer after the restart"
+    ));
 
     progress("closing every lease");
     for dseq in &dseqs {
@@ -194,10 +209,10 @@ fn measure(
     }
     // Teardown follows each close's event: give the last ones a moment.
     let deadline = Instant::now() + std::time::Duration::from_secs(60);
-    let mut left_after_close = left_on_engine(&info.instance);
+    let mut left_after_close = left_behind(&info.instance, &dir);
     while left_after_close > 0 && Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(250));
-        left_after_close = left_on_engine(&info.instance);
+        left_after_close = left_behind(&info.instance, &dir);
     }
     devnet.stop();
     Ok(ProviderBench {
@@ -206,6 +221,7 @@ fn measure(
         deploy_seconds_last,
         provider_rss_mb,
         reconcile_ms,
+        answering_after_restart,
         left_after_close,
         block_time_ms: 0,
     })
@@ -242,10 +258,11 @@ fn reconcile_ms(log: &Path, from: usize) -> anyhow::Result<f64> {
     Ok(took)
 }
 
-/// Containers, networks and volumes labelled with the provider's instance.
-fn left_on_engine(instance: &str) -> usize {
+/// What the provider left: containers, networks and volumes labelled with its instance, lease
+/// bridges still in its firewall table, QEMU processes started for the devnet.
+fn left_behind(instance: &str, devnet: &Path) -> usize {
     let filter = format!("label=kumo.instance={instance}");
-    [
+    let engine: usize = [
         vec!["ps", "-aq", "--filter", filter.as_str()],
         vec!["network", "ls", "-q", "--filter", filter.as_str()],
         vec!["volume", "ls", "-q", "--filter", filter.as_str()],
@@ -258,5 +275,28 @@ fn left_on_engine(instance: &str) -> usize {
             .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
             .unwrap_or(0)
     })
-    .sum()
+    .sum();
+    // The set `intra` holds one "<bridge>" . "<bridge>" element per lease network.
+    let table = format!("kumo_{}", kumo_workload::network::instance_tag(instance));
+    let rules = Command::new("nft")
+        .args(["list", "set", "inet", &table, "intra"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .matches("\" . \"")
+                .count()
+        })
+        .unwrap_or(0);
+    let qemu = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("qemu-system") && c.contains(&*devnet.to_string_lossy())
+            })
+        })
+        .count();
+    engine + rules + qemu
 }

@@ -237,7 +237,7 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
         move || {
             let p = p.clone();
             async move {
-                p.leases.refresh().await;
+                p.leases.refresh(false).await;
             }
         }
     }));

@@ -33,7 +33,7 @@ use kumo_gateway::{
 use kumo_sdl::manifest::{Manifest, ManifestGroup, Proto};
 use kumo_types::{Address, DeploymentId, GroupSpec, LeaseCloseReason, LeaseId, Msg};
 use kumo_vm::Accel;
-use kumo_workload::{DeployOptions, DeploymentStatus, HostPort};
+use kumo_workload::{DeployOptions, DeploymentStatus, HostPort, ReplicaState};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -506,9 +506,16 @@ impl LeaseHost {
 
     /// One lease's refresh, with what the engine runs for it (`None`: nothing): routes set
     /// from the replicas' addresses; a lease missing replicas (removed behind the daemon's
-    /// back, or evicted) is deployed again, which converges without duplicates. Only the
-    /// lease's owner calls this ([`crate::lifecycle`]).
-    pub async fn refresh_lease(&self, id: &LeaseId, status: Option<DeploymentStatus>) -> Refreshed {
+    /// back, or evicted) is deployed again, which converges without duplicates; with
+    /// `start_stopped`, so is a lease with a replica that stopped and that the engine does not
+    /// restart (created, exited or dead: after a host reboot its volumes must be mounted
+    /// again). Only the lease's owner calls this ([`crate::lifecycle`]).
+    pub async fn refresh_lease(
+        &self,
+        id: &LeaseId,
+        status: Option<DeploymentStatus>,
+        start_stopped: bool,
+    ) -> Refreshed {
         let rec = match self.state.lease(id) {
             Ok(Some(rec)) => rec,
             Ok(None) => return Refreshed::Waiting,
@@ -529,11 +536,24 @@ impl LeaseHost {
                 .service(&s.name)
                 .is_none_or(|st| (st.instances.len() as u32) < s.count)
         });
-        if !missing {
+        let stopped = start_stopped
+            && status.services.iter().any(|s| {
+                s.instances.iter().any(|r| {
+                    matches!(
+                        r.state,
+                        ReplicaState::Created | ReplicaState::Exited | ReplicaState::Dead
+                    )
+                })
+            });
+        if !missing && !stopped {
             self.set_routes(&rec, &status);
             return Refreshed::Routed;
         }
-        warn!(lease = %lease_key(id), "replicas missing: deploying again");
+        if missing {
+            warn!(lease = %lease_key(id), "replicas missing: deploying again");
+        } else {
+            info!(lease = %lease_key(id), "replicas stopped: deploying again");
+        }
         match self
             .backend
             .deploy(id, group, &self.deploy_options(&rec, group))
@@ -655,7 +675,7 @@ impl Provider {
         for id in &active {
             self.leases.adopt(*id);
         }
-        report.redeployed = self.leases.refresh().await.redeployed;
+        report.redeployed = self.leases.refresh(true).await.redeployed;
         let open: BTreeSet<_> = self
             .client
             .bids(&kumo_client::types::BidsQuery {

@@ -77,6 +77,7 @@ enum Command {
         done: oneshot::Sender<()>,
     },
     Refresh {
+        start_stopped: bool,
         done: oneshot::Sender<RefreshReport>,
     },
     Owned {
@@ -95,6 +96,7 @@ enum LeaseCommand {
     },
     Refresh {
         status: Option<DeploymentStatus>,
+        start_stopped: bool,
         done: oneshot::Sender<Refreshed>,
     },
     Close {
@@ -183,10 +185,19 @@ impl Lifecycle {
     }
 
     /// Refreshes every lease from one engine listing: routes set from the replicas' addresses,
-    /// missing replicas deployed again. Returns when every lease has done its part.
-    pub async fn refresh(&self) -> RefreshReport {
+    /// missing replicas deployed again, and with `start_stopped` (reconcile) also the leases
+    /// with a replica that stopped and is not being restarted (after a host reboot, say: the
+    /// deploy mounts its volumes and starts it). Returns when every lease has done its part.
+    pub async fn refresh(&self, start_stopped: bool) -> RefreshReport {
         let (done, finished) = oneshot::channel();
-        if self.mailbox.send(Command::Refresh { done }).is_err() {
+        if self
+            .mailbox
+            .send(Command::Refresh {
+                start_stopped,
+                done,
+            })
+            .is_err()
+        {
             return RefreshReport::default();
         }
         finished.await.unwrap_or_default()
@@ -282,7 +293,10 @@ impl Supervisor {
                 self.owners.remove(&lease);
                 let _ = owner.send(LeaseCommand::Close { why, done });
             }
-            Command::Refresh { done } => self.refresh(done).await,
+            Command::Refresh {
+                start_stopped,
+                done,
+            } => self.refresh(start_stopped, done).await,
             Command::Owned { reply } => {
                 let mut all: Vec<LeaseId> = self.owners.keys().copied().collect();
                 all.sort();
@@ -291,7 +305,7 @@ impl Supervisor {
         }
     }
 
-    async fn refresh(&mut self, done: oneshot::Sender<RefreshReport>) {
+    async fn refresh(&mut self, start_stopped: bool, done: oneshot::Sender<RefreshReport>) {
         let mut statuses: BTreeMap<LeaseId, DeploymentStatus> =
             match self.host.backend.statuses().await {
                 Ok(all) => all.into_iter().map(|s| (s.lease, s)).collect(),
@@ -306,7 +320,11 @@ impl Supervisor {
             let (tx, rx) = oneshot::channel();
             let status = statuses.remove(lease);
             if owner
-                .send(LeaseCommand::Refresh { status, done: tx })
+                .send(LeaseCommand::Refresh {
+                    status,
+                    start_stopped,
+                    done: tx,
+                })
                 .is_ok()
             {
                 answers.push(rx);
@@ -365,8 +383,16 @@ impl LeaseActor {
                     }
                     let _ = reply.send(self.closing);
                 }
-                LeaseCommand::Refresh { status, done } => {
-                    let _ = done.send(self.host.refresh_lease(&self.lease, status).await);
+                LeaseCommand::Refresh {
+                    status,
+                    start_stopped,
+                    done,
+                } => {
+                    let refreshed = self
+                        .host
+                        .refresh_lease(&self.lease, status, start_stopped)
+                        .await;
+                    let _ = done.send(refreshed);
                 }
                 LeaseCommand::Close { why, done } => {
                     self.host.lease_closed(&self.lease, &why).await;

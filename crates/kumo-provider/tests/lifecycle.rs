@@ -12,12 +12,8 @@ use std::time::Duration;
 
 use kumo_gateway::{GatewayError, routes::RouteTable};
 use kumo_provider::{
-    ProviderConfig,
-    daemon::LeaseHost,
-    inventory::Inventory,
-    lifecycle::Lifecycle,
-    metrics::ProviderMetrics,
-    state::State,
+    ProviderConfig, daemon::LeaseHost, inventory::Inventory, lifecycle::Lifecycle,
+    metrics::ProviderMetrics, state::State,
 };
 use kumo_sdl::manifest::ManifestGroup;
 use kumo_types::{Address, GroupSpec, LeaseId};
@@ -147,13 +143,37 @@ async fn a_replica_removed_behind_the_providers_back_is_deployed_again_by_the_re
     w.running(lease(1)).await;
     w.running(lease(2)).await;
     assert!(w.fake.remove_replica(&lease(1), "web", 1));
-    let report = w.leases.refresh().await;
+    let report = w.leases.refresh(false).await;
     assert_eq!(report.routed, 2);
     assert_eq!(report.redeployed, 1, "only the lease that lost a replica");
     let status = w.fake.status(&lease(1)).await.unwrap();
     assert_eq!(status.service("web").unwrap().instances.len(), 2);
     assert_eq!(
-        w.host.routes.lease(&lease(1)).unwrap().http[0].targets.len(),
+        w.host.routes.lease(&lease(1)).unwrap().http[0]
+            .targets
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_replica_is_started_by_the_reconciles_refresh_not_by_the_periodic_one() {
+    let w = world(Duration::ZERO);
+    w.running(lease(1)).await;
+    assert!(w.fake.stop_replica(&lease(1), "web", 0));
+    let periodic = w.leases.refresh(false).await;
+    assert_eq!(
+        periodic.redeployed, 0,
+        "the engine's restart policy decides"
+    );
+    assert_eq!(
+        w.fake.status(&lease(1)).await.unwrap().services[0].running,
+        1
+    );
+    let reconcile = w.leases.refresh(true).await;
+    assert_eq!(reconcile.redeployed, 1);
+    assert_eq!(
+        w.fake.status(&lease(1)).await.unwrap().services[0].running,
         2
     );
 }
@@ -163,7 +183,10 @@ async fn a_lease_past_its_manifest_deadline_refuses_a_late_manifest() {
     let w = world(Duration::ZERO);
     w.created(lease(1)).await;
     w.created(lease(2)).await;
-    assert!(w.leases.overdue(lease(1), 0).await, "a 0 ms deadline has passed");
+    assert!(
+        w.leases.overdue(lease(1), 0).await,
+        "a 0 ms deadline has passed"
+    );
     assert!(
         !w.leases.overdue(lease(2), 3_600_000).await,
         "an hour has not passed"
@@ -195,7 +218,7 @@ async fn closing_leases_while_the_refresh_redeploys_them_leaves_no_orphan() {
         let (closing, staying) = ids.split_at(3);
         let refresh = {
             let leases = w.leases.clone();
-            tokio::spawn(async move { leases.refresh().await })
+            tokio::spawn(async move { leases.refresh(false).await })
         };
         if round % 2 == 0 {
             tokio::task::yield_now().await;
@@ -214,11 +237,17 @@ async fn closing_leases_while_the_refresh_redeploys_them_leaves_no_orphan() {
         }
         // Whatever the order, the closed leases have nothing left, now or after the next
         // refresh; the others run in full.
-        w.leases.refresh().await;
+        w.leases.refresh(false).await;
         let engine = w.engine_leases().await;
         for id in closing {
-            assert!(!engine.contains(id), "round {round}: lease {id} left running");
-            assert!(w.host.routes.lease(id).is_none(), "round {round}: route left");
+            assert!(
+                !engine.contains(id),
+                "round {round}: lease {id} left running"
+            );
+            assert!(
+                w.host.routes.lease(id).is_none(),
+                "round {round}: route left"
+            );
         }
         for id in staying {
             let status = w.fake.status(id).await.unwrap();

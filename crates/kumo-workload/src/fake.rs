@@ -9,10 +9,11 @@
 //! of its own in 10.250.0.0/16. What it does not do: logs, exec and events answer
 //! [`WorkloadError::Unsupported`].
 //!
-//! Two hooks open the windows a real engine has: [`FakeBackend::with_deploy_delay`] makes every
+//! Hooks open the windows a real engine has: [`FakeBackend::with_deploy_delay`] makes every
 //! deploy wait before it writes (as a real one waits on the engine), so a test can race a
 //! teardown against it; [`FakeBackend::remove_replica`] removes a replica behind the caller's
-//! back (as `docker rm` would).
+//! back (as `docker rm` would); [`FakeBackend::stop_replica`] leaves one exited (as a host
+//! reboot does).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -72,6 +73,30 @@ impl FakeBackend {
         before != s.instances.len()
     }
 
+    /// Stops one replica (its process exited and the engine does not restart it, as after a
+    /// host reboot). A deploy starts it again. Returns whether it existed.
+    pub fn stop_replica(&self, lease: &LeaseId, service: &str, replica: u32) -> bool {
+        let mut inner = self.lock();
+        let Some(s) = inner
+            .leases
+            .get_mut(lease)
+            .and_then(|st| st.services.iter_mut().find(|s| s.name == service))
+        else {
+            return false;
+        };
+        let Some(r) = s.instances.iter_mut().find(|r| r.replica == replica) else {
+            return false;
+        };
+        r.state = ReplicaState::Exited;
+        r.exit_code = Some(0);
+        s.running = s
+            .instances
+            .iter()
+            .filter(|r| r.state == ReplicaState::Running)
+            .count() as u32;
+        true
+    }
+
     /// How many deploys (and updates) have written so far.
     pub fn deploys(&self) -> u64 {
         self.lock().deploys
@@ -101,6 +126,12 @@ impl FakeBackend {
                         .iter()
                         .filter(|r| r.replica < s.count)
                         .cloned()
+                        // A deploy starts what stopped, as the Docker backend's converge does.
+                        .map(|mut r| {
+                            r.state = ReplicaState::Running;
+                            r.exit_code = None;
+                            r
+                        })
                         .collect()
                 })
                 .unwrap_or_default();

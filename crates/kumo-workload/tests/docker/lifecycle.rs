@@ -289,7 +289,13 @@ async fn a_restarted_provider_finds_its_leases_and_only_its_own() {
                         .iter()
                         .map(|r| (r.replica, r.id.clone(), r.state, r.ip))
                         .collect();
-                    (s.name.clone(), s.replicas, s.running, s.ports.clone(), replicas)
+                    (
+                        s.name.clone(),
+                        s.replicas,
+                        s.running,
+                        s.ports.clone(),
+                        replicas,
+                    )
                 })
                 .collect::<Vec<_>>()
         };
