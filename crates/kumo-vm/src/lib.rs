@@ -35,8 +35,10 @@ pub mod accel;
 pub mod backend;
 pub mod bench;
 pub mod error;
+pub mod forward;
 pub mod image;
 pub mod instance;
+pub mod netns;
 pub mod qmp;
 pub mod seed;
 
