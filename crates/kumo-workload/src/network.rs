@@ -137,7 +137,7 @@ pub struct AddressPool {
 
 impl Default for AddressPool {
     /// `10.192.0.0/11` (10.192.0.0–10.223.255.255) in /26 subnets: 32,768 lease networks of
-    /// 61 replicas each. Inside 10/8, away from the blocks home and office networks usually
+    /// 61 addresses each (30 containers, 31 VMs). Inside 10/8, away from the blocks home and office networks usually
     /// take (10.0–10.20), from the top of 10/8 where some hosting networks put their resolvers
     /// (10.255.255.x), and from Docker's own default pools (172.17–172.31, 192.168).
     fn default() -> Self {
