@@ -4,6 +4,9 @@
 //! teardown and restart reach both. The rest of the daemon sees one backend and never asks
 //! whether a service is a VM.
 //!
+//! A lease with VMs always has its Docker network, containers or not: the VM backend attaches
+//! each VM to it (`kumo_vm::netns`), so the lease firewall contains VMs like containers.
+//!
 //! The Docker backend answers `LeaseNotFound` for a lease it has nothing of, the VM backend an
 //! empty status: both mean "nothing here", and only when neither has anything is the lease
 //! unknown.
@@ -134,8 +137,11 @@ impl Backends {
             });
         }
         // A backend with no service of the group left loses what it ran for the lease (a
-        // service that changed runtime moves from one to the other).
-        let docker = if containers.services.is_empty() {
+        // service that changed runtime moves from one to the other). The Docker side of a
+        // VM-only group is an empty container group: its containers go, the lease's network
+        // stays, because the VMs sit on it (their network namespaces are attached to its
+        // bridge, inside the lease firewall).
+        let docker = if containers.services.is_empty() && vms.services.is_empty() {
             self.docker.teardown(lease).await?;
             DeploymentStatus {
                 lease: *lease,
@@ -185,13 +191,16 @@ impl Backend for Backends {
     }
 
     async fn teardown(&self, lease: &LeaseId) -> Result<TeardownReport, WorkloadError> {
-        let mut report = self.docker.teardown(lease).await?;
+        // VMs first: their veths hang on the lease network's bridge, which the Docker side
+        // removes.
+        let mut report = TeardownReport::default();
         if let Some(vm) = &self.vm {
-            let r = vm.teardown(lease).await?;
-            report.replicas += r.replicas;
-            report.networks += r.networks;
-            report.volumes += r.volumes;
+            report = vm.teardown(lease).await?;
         }
+        let r = self.docker.teardown(lease).await?;
+        report.replicas += r.replicas;
+        report.networks += r.networks;
+        report.volumes += r.volumes;
         Ok(report)
     }
 

@@ -136,10 +136,12 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
         .pool()
         .map_err(|e| NoBid::Failed(e.to_string()))?;
     let replicas: u64 = group.resources.iter().map(|u| u64::from(u.count)).sum();
-    if replicas > u64::from(pool.replicas_per_network()) {
+    // Containers take the lower half of a lease subnet, VMs the upper: a group that fits the
+    // smaller half fits whatever its mix.
+    if replicas > u64::from(pool.containers_per_network()) {
         return Err(NoBid::Declined(format!(
             "the group has {replicas} replicas and a lease network here holds {} ([network] lease_subnet_prefix = {})",
-            pool.replicas_per_network(),
+            pool.containers_per_network(),
             pool.subnet_prefix()
         )));
     }

@@ -88,7 +88,7 @@ pub struct NetworkSection {
     pub firewall: bool,
     /// The IPv4 block lease networks' subnets come from.
     pub lease_pool: String,
-    /// The prefix length of each lease network (26: 61 replicas).
+    /// The prefix length of each lease network (26: 30 containers and 31 VMs).
     pub lease_subnet_prefix: u8,
     /// Private, link-local or CGNAT ranges (CIDR) leases may reach anyway; never the host or
     /// another lease.
@@ -687,7 +687,7 @@ firewall = {net_firewall}
 # Each lease network gets its own subnet of this IPv4 block (not Docker's default pools, which
 # hold about 30 networks); the bid engine counts the subnets as capacity.
 lease_pool = {net_pool}
-# Prefix length of each lease network: 26 = 61 replicas per lease, 28 = 13, 24 = 253.
+# Prefix length of each lease network: 26 = 30 replicas per lease, 28 = 6, 24 = 126.
 lease_subnet_prefix = {net_prefix}
 # Private ranges leases may reach anyway, e.g. ["10.9.0.0/24"] for a mirror on the LAN.
 allowed_egress = [{net_allowed}]

@@ -174,7 +174,7 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
     let pool = docker_cfg.network.pool;
     docker_cfg.storage_dir = config.backend.storage_dir(&config.data_dir);
     // Connecting installs the lease firewall for the leases that run (or fails if it cannot).
-    let docker = DockerBackend::connect(docker_cfg).await?;
+    let docker = Arc::new(DockerBackend::connect(docker_cfg).await?);
     let devices = crate::gpus::discover(&config.gpu).map_err(ProviderError::Other)?;
     let inventory = Inventory::discover(docker.docker(), &config.data_dir, &config.capacity)
         .await?
@@ -184,7 +184,11 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
         let mut vm_config = config.vm.backend_config();
         // GPU passthrough checks read the same sysfs as the GPU inventory.
         vm_config.sysfs = config.gpu.sysfs.clone();
+        // VMs sit on their leases' Docker networks, inside the lease firewall.
         let vm = VmBackend::new(vm_config)
+            .await
+            .map_err(|e| ProviderError::Other(format!("[vm]: {e}")))?
+            .with_networks(docker.clone())
             .await
             .map_err(|e| ProviderError::Other(format!("[vm]: {e}")))?;
         info!(accel = %vm.accel().accel, "VMs enabled");
@@ -192,7 +196,7 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
     } else {
         None
     };
-    let backend = Backends::new(Arc::new(docker), vm.clone().map(|v| v as Arc<dyn Backend>));
+    let backend = Backends::new(docker, vm.clone().map(|v| v as Arc<dyn Backend>));
     info!(provider = %address, total = ?inventory.total, "starting");
     let gateway_cert = serve::gateway_cert(&config)?;
     let host = Arc::new(LeaseHost {

@@ -8,6 +8,15 @@
 //! All state lives in the data directory (see [`crate::instance`]), so a restarted provider
 //! finds its VMs with [`Backend::leases`] and [`Backend::status`], and a deploy of the same
 //! manifest brings back any VM that is not running.
+//!
+//! **Networking.** With lease networks attached ([`VmBackend::with_networks`], as the provider
+//! always does), each VM runs in a network namespace of its own on its lease's network
+//! ([`crate::netns`]): an address from the upper half of the lease subnet (the engine hands
+//! the lower half to containers), kept across relaunches and recorded in `vm.json`, and the
+//! lease firewall around it. Its host ports are relayed by [`crate::forward`] to
+//! `<address>:<port>`; [`ReplicaStatus::ip`] is the address. Without lease networks (tests,
+//! `kumo bench vm`) QEMU uses user-mode networking on the host, whose guest reaches the host's
+//! loopback through 10.0.2.2: never for tenants.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -19,6 +28,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use kumo_sdl::manifest::{ManifestGroup, ManifestService, Proto};
 use kumo_types::LeaseId;
+use kumo_workload::network::{LeaseNetwork, LeaseNetworks, vm_addresses};
 use kumo_workload::{
     Backend, DeployOptions, DeploymentStatus, EventKind, EventStream, ExecRequest, ExecSession,
     LogLine, LogOptions, LogStream, ReplicaState, ReplicaStatus, ServicePort, ServiceStatus,
@@ -29,8 +39,10 @@ use sha2::{Digest, Sha256};
 
 use crate::VmError;
 use crate::accel::{Accel, AccelChoice, AccelProbe, probe_kvm};
+use crate::forward::Relays;
 use crate::image::{ImageCache, ImageFormat};
 use crate::instance::{self, Forward, Launch, VmDir, VmState};
+use crate::netns::{self, VmNet};
 use crate::seed::Seed;
 
 /// Where the VM backend keeps its files and how it runs QEMU.
@@ -98,6 +110,10 @@ pub struct VmInfo {
     pub forwards: Vec<Forward>,
     /// Its QEMU process, while it runs.
     pub pid: Option<u32>,
+    /// Its address on the lease network, when it has one (its forwarded ports answer there
+    /// on their own numbers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
 }
 
 impl VmInfo {
@@ -117,6 +133,12 @@ pub struct VmBackend {
     accel: AccelProbe,
     images: ImageCache,
     locks: Mutex<HashMap<LeaseId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Where lease networks come from; `None`: host user-mode networking.
+    networks: Option<Arc<dyn LeaseNetworks>>,
+    /// The host-port relays of the VMs on lease networks, by VM directory.
+    relays: Mutex<HashMap<PathBuf, Relays>>,
+    /// What this backend's network namespaces are named from ([`netns::prefix`]).
+    netns_prefix: String,
 }
 
 /// Everything one replica is launched from, prepared before anything is changed.
@@ -153,9 +175,170 @@ impl VmBackend {
         }
         Ok(VmBackend {
             images: ImageCache::new(config.image_dir.clone(), config.allow_file_urls),
+            netns_prefix: netns::prefix(&config.data_dir),
             config,
             accel,
             locks: Mutex::default(),
+            networks: None,
+            relays: Mutex::default(),
+        })
+    }
+
+    /// Puts VMs on their leases' networks (see the module docs): each VM deployed from now on
+    /// gets a network namespace on the network `networks` gives. Also removes namespaces of
+    /// this backend that no VM owns any more (a teardown that was interrupted) and starts the
+    /// host-port relays of the VMs that run.
+    pub async fn with_networks(
+        mut self,
+        networks: Arc<dyn LeaseNetworks>,
+    ) -> Result<VmBackend, VmError> {
+        self.networks = Some(networks);
+        self.remove_orphan_namespaces().await?;
+        for (dir, state) in self.all_vms().await {
+            if dir.pid().await.is_some() {
+                self.ensure_relays(&dir, &state).await?;
+            }
+        }
+        Ok(self)
+    }
+
+    /// What this backend's network namespaces are named from (`kumo-vm-<tag>-`).
+    pub fn netns_prefix(&self) -> &str {
+        &self.netns_prefix
+    }
+
+    /// Every VM of every lease that has saved state.
+    async fn all_vms(&self) -> Vec<(VmDir, VmState)> {
+        let mut out = Vec::new();
+        let Ok(mut leases) = tokio::fs::read_dir(self.config.data_dir.join("vms")).await else {
+            return out;
+        };
+        while let Ok(Some(lease_dir)) = leases.next_entry().await {
+            let Ok(mut vms) = tokio::fs::read_dir(lease_dir.path()).await else {
+                continue;
+            };
+            while let Ok(Some(vm)) = vms.next_entry().await {
+                let dir = VmDir::new(vm.path());
+                if let Some(state) = dir.load().await {
+                    out.push((dir, state));
+                }
+            }
+        }
+        out
+    }
+
+    /// Deletes this backend's namespaces that no saved VM names.
+    async fn remove_orphan_namespaces(&self) -> Result<(), VmError> {
+        let owned: std::collections::HashSet<String> = self
+            .all_vms()
+            .await
+            .into_iter()
+            .filter_map(|(_, s)| s.net.map(|n| n.netns))
+            .collect();
+        for name in netns::list(&self.netns_prefix).await {
+            if !owned.contains(&name) {
+                tracing::info!(netns = name, "removing a VM network namespace no VM owns");
+                netns::delete_named(&name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the host-port relays of a VM on a lease network, unless the same ones run.
+    async fn ensure_relays(&self, dir: &VmDir, state: &VmState) -> Result<(), VmError> {
+        let Some(net) = &state.net else {
+            return Ok(());
+        };
+        let key = (IpAddr::V4(net.address), state.forwards.clone());
+        let old = {
+            let mut relays = self.relays.lock().unwrap_or_else(|p| p.into_inner());
+            match relays.get(dir.path()) {
+                Some(r) if r.key == key => return Ok(()),
+                _ => relays.remove(dir.path()),
+            }
+        };
+        drop(old);
+        let name = self.vm_name(&state.lease, &state.service, state.replica);
+        let relays = Relays::start(
+            &name,
+            self.config.forward_address,
+            IpAddr::V4(net.address),
+            &state.forwards,
+        )
+        .await?;
+        self.relays
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(dir.path().to_path_buf(), relays);
+        Ok(())
+    }
+
+    /// Stops a VM's relays (its host ports are free again).
+    fn stop_relays(&self, dir: &VmDir) {
+        let old = self
+            .relays
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(dir.path());
+        drop(old);
+    }
+
+    /// The VM's place on `network`: the address it had if that is still its to have, else the
+    /// highest free one of the VM half of the subnet (free: no container has it, no other VM
+    /// of the lease records it).
+    async fn place(
+        &self,
+        state: &VmState,
+        old: Option<&VmState>,
+        network: &LeaseNetwork,
+    ) -> Result<VmNet, VmError> {
+        let mut used: std::collections::HashSet<Ipv4Addr> = network.taken.iter().copied().collect();
+        used.insert(network.gateway);
+        for (_, other) in self.vms_of(&state.lease).await {
+            if (other.service.as_str(), other.replica) != (state.service.as_str(), state.replica)
+                && let Some(n) = other.net
+            {
+                used.insert(n.address);
+            }
+        }
+        let candidates: Vec<Ipv4Addr> = vm_addresses(network.subnet).collect();
+        let kept = old
+            .and_then(|o| o.net.as_ref())
+            .map(|n| n.address)
+            .filter(|a| candidates.contains(a) && !used.contains(a));
+        let address = kept
+            .or_else(|| candidates.iter().copied().find(|a| !used.contains(a)))
+            .ok_or_else(|| {
+                VmError::LeaseNetwork(format!(
+                    "no address left for a VM in {} ({} VM addresses, all taken): the lease has more VMs than its network holds; the provider's [network] lease_subnet_prefix sets the size",
+                    network.subnet,
+                    candidates.len()
+                ))
+            })?;
+        if !network.split {
+            tracing::warn!(
+                subnet = %network.subnet,
+                %address,
+                "this lease network was created before VMs joined lease networks: the engine may hand a later container the VM's address; deploy the lease again after closing it to get a network with separate ranges"
+            );
+        }
+        let key = format!(
+            "{}-{}-{}",
+            self.lease_dir(&state.lease)
+                .file_name()
+                .map(|k| k.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            state.service,
+            state.replica
+        );
+        let (netns, veth) = netns::names(&self.netns_prefix, &key);
+        Ok(VmNet {
+            netns,
+            veth,
+            bridge: network.bridge.clone(),
+            address,
+            prefix: network.subnet.prefix_len(),
+            gateway: network.gateway,
         })
     }
 
@@ -186,6 +369,7 @@ impl VmBackend {
                 user: state.user,
                 forwards: state.forwards,
                 pid,
+                address: state.net.map(|n| IpAddr::V4(n.address)),
             });
         }
         Ok(out)
@@ -333,6 +517,7 @@ impl VmBackend {
                 forwards,
                 accel: self.accel.accel,
                 passthrough,
+                net: None,
                 launch_hash: String::new(),
             };
             state.launch_hash = launch_hash(&state, &seed, self.config.forward_address);
@@ -348,15 +533,25 @@ impl VmBackend {
 
     /// Makes one replica run as planned (see the module docs).
     async fn converge(&self, plan: &Plan) -> Result<(), VmError> {
-        let s = &plan.state;
+        let mut s = plan.state.clone();
         let dir = self.vm_dir(&s.lease, &s.service, s.replica);
         tokio::fs::create_dir_all(dir.path())
             .await
             .map_err(|e| VmError::io(dir.path(), e))?;
         let old = dir.load().await;
+        if let Some(networks) = &self.networks {
+            let network = networks
+                .ensure_lease_network(&s.lease)
+                .await
+                .map_err(|e| VmError::LeaseNetwork(e.to_string()))?;
+            s.net = Some(self.place(&s, old.as_ref(), &network).await?);
+            s.launch_hash = launch_hash(&s, &plan.seed, self.config.forward_address);
+        }
+        let s = &s;
         let running = dir.pid().await.is_some();
         if running && old.as_ref().is_some_and(|o| o.launch_hash == s.launch_hash) {
-            return Ok(());
+            // Unchanged; a restarted provider's relays may still be missing.
+            return self.ensure_relays(&dir, s).await;
         }
         if running {
             tracing::info!(vm = %dir.path().display(), "relaunching VM with new settings");
@@ -400,6 +595,11 @@ impl VmBackend {
 
     async fn launch(&self, dir: &VmDir, state: &VmState) -> Result<(), VmError> {
         let name = self.vm_name(&state.lease, &state.service, state.replica);
+        // A fresh namespace each launch (QEMU is not running): what the state says, whatever
+        // was there before.
+        if let Some(net) = &state.net {
+            netns::create(net).await?;
+        }
         Launch {
             qemu: &self.config.qemu,
             name: &name,
@@ -407,12 +607,17 @@ impl VmBackend {
             forward_address: self.config.forward_address,
         }
         .start(dir)
-        .await
+        .await?;
+        self.ensure_relays(dir, state).await
     }
 
-    /// Stops a VM's QEMU and deletes its files (disk included).
+    /// Stops a VM's QEMU and deletes its relays, network namespace and files (disk included).
     async fn destroy(&self, dir: &VmDir) -> Result<(), VmError> {
         dir.kill(Duration::from_secs(5)).await?;
+        self.stop_relays(dir);
+        if let Some(net) = dir.load().await.and_then(|s| s.net) {
+            netns::delete(&net).await?;
+        }
         match tokio::fs::remove_dir_all(dir.path()).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -524,7 +729,7 @@ fn passthrough_plan(
 }
 
 fn launch_hash(state: &VmState, seed: &Seed, address: IpAddr) -> String {
-    let json = serde_json::json!({
+    let mut json = serde_json::json!({
         "image": state.image_sha256,
         "disk": state.disk_bytes,
         "cpus": state.cpus,
@@ -536,6 +741,11 @@ fn launch_hash(state: &VmState, seed: &Seed, address: IpAddr) -> String {
         "meta": seed.meta_data,
         "user": seed.user_data,
     });
+    // Only when there is one: a VM launched before namespaces keeps its hash (and runs on)
+    // until something else changes.
+    if let Some(net) = &state.net {
+        json["net"] = serde_json::json!(net);
+    }
     hex::encode(Sha256::digest(json.to_string().as_bytes()))
 }
 
@@ -661,6 +871,12 @@ impl Backend for VmBackend {
                 return Err(VmError::io(&lease_dir, e).into_workload("removing the lease's VMs"));
             }
         }
+        // A namespace whose VM directory went before it (an interrupted teardown) goes now.
+        if self.networks.is_some() {
+            self.remove_orphan_namespaces()
+                .await
+                .map_err(|e| e.into_workload("removing leftover VM network namespaces"))?;
+        }
         Ok(report)
     }
 
@@ -694,7 +910,7 @@ impl Backend for VmBackend {
                 replica: state.replica,
                 id: self.vm_name(lease, &state.service, state.replica),
                 state: replica_state,
-                ip: None,
+                ip: state.net.as_ref().map(|n| IpAddr::V4(n.address)),
                 restarts: 0,
                 exit_code: None,
                 oom_killed: false,

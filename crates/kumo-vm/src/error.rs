@@ -42,6 +42,31 @@ pub enum VmError {
         /// Its pid.
         pid: u32,
     },
+    /// A VM's network namespace (or its veth pair) could not be made or removed.
+    #[error(
+        "network namespace {netns}: {reason}; VMs on lease networks need root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and iproute2"
+    )]
+    Network {
+        /// The namespace.
+        netns: String,
+        /// What `ip` said.
+        reason: String,
+    },
+    /// A VM's host port could not be bound for its relay.
+    #[error(
+        "VM {vm}: cannot listen on host port {addr}: {source}; another process holds it (the provider hands VM host ports out of ingress.port_range_*: keep other services out of that range)"
+    )]
+    HostPort {
+        /// The VM's name.
+        vm: String,
+        /// The address and port.
+        addr: std::net::SocketAddr,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// The lease's network could not be had for a VM.
+    #[error("the lease network for the VM: {0}")]
+    LeaseNetwork(String),
     /// The operator asked for KVM and it is not usable.
     #[error("KVM was required (accel = kvm) but {0}")]
     NoKvm(String),

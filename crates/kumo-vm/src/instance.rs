@@ -11,6 +11,9 @@
 //!     console.log   the serial console, appended across reboots: the replica's logs
 //! ```
 //!
+//! A VM on a lease network runs in its own network namespace (see [`crate::netns`]; started
+//! through `nsenter`), its forwarded ports on its lease address there.
+//!
 //! QEMU runs daemonized, so it outlives the provider process; a provider that starts again
 //! reads `vm.json`, finds the process by its pid file and talks to it over `qmp.sock`.
 
@@ -25,6 +28,7 @@ use tokio::process::Command;
 
 use crate::VmError;
 use crate::accel::Accel;
+use crate::netns::VmNet;
 use crate::qmp::Qmp;
 
 /// A port forwarded from the host into the guest.
@@ -67,6 +71,11 @@ pub struct VmState {
     /// `kumo_gpu::vfio::check` before QEMU starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub passthrough: Vec<String>,
+    /// Its network namespace on the lease network ([`crate::netns`]); `None` for a VM on
+    /// user-mode networking of the host (a backend without lease networks: tests, the
+    /// benchmark).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<VmNet>,
     /// Hash of everything the QEMU command line and seed depend on: when a new manifest gives
     /// a different one, the VM is relaunched (its disk kept when the image is the same).
     pub launch_hash: String,
@@ -226,7 +235,8 @@ pub struct Launch<'a> {
     pub name: &'a str,
     /// The saved state: CPUs, memory, forwards, accelerator.
     pub state: &'a VmState,
-    /// The host address forwarded ports listen on.
+    /// The host address forwarded ports listen on (a VM without a network namespace; one
+    /// with a namespace listens on its own address there).
     pub forward_address: IpAddr,
 }
 
@@ -241,9 +251,15 @@ impl Launch<'_> {
                 Proto::Tcp => "tcp",
                 Proto::Udp => "udp",
             };
+            // In its namespace slirp listens on the VM's lease address, port for port, as a
+            // container replica does; the host port is the relay's (`crate::forward`).
+            let (address, port) = match &s.net {
+                Some(net) => (IpAddr::V4(net.address), f.guest_port),
+                None => (self.forward_address, f.host_port),
+            };
             netdev.push_str(&format!(
-                ",hostfwd={proto}:{}:{}-:{}",
-                self.forward_address, f.host_port, f.guest_port
+                ",hostfwd={proto}:{address}:{port}-:{}",
+                f.guest_port
             ));
         }
         let path = |p: PathBuf| p.display().to_string();
@@ -300,14 +316,32 @@ impl Launch<'_> {
     /// setting the VM up, with its error on stderr if it could not).
     pub async fn start(&self, dir: &VmDir) -> Result<(), VmError> {
         let _ = tokio::fs::remove_file(dir.qmp()).await;
-        let output = Command::new(self.qemu)
+        // In its network namespace when it has one: nsenter enters it and execs QEMU (no fork,
+        // so the pid file and the QMP socket are QEMU's as before).
+        let mut command = match &self.state.net {
+            Some(net) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!(
+                    "--net={}",
+                    crate::netns::path(&net.netns).display()
+                ))
+                .arg("--")
+                .arg(self.qemu);
+                c
+            }
+            None => Command::new(self.qemu),
+        };
+        let output = command
             .args(self.args(dir))
             .stdin(std::process::Stdio::null())
             .output()
             .await
             .map_err(|e| VmError::Qemu {
                 vm: self.name.to_string(),
-                reason: format!("cannot run {}: {e}; install qemu-system-x86", self.qemu),
+                reason: format!(
+                    "cannot run {}: {e}; install qemu-system-x86 (and util-linux's nsenter)",
+                    self.qemu
+                ),
             })?;
         if !output.status.success() {
             return Err(VmError::Qemu {

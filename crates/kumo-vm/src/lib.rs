@@ -9,6 +9,10 @@
 //! - [`seed`]: the cloud-init NoCloud seed (an ISO 9660 `cidata` disk written here).
 //! - [`instance`]: one VM's files (overlay disk, seed, QMP socket, pid file, console log,
 //!   `vm.json`) and its QEMU command line.
+//! - [`netns`]: each VM's network namespace on its lease's network (veth on the lease bridge,
+//!   an address of the lease subnet), where QEMU and its user-mode network run, inside the
+//!   lease firewall.
+//! - [`forward`]: the relay from a VM's host ports to its lease address.
 //! - [`qmp`]: a small QMP client (capabilities, status, power button, reset, quit).
 //! - [`bench`]: lease-to-SSH time, for `kumo bench vm`.
 //!
@@ -19,7 +23,12 @@
 //! use kumo_workload::{Backend, DeployOptions, HostPort};
 //! use kumo_sdl::manifest::Proto;
 //!
-//! let backend = VmBackend::new(VmConfig::new("/var/lib/kumo/vm")).await?;
+//! # let docker: std::sync::Arc<kumo_workload::DockerBackend> = todo!();
+//! // VMs on their leases' Docker networks (a provider always does this).
+//! let backend = VmBackend::new(VmConfig::new("/var/lib/kumo/vm"))
+//!     .await?
+//!     .with_networks(docker)
+//!     .await?;
 //! println!("VMs run with {}", backend.accel().accel);
 //! let opts = DeployOptions {
 //!     host_ports: vec![HostPort { service: "box".into(), replica: 0, port: 22, proto: Proto::Tcp, host_port: 32022 }],
@@ -27,7 +36,7 @@
 //! };
 //! backend.deploy(&lease, &group, &opts).await?;
 //! backend.restart(&lease, Some("box")).await?; // reboot, disk kept
-//! backend.teardown(&lease).await?;             // QEMU, disk, seed and ports gone
+//! backend.teardown(&lease).await?;             // QEMU, namespace, disk, seed and ports gone
 //! # Ok(()) }
 //! ```
 
@@ -35,8 +44,10 @@ pub mod accel;
 pub mod backend;
 pub mod bench;
 pub mod error;
+pub mod forward;
 pub mod image;
 pub mod instance;
+pub mod netns;
 pub mod qmp;
 pub mod seed;
 

@@ -111,6 +111,14 @@ pub enum WorkloadError {
         /// The size of each lease network.
         subnet_prefix: u8,
     },
+    /// A lease's network cannot be joined (by a VM), or a VM cannot be attached to it.
+    #[error("lease {lease}: network: {reason}")]
+    Network {
+        /// The lease.
+        lease: String,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
 }
 
 impl WorkloadError {

@@ -43,4 +43,4 @@ pub use backend::{
 };
 pub use docker::{DockerBackend, DockerConfig, ENGINE_MIN_MEMORY};
 pub use error::WorkloadError;
-pub use network::{AddressPool, FirewallConfig, NetworkConfig};
+pub use network::{AddressPool, FirewallConfig, LeaseNetwork, LeaseNetworks, NetworkConfig};

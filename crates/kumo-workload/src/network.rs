@@ -13,8 +13,38 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use async_trait::async_trait;
 use ipnet::{IpNet, Ipv4Net};
+use kumo_types::LeaseId;
 use sha2::{Digest, Sha256};
+
+use crate::WorkloadError;
+
+/// A lease's network as seen by something that joins it from outside the engine (a VM's
+/// network namespace, through a veth pair on the bridge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseNetwork {
+    /// The bridge interface (the firewall's rules key on it).
+    pub bridge: String,
+    /// The lease's subnet.
+    pub subnet: Ipv4Net,
+    /// The host's address on the bridge: the default route of whatever joins it.
+    pub gateway: Ipv4Addr,
+    /// Whether the engine hands out only [`container_range`] (networks created since VMs
+    /// joined lease networks); `false` for an older network, whose containers may take any
+    /// address of the subnet.
+    pub split: bool,
+    /// The addresses the engine has handed to containers right now.
+    pub taken: Vec<Ipv4Addr>,
+}
+
+/// Where a VM backend gets its lease's network: the Docker backend creates (or finds) it, with
+/// its subnet, bridge and firewall rules, whether or not the lease has containers.
+#[async_trait]
+pub trait LeaseNetworks: Send + Sync + std::fmt::Debug {
+    /// The lease's network, created (and covered by the firewall) if it does not exist.
+    async fn ensure_lease_network(&self, lease: &LeaseId) -> Result<LeaseNetwork, WorkloadError>;
+}
 
 /// How lease networks are addressed and contained.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +137,7 @@ pub struct AddressPool {
 
 impl Default for AddressPool {
     /// `10.192.0.0/11` (10.192.0.0–10.223.255.255) in /26 subnets: 32,768 lease networks of
-    /// 61 replicas each. Inside 10/8, away from the blocks home and office networks usually
+    /// 61 addresses each (30 containers, 31 VMs). Inside 10/8, away from the blocks home and office networks usually
     /// take (10.0–10.20), from the top of 10/8 where some hosting networks put their resolvers
     /// (10.255.255.x), and from Docker's own default pools (172.17–172.31, 192.168).
     fn default() -> Self {
@@ -171,6 +201,18 @@ impl AddressPool {
     /// the gateway (the host's end of the bridge) and the broadcast address.
     pub fn replicas_per_network(&self) -> u32 {
         (1u32 << (32 - self.subnet_prefix)) - 3
+    }
+
+    /// How many containers one lease network holds: the lower half of its subnet
+    /// ([`container_range`]) less the network address and the gateway.
+    pub fn containers_per_network(&self) -> u32 {
+        (1u32 << (31 - self.subnet_prefix)) - 2
+    }
+
+    /// How many VMs one lease network holds: the upper half less the broadcast address
+    /// ([`vm_addresses`]).
+    pub fn vms_per_network(&self) -> u32 {
+        (1u32 << (31 - self.subnet_prefix)) - 1
     }
 
     /// The subnet at `index` (0-based), if the pool has it.
@@ -271,6 +313,27 @@ pub fn gateway(subnet: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(subnet.network()) + 1)
 }
 
+/// The part of a lease subnet the engine hands to containers (its IPAM `ip_range`): the lower
+/// half. The upper half is left to VMs, which take their addresses themselves
+/// ([`vm_addresses`]), so the two never collide.
+pub fn container_range(subnet: Ipv4Net) -> Ipv4Net {
+    let subnet = subnet.trunc();
+    let prefix = (subnet.prefix_len() + 1).min(32);
+    Ipv4Net::new(subnet.network(), prefix).expect("a prefix of at most 32")
+}
+
+/// The addresses a VM of the lease may take, from the top of the subnet downward: the upper
+/// half less the broadcast address. A network created before the split (no `ip_range`) may
+/// have containers anywhere; counting from the top keeps VMs away from the low addresses the
+/// engine hands out first.
+pub fn vm_addresses(subnet: Ipv4Net) -> impl Iterator<Item = Ipv4Addr> {
+    let subnet = subnet.trunc();
+    let half = container_range(subnet).broadcast();
+    let top = u32::from(subnet.broadcast());
+    let low = u32::from(half) + 1;
+    (low..top).rev().map(Ipv4Addr::from)
+}
+
 /// 8 hex digits naming a provider instance in interface and table names.
 pub fn instance_tag(instance: &str) -> String {
     let digest = Sha256::digest(instance.as_bytes());
@@ -355,6 +418,8 @@ mod tests {
         let pool = AddressPool::default();
         assert_eq!(pool.capacity(), 32_768);
         assert_eq!(pool.replicas_per_network(), 61);
+        assert_eq!(pool.containers_per_network(), 30);
+        assert_eq!(pool.vms_per_network(), 31);
         assert_eq!(pool.subnet(0), Some(net("10.192.0.0/26")));
         assert_eq!(pool.subnet(1), Some(net("10.192.0.64/26")));
         assert_eq!(pool.subnet(32_767), Some(net("10.223.255.192/26")));
@@ -427,6 +492,26 @@ mod tests {
             pool.first_free(&used, |_| false),
             Some((3, net("10.9.0.192/26")))
         );
+    }
+
+    #[test]
+    fn containers_take_the_lower_half_of_a_subnet_and_vms_the_upper_from_the_top() {
+        let subnet = net("10.192.0.64/26");
+        assert_eq!(container_range(subnet), net("10.192.0.64/27"));
+        let vms: Vec<Ipv4Addr> = vm_addresses(subnet).collect();
+        assert_eq!(vms.len() as u32, AddressPool::default().vms_per_network());
+        assert_eq!(vms[0], Ipv4Addr::new(10, 192, 0, 126));
+        assert_eq!(*vms.last().unwrap(), Ipv4Addr::new(10, 192, 0, 96));
+        // The smallest subnet: 2 containers (.2, .3), 3 VMs (.6, .5, .4).
+        let small = net("10.192.0.8/29");
+        assert_eq!(container_range(small), net("10.192.0.8/30"));
+        assert_eq!(
+            vm_addresses(small).collect::<Vec<_>>(),
+            ["10.192.0.14", "10.192.0.13", "10.192.0.12"].map(|a| a.parse::<Ipv4Addr>().unwrap())
+        );
+        let pool = AddressPool::new(net("10.192.0.0/16"), 29).unwrap();
+        assert_eq!(pool.containers_per_network(), 2);
+        assert_eq!(pool.vms_per_network(), 3);
     }
 
     #[test]

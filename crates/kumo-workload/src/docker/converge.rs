@@ -52,7 +52,8 @@ impl DockerBackend {
             }
         }
         let replicas: u64 = group.services.iter().map(|s| u64::from(s.count)).sum();
-        let room = self.config.network.pool.replicas_per_network();
+        // Containers get the lower half of the subnet (VMs the upper: `network::container_range`).
+        let room = self.config.network.pool.containers_per_network();
         if replicas > u64::from(room)
             && let Some(first) = group.services.first()
         {

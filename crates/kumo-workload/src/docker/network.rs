@@ -19,7 +19,9 @@ use super::DockerBackend;
 use super::labels::{self, Names};
 use crate::WorkloadError;
 use crate::firewall::Firewall;
-use crate::network::{bridge_name, gateway, host_resolvers, host_routes};
+use crate::network::{
+    LeaseNetwork, LeaseNetworks, bridge_name, container_range, gateway, host_resolvers, host_routes,
+};
 
 /// The engine's option that names a bridge network's Linux interface.
 pub(super) const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
@@ -53,6 +55,57 @@ impl DockerBackend {
             .lease_network(lease)
             .await?
             .and_then(|n| bridge_of(&n).map(str::to_string)))
+    }
+
+    /// Creates the lease's network unless it exists (whether or not the lease has containers:
+    /// a VM joins it), makes the firewall cover it, and says what a VM joining it needs to
+    /// know. The network goes with the lease's teardown.
+    pub async fn ensure_lease_network(
+        &self,
+        lease: &LeaseId,
+    ) -> Result<LeaseNetwork, WorkloadError> {
+        let _guard = self.lock(lease).await;
+        let names = Names::new(&self.config.instance, lease);
+        self.ensure_network(lease, &names).await?;
+        let missing = |what: &str| WorkloadError::Network {
+            lease: lease.to_string(),
+            reason: format!("the lease network has no {what}: close the lease and deploy again"),
+        };
+        let network = self
+            .lease_network(lease)
+            .await?
+            .ok_or_else(|| missing("record in the engine"))?;
+        let id = network.id.clone().ok_or_else(|| missing("id"))?;
+        let bridge = bridge_of(&network).ok_or_else(|| missing("bridge name"))?;
+        let subnet = *subnets_of(&network)
+            .first()
+            .ok_or_else(|| missing("IPv4 subnet"))?;
+        let split = network
+            .ipam
+            .iter()
+            .flat_map(|i| i.config.iter().flatten())
+            .filter_map(|c| c.ip_range.as_deref()?.parse::<ipnet::Ipv4Net>().ok())
+            .any(|r| r == container_range(subnet));
+        // The listing leaves out the containers; the inspection has them.
+        let inspect = self
+            .docker
+            .inspect_network(&id, None)
+            .await
+            .map_err(|e| WorkloadError::engine(format!("inspecting network {id}"), e))?;
+        let taken = inspect
+            .containers
+            .unwrap_or_default()
+            .into_values()
+            .filter_map(|c| c.ipv4_address?.parse::<ipnet::Ipv4Net>().ok())
+            .map(|a| a.addr())
+            .collect();
+        Ok(LeaseNetwork {
+            bridge: bridge.to_string(),
+            subnet,
+            gateway: gateway(subnet),
+            split,
+            taken,
+        })
     }
 
     /// Creates the lease's network unless it exists, and makes the firewall cover it.
@@ -118,6 +171,8 @@ impl DockerBackend {
                     driver: Some("default".into()),
                     config: Some(vec![IpamConfig {
                         subnet: Some(subnet.to_string()),
+                        // Containers in the lower half; VMs take the upper half themselves.
+                        ip_range: Some(container_range(subnet).to_string()),
                         gateway: Some(gateway(subnet).to_string()),
                         ..Default::default()
                     }]),
@@ -193,6 +248,13 @@ impl DockerBackend {
     }
 }
 
+#[async_trait::async_trait]
+impl LeaseNetworks for DockerBackend {
+    async fn ensure_lease_network(&self, lease: &LeaseId) -> Result<LeaseNetwork, WorkloadError> {
+        DockerBackend::ensure_lease_network(self, lease).await
+    }
+}
+
 /// A pseudo-random pool index to search from: a hash of the lease, the attempt and the time.
 fn random_start(lease: &LeaseId, attempt: u32) -> u64 {
     use sha2::{Digest, Sha256};
@@ -225,13 +287,21 @@ fn subnets_of(n: &Network) -> Vec<Ipv4Net> {
 }
 
 /// Whether the engine refused a network because its subnet (or bridge) is taken: "Pool
-/// overlaps with other one on this address space" (403), a conflict (409).
+/// overlaps with other one on this address space" (403), a conflict (409), or "failed to
+/// allocate gateway (…): Address already in use" (500): with an `ip_range` the engine's IPAM
+/// lets a second network share the subnet's pool and fails only on the gateway, which every
+/// network of a subnet takes.
 fn is_taken(e: &DockerError) -> bool {
     match e {
         DockerError::DockerResponseServerError {
             status_code,
             message,
-        } => *status_code == 403 || *status_code == 409 || message.contains("overlaps"),
+        } => {
+            *status_code == 403
+                || *status_code == 409
+                || message.contains("overlaps")
+                || (message.contains("gateway") && message.contains("already in use"))
+        }
         _ => false,
     }
 }

@@ -630,17 +630,17 @@ async fn an_exhausted_pool_is_refused_with_its_name_and_leaves_nothing() {
         Err(WorkloadError::LeaseNotFound { .. })
     ));
 
-    // A group with more replicas than a /29 network holds (5) is refused before anything is
-    // created.
+    // A group with more containers than a /29 network holds (2: the lower half; VMs get the
+    // upper) is refused before anything is created.
     let big = engine.lease();
     let mut client = idle("client");
-    client.count = 6;
+    client.count = 3;
     let e = engine
         .backend
         .deploy(&big, &group(vec![client]), &opts)
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("holds at most 5"), "{e}");
+    assert!(e.to_string().contains("holds at most 2"), "{e}");
     assert!(matches!(
         engine.backend.status(&big).await,
         Err(WorkloadError::LeaseNotFound { .. })
