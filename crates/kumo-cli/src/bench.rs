@@ -271,7 +271,7 @@ impl BenchCommand {
                     OutputFormat::Json => print_json(&r)?,
                     OutputFormat::Text => {
                         println!(
-                            "{} leases ({} ms blocks): deploy {:.2} s first, {:.2} s last; provider RSS {:.0} MiB; reconcile {:.0} ms; {} answering after the restart; {} objects left after close",
+                            "{} leases ({} ms blocks): deploy {:.2} s first, {:.2} s last; provider RSS {:.0} MiB; reconcile {:.0} ms; {} answering after the restart; {} objects left {:.1} s after the last close",
                             r.leases,
                             r.block_time_ms,
                             r.deploy_seconds_first,
@@ -279,7 +279,8 @@ impl BenchCommand {
                             r.provider_rss_mb,
                             r.reconcile_ms,
                             r.answering_after_restart,
-                            r.left_after_close
+                            r.left_after_close,
+                            r.teardown_lag_seconds
                         );
                         println!(
                             "goal last ≤ 1.5 × first: {}",

@@ -45,6 +45,9 @@ pub(crate) struct ProviderBench {
     /// What the provider left once every lease closed: containers, networks and volumes with
     /// its label, lease bridges in its firewall table, QEMU processes of the devnet.
     pub(crate) left_after_close: usize,
+    /// Seconds from the last close to nothing left (or to giving up after a minute and a
+    /// second a lease).
+    pub(crate) teardown_lag_seconds: f64,
     /// The devnet's block time.
     pub(crate) block_time_ms: u64,
 }
@@ -207,13 +210,19 @@ fn measure(
     for dseq in &dseqs {
         rt.block_on(kumo_tenant::lease::close(&tenant, *dseq))?;
     }
-    // Teardown follows each close's event: give the last ones a moment.
-    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    // Teardown follows each close's event and may lag the closes: wait for it (a minute, and
+    // a second a lease), timing from the last close to nothing left.
+    let closed = Instant::now();
+    let deadline = closed + std::time::Duration::from_secs(60 + leases as u64);
     let mut left_after_close = left_behind(&info.instance, &dir);
     while left_after_close > 0 && Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(250));
         left_after_close = left_behind(&info.instance, &dir);
     }
+    let teardown_lag_seconds = closed.elapsed().as_secs_f64();
+    progress(&format!(
+        "{left_after_close} objects left {teardown_lag_seconds:.1} s after the last close"
+    ));
     devnet.stop();
     Ok(ProviderBench {
         leases,
@@ -223,6 +232,7 @@ fn measure(
         reconcile_ms,
         answering_after_restart,
         left_after_close,
+        teardown_lag_seconds,
         block_time_ms: 0,
     })
 }

@@ -186,6 +186,7 @@ fn a_provider_carries_100_leases_and_leaves_nothing_once_they_close() {
             "left_after_close",
             "provider_rss_mb",
             "reconcile_ms",
+            "teardown_lag_seconds",
         ]
     );
     assert_eq!(obj["leases"], 100);

@@ -71,12 +71,17 @@ impl RouteTable {
         Self::default()
     }
 
-    /// Replaces the routes of `lease`.
+    /// Replaces the routes of `lease`. Setting the routes a lease already has changes
+    /// nothing and wakes no one: the provider sets every lease's routes every few seconds,
+    /// and with hundreds of leases the port forwarder would otherwise re-read the whole
+    /// table hundreds of times a refresh.
     pub fn set_lease(&self, lease: LeaseId, routes: LeaseRoutes) {
-        self.inner
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(lease, routes);
+        let mut table = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if table.get(&lease) == Some(&routes) {
+            return;
+        }
+        table.insert(lease, routes);
+        drop(table);
         self.generation.send_modify(|g| *g += 1);
     }
 
@@ -134,5 +139,49 @@ impl RouteTable {
             .unwrap_or_else(|e| e.into_inner())
             .get(lease)
             .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kumo_types::Address;
+
+    use super::*;
+
+    fn routes(target: &str) -> LeaseRoutes {
+        LeaseRoutes {
+            http: vec![HttpRoute {
+                host: "a.example".into(),
+                service: "web".into(),
+                targets: vec![target.parse().unwrap()],
+            }],
+            ports: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_a_change_wakes_the_watchers() {
+        let table = RouteTable::new();
+        let changes = table.changes();
+        let lease = LeaseId {
+            owner: Address([1; 20]),
+            dseq: 1,
+            gseq: 1,
+            oseq: 1,
+            provider: Address([2; 20]),
+        };
+        table.set_lease(lease, routes("10.0.0.2:80"));
+        assert_eq!(*changes.borrow(), 1);
+        table.set_lease(lease, routes("10.0.0.2:80"));
+        assert_eq!(*changes.borrow(), 1, "the same routes again change nothing");
+        table.set_lease(lease, routes("10.0.0.3:80"));
+        assert_eq!(*changes.borrow(), 2);
+        assert_eq!(
+            table.http_targets("A.example:8080"),
+            Some(vec!["10.0.0.3:80".parse().unwrap()])
+        );
+        table.remove_lease(&lease);
+        table.remove_lease(&lease);
+        assert_eq!(*changes.borrow(), 3);
     }
 }

@@ -377,7 +377,7 @@ async fn handle_event(p: &Arc<Provider>, event: Event) {
             }
         }
         Event::LeaseClosed { id, reason } if id.provider == me => {
-            p.leases.close(id, format!("{reason:?}")).await;
+            p.leases.close_soon(id, format!("{reason:?}"));
         }
         _ => {}
     }

@@ -654,20 +654,23 @@ impl Provider {
         let engine: BTreeSet<LeaseId> = self.backend.leases().await?.into_iter().collect();
         // A lease created on chain after the query above is recorded by its event meanwhile:
         // each lease the query did not list is asked about again before anything goes.
+        let mut closes = Vec::new();
         for id in records.union(&engine) {
             if active.contains(id) || self.lease_is_active(id).await? {
                 continue;
             }
-            if records.contains(id) {
-                self.leases
-                    .close(*id, "closed while the provider was away")
-                    .await;
+            let why = if records.contains(id) {
                 report.records_dropped += 1;
+                "closed on chain (found by reconcile)"
             } else {
-                self.leases.close(*id, "no active lease owns it").await;
                 report.orphans_removed += 1;
-            }
+                "no active lease owns it"
+            };
+            closes.push(self.leases.close(*id, why));
         }
+        // Each owner tears its lease down; many closes (a burst the event stream has not
+        // delivered yet) run side by side rather than one after another.
+        futures::future::join_all(closes).await;
         for id in active.difference(&records) {
             self.lease_created(*id).await?;
             report.records_added += 1;

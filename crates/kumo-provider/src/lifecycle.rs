@@ -184,6 +184,18 @@ impl Lifecycle {
         }
     }
 
+    /// Starts closing the lease (as [`Lifecycle::close`]) without waiting for the teardown:
+    /// the chain's `LeaseClosed` events go on while owners tear their leases down side by
+    /// side. A teardown lost to a crash is found by the next reconcile.
+    pub fn close_soon(&self, lease: LeaseId, why: impl Into<String>) {
+        let (done, _) = oneshot::channel();
+        let _ = self.mailbox.send(Command::Close {
+            lease,
+            why: why.into(),
+            done,
+        });
+    }
+
     /// Refreshes every lease from one engine listing: routes set from the replicas' addresses,
     /// missing replicas deployed again, and with `start_stopped` (reconcile) also the leases
     /// with a replica that stopped and is not being restarted (after a host reboot, say: the

@@ -138,6 +138,26 @@ async fn a_closed_lease_leaves_no_workload_route_or_record_and_its_owner_ends() 
 }
 
 #[tokio::test]
+async fn leases_closed_without_waiting_are_all_torn_down() {
+    let w = world(Duration::from_millis(2));
+    for n in 0..20 {
+        w.running(lease(n)).await;
+    }
+    for n in 0..20 {
+        w.leases.close_soon(lease(n), "closed on chain");
+    }
+    assert!(w.leases.owned().await.is_empty(), "no owner left at once");
+    for _ in 0..200 {
+        if w.engine_leases().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(w.engine_leases().await.is_empty());
+    assert!(w.host.state.leases().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_replica_removed_behind_the_providers_back_is_deployed_again_by_the_refresh() {
     let w = world(Duration::ZERO);
     w.running(lease(1)).await;
