@@ -27,6 +27,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    quiet_on_closed_pipe();
     let cli = cli::Cli::parse();
     output::init_tracing(cli.default_log_level(), cli.global.verbose);
     match cli.run() {
@@ -36,4 +37,24 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `kumo lease list | head -1` closes the pipe while kumo still prints. Rust ignores SIGPIPE,
+/// so the next `println!` fails, and `println!` panics on failure: the user would see a panic
+/// for a normal shell habit. The output was not wanted any more, so kumo exits 0 quietly, as
+/// a Unix tool does; any other panic goes to the default hook.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

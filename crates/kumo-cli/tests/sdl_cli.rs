@@ -131,6 +131,21 @@ fn hash_is_stable_and_agrees_across_commands_and_stdin() {
     assert_ne!(other.trim(), a);
 }
 
+/// `kumo … | true`: the reader is gone before kumo prints. kumo exits 0 without a panic.
+#[test]
+fn a_closed_pipe_on_stdout_ends_kumo_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_kumo"))
+        .args(["sdl", "manifest", &example("wordpress-mysql.yaml")])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run kumo");
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
 #[test]
 fn missing_file_is_a_clear_error() {
     let out = kumo(&["sdl", "check", "/nonexistent/deploy.yaml"]);
