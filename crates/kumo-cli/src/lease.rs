@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use futures::StreamExt;
 use kumo_gateway::client::ShellEvent;
 use kumo_tenant::lease;
-use kumo_types::Coin;
+use kumo_types::{Address, Coin};
 
 use crate::{
     client::block_on,
@@ -150,6 +150,10 @@ pub(crate) struct DepositArgs {
     pub(crate) dseq: u64,
     /// What to add to its escrow, in its denomination.
     pub(crate) amount: Coin,
+    /// The deployment's owner, to fund someone else's deployment (anyone may); default: the
+    /// `--from` key's own.
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) owner: Option<Address>,
     #[command(flatten)]
     pub(crate) tenant: TenantArgs,
 }
@@ -484,7 +488,7 @@ impl Drop for RawMode {
 pub(crate) fn deposit(a: &DepositArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let d = block_on(async {
         let t = a.tenant.connect().await?;
-        anyhow::Ok(lease::deposit(&t, a.dseq, a.amount.clone()).await?)
+        anyhow::Ok(lease::deposit(&t, a.owner, a.dseq, a.amount.clone()).await?)
     })??;
     match format {
         OutputFormat::Json => print_json(&d)?,

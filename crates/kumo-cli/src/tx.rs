@@ -99,6 +99,26 @@ async fn send(
         Some(f) => f,
         None => params.min_fee(sign_tx(key, &body(0)).len(), 1),
     };
+    // What the chain would refuse costs a fee there: refused here instead.
+    for coin in a.coins.as_slice() {
+        let fee_too = if coin.denom == params.fee_denom {
+            fee
+        } else {
+            0
+        };
+        let held = account.balances.amount_of(&coin.denom);
+        if held < coin.amount.saturating_add(fee_too) {
+            bail!(
+                "{from} holds {held}{denom}; sending {coin}{} needs more (nothing was sent)",
+                if fee_too > 0 {
+                    format!(" with the fee of {fee}{}", params.fee_denom)
+                } else {
+                    String::new()
+                },
+                denom = coin.denom,
+            );
+        }
+    }
     let tx = sign_tx(key, &body(fee));
     let wait = if a.wait {
         Wait::CommitWithin(Duration::from_secs(60))

@@ -247,6 +247,60 @@ fn tenant_path_end_to_end() {
     let after: f64 = dep["escrow_balance"].as_str().unwrap().parse().unwrap();
     assert!(after > before + 900_000.0, "escrow {before} → {after}");
 
+    // Mistakes the CLI can see are refused before anything is sent: no fee, no nonce used.
+    let tenant = info["info"]["tenant"].as_str().unwrap().to_string();
+    let provider = info["info"]["provider"].as_str().unwrap().to_string();
+    let account =
+        |addr: &str| kumo.json(&["query", "account", addr, "-o", "json"])["value"].clone();
+    let before = account(&tenant);
+    let everything = "1000000000000000ukumo"; // the genesis balance, some of it spent since
+    let huge = "1000000000000000000000000000000ukumo";
+    for (args, says) in [
+        (vec!["deposit", &dseq, "0ukumo"], "adds nothing"),
+        (vec!["deposit", &dseq, everything], "needs more"),
+        (vec!["deposit", &dseq, huge], "needs more"),
+        (
+            vec!["deposit", &dseq, "5uusd"],
+            "is paid in ukumo, not uusd",
+        ),
+        (vec!["deposit", "999999", "5ukumo"], "no deployment 999999"),
+        (
+            vec!["tx", "send", "--from", "tenant", &provider, everything],
+            "needs more",
+        ),
+        (
+            vec!["tx", "send", "--from", "tenant", &provider, huge],
+            "needs more",
+        ),
+        (
+            vec!["tx", "send", "--from", "tenant", &provider, "5uatom"],
+            "holds 0uatom",
+        ),
+    ] {
+        let out = kumo.run(&args);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "kumo {args:?} succeeded");
+        assert!(
+            err.contains(says) && err.contains("nothing was sent"),
+            "kumo {args:?}: {err}"
+        );
+    }
+    assert_eq!(account(&tenant), before, "no fee paid, no nonce used");
+    // Anyone may fund a deployment: the provider's key tops up the tenant's.
+    let topped = kumo.json(&[
+        "deposit",
+        &dseq,
+        "1000ukumo",
+        "--from",
+        "provider",
+        "--owner",
+        &tenant,
+        "-o",
+        "json",
+    ]);
+    let more: f64 = topped["escrow_balance"].as_str().unwrap().parse().unwrap();
+    assert!(more > after, "escrow {after} → {more}");
+
     // Update: a changed env reaches the container.
     let changed = write("web2.yaml", web_sdl(IMAGE, "two", None));
     let upd = kumo.json(&["update", &dseq, &changed, "-o", "json"]);
@@ -294,6 +348,12 @@ fn tenant_path_end_to_end() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_ne!(http_status(&url), 200, "the URL no longer serves");
+    let out = kumo.run(&["deposit", &dseq, "5ukumo"]);
+    assert!(
+        text(&out.stderr).contains("is closed") && text(&out.stderr).contains("nothing was sent"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // No bid: an attribute no provider has.
     let nowhere = write("nowhere.yaml", web_sdl(IMAGE, "one", Some("mars")));

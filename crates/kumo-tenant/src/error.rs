@@ -85,6 +85,10 @@ pub enum TenantError {
         /// What differs.
         what: String,
     },
+    /// A request the chain would refuse (or that would do nothing), caught before anything was
+    /// sent: no fee was paid.
+    #[error("{0} (nothing was sent)")]
+    Invalid(String),
     /// No such deployment or lease for this tenant.
     #[error("{0}")]
     NotFound(String),

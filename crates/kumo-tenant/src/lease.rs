@@ -338,12 +338,22 @@ pub struct Deposited {
     pub blocks_left: Option<u64>,
 }
 
-/// Adds `amount` to deployment `dseq`'s escrow.
-pub async fn deposit(tenant: &Tenant, dseq: u64, amount: Coin) -> Result<Deposited, TenantError> {
+/// Adds `amount` to the escrow of deployment `dseq` of `owner` (the tenant's own when `None`:
+/// anyone may fund any active deployment). What the chain would refuse is refused here first,
+/// so a mistake costs no fee: a zero amount, a deployment that does not exist or is closed, a
+/// denomination its escrow does not hold, more than the sender has (with the fee, when it is
+/// paid in the same denomination).
+pub async fn deposit(
+    tenant: &Tenant,
+    owner: Option<Address>,
+    dseq: u64,
+    amount: Coin,
+) -> Result<Deposited, TenantError> {
     let id = DeploymentId {
-        owner: tenant.address(),
+        owner: owner.unwrap_or(tenant.address()),
         dseq,
     };
+    check_deposit(tenant, &id, &amount).await?;
     tenant
         .signer()
         .submit(vec![Msg::DepositDeployment {
@@ -358,6 +368,74 @@ pub async fn deposit(tenant: &Tenant, dseq: u64, amount: Coin) -> Result<Deposit
         escrow_balance,
         blocks_left,
     })
+}
+
+/// The checks of [`deposit`], against the node's current state.
+async fn check_deposit(
+    tenant: &Tenant,
+    id: &DeploymentId,
+    amount: &Coin,
+) -> Result<(), TenantError> {
+    let invalid = |why: String| Err(TenantError::Invalid(why));
+    if amount.amount == 0 {
+        return invalid(format!("a deposit of {amount} adds nothing"));
+    }
+    let whose = if id.owner == tenant.address() {
+        String::new()
+    } else {
+        format!(" of {}", id.owner)
+    };
+    let dep = match tenant.node().deployment(id).await {
+        Ok(d) => d.value,
+        Err(e) if e.is_not_found() => {
+            return Err(TenantError::NotFound(format!(
+                "no deployment {}{whose} (nothing was sent)",
+                id.dseq
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if dep.deployment.state != kumo_chain::state::DeploymentState::Active {
+        return invalid(format!(
+            "deployment {}{whose} is closed: a deposit cannot reopen it",
+            id.dseq
+        ));
+    }
+    if let Some(escrow) = &dep.escrow
+        && escrow.account.denom != amount.denom
+    {
+        return invalid(format!(
+            "deployment {}{whose} is paid in {}, not {}: deposit {}",
+            id.dseq, escrow.account.denom, amount.denom, escrow.account.denom
+        ));
+    }
+    let balances = tenant
+        .node()
+        .account(&tenant.address())
+        .await?
+        .value
+        .balances;
+    let params = tenant.signer().params();
+    // A deposit transaction is about 200 bytes; the fee the signer pays is the chain's minimum.
+    let fee = if params.fee_denom == amount.denom {
+        params.min_fee(200, 1)
+    } else {
+        0
+    };
+    let held = balances.amount_of(&amount.denom);
+    if held < amount.amount.saturating_add(fee) {
+        return invalid(format!(
+            "{} holds {held}{denom}; depositing {amount}{} needs more",
+            tenant.address(),
+            if fee > 0 {
+                format!(" with its fee of about {fee}{}", params.fee_denom)
+            } else {
+                String::new()
+            },
+            denom = amount.denom,
+        ));
+    }
+    Ok(())
 }
 
 /// What an update did.
