@@ -306,6 +306,13 @@ impl ProgressView {
                 "lease {}/{}/{} created with {}",
                 lease.dseq, lease.gseq, lease.oseq, lease.provider
             )),
+            Progress::GatewayUnreachable {
+                provider,
+                error,
+                failing_secs,
+            } => self.line(&format!(
+                "provider {provider}'s gateway unreachable for {failing_secs} s, sending the manifest again: {error}"
+            )),
             Progress::ManifestSent { provider } => {
                 self.line(&format!("manifest sent to {provider}"))
             }

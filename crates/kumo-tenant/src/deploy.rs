@@ -47,6 +47,14 @@ pub const STATUS_POLL: Duration = Duration::from_millis(100);
 const MANIFEST_RETRY: Duration = Duration::from_millis(50);
 /// How long the provider may take to see a new lease.
 const MANIFEST_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the manifest is sent again while the provider's gateway cannot be reached (a
+/// restart, a blip of its network), with backoff from [`OUTAGE_RETRY_FIRST`] to
+/// [`OUTAGE_RETRY_MAX`]: well within the provider's manifest timeout (5 min by default).
+const GATEWAY_OUTAGE: Duration = Duration::from_secs(60);
+/// The first wait after an unreachable gateway.
+const OUTAGE_RETRY_FIRST: Duration = Duration::from_millis(250);
+/// The longest wait between two tries.
+const OUTAGE_RETRY_MAX: Duration = Duration::from_secs(4);
 /// Log lines shown for a service that is not ready.
 const NOT_READY_LOG_LINES: u64 = 20;
 
@@ -178,6 +186,15 @@ pub enum Progress {
     LeaseCreated {
         /// The lease.
         lease: LeaseId,
+    },
+    /// The provider's gateway could not be reached to take the manifest: sending again.
+    GatewayUnreachable {
+        /// The provider.
+        provider: Address,
+        /// Why, as the last try failed.
+        error: String,
+        /// Seconds it has been failing.
+        failing_secs: u64,
     },
     /// A provider accepted the manifest.
     ManifestSent {
@@ -430,7 +447,24 @@ pub async fn deploy(
             TenantError::NotFound(format!("provider {} is not registered", o.provider))
         })?;
         let gw = tenant.gateway_of(p)?;
-        if let Err(e) = send_manifest(&gw, id.dseq, sdl.manifest()).await {
+        let mut retrying = |e: &GatewayError, failing: Duration| {
+            on(Progress::GatewayUnreachable {
+                provider: o.provider,
+                error: e.to_string(),
+                failing_secs: failing.as_secs(),
+            })
+        };
+        if let Err(e) = send_manifest(&gw, id.dseq, sdl.manifest(), &mut retrying).await {
+            if is_outage(&e) {
+                // The lease stands and the provider may come back: closing would throw away
+                // the tenant's place for a network blip.
+                return Err(TenantError::GatewayUnreachable {
+                    dseq: id.dseq,
+                    provider: o.provider,
+                    waited_secs: GATEWAY_OUTAGE.as_secs(),
+                    cause: e.to_string(),
+                });
+            }
             let refund = close_deployment(tenant, id).await?;
             return Err(TenantError::ManifestRefused {
                 dseq: id.dseq,
@@ -615,17 +649,40 @@ pub(crate) async fn close_deployment(
     }))
 }
 
-/// Sends the manifest, again while the provider has not yet seen the lease (404).
+/// Whether a gateway error says nothing about the manifest, only that the gateway could not
+/// answer (no connection, or the provider's engine or chain briefly failing): worth sending
+/// again, never a reason to close the deployment.
+pub(crate) fn is_outage(e: &GatewayError) -> bool {
+    matches!(
+        e,
+        GatewayError::Connect { .. } | GatewayError::BadGateway(_)
+    ) || matches!(e, GatewayError::Status { status, .. } if *status == 503 || *status == 504)
+}
+
+/// Sends the manifest: again while the provider has not yet seen the lease (404), and with
+/// backoff for up to [`GATEWAY_OUTAGE`] while its gateway cannot be reached ([`is_outage`]),
+/// telling `retrying` each time (the error, and how long it has been failing).
 pub(crate) async fn send_manifest(
     gw: &GatewayClient,
     dseq: u64,
     manifest: &kumo_sdl::manifest::Manifest,
+    retrying: &mut dyn FnMut(&GatewayError, Duration),
 ) -> Result<(), GatewayError> {
     let start = Instant::now();
+    let mut outage: Option<(Instant, Duration)> = None;
     loop {
         match gw.put_manifest(dseq, manifest).await {
             Err(GatewayError::NotFound(_)) if start.elapsed() < MANIFEST_DEADLINE => {
                 tokio::time::sleep(MANIFEST_RETRY).await;
+            }
+            Err(e) if is_outage(&e) => {
+                let (since, wait) = outage.unwrap_or((Instant::now(), OUTAGE_RETRY_FIRST));
+                if since.elapsed() >= GATEWAY_OUTAGE {
+                    return Err(e);
+                }
+                retrying(&e, since.elapsed());
+                tokio::time::sleep(wait).await;
+                outage = Some((since, (wait * 2).min(OUTAGE_RETRY_MAX)));
             }
             other => return other,
         }

@@ -75,6 +75,22 @@ pub enum TenantError {
         /// Whether the deployment was closed (`--close-on-failure`).
         closed: bool,
     },
+    /// The provider's gateway could not be reached for the manifest, however long it was
+    /// tried; the deployment and its lease stay open (the provider closes the lease if no
+    /// manifest comes within its manifest timeout).
+    #[error(
+        "provider {provider}'s gateway could not be reached for {waited_secs} s to take the manifest of deployment {dseq}: {cause}\n  the deployment and its lease are still open: send the manifest again with `kumo update {dseq} FILE`, or close it with `kumo lease close {dseq}`"
+    )]
+    GatewayUnreachable {
+        /// The deployment.
+        dseq: u64,
+        /// The provider.
+        provider: Address,
+        /// How long it was tried.
+        waited_secs: u64,
+        /// The last error.
+        cause: String,
+    },
     /// A deployment update would change what the groups ask for.
     #[error(
         "deployment {dseq} cannot be updated with this SDL: {what}. An update may change the manifest (images, commands, env, ports), not the groups' resources, placement or prices; close the deployment and deploy again for that"

@@ -488,7 +488,10 @@ pub async fn update(tenant: &Tenant, dseq: u64, sdl_text: &str) -> Result<Update
             continue;
         }
         let gw = tenant.gateway(&l.id.provider).await?;
-        send_manifest(&gw, dseq, sdl.manifest())
+        let mut retrying = |e: &kumo_gateway::client::ClientError, failing: std::time::Duration| {
+            tracing::warn!(provider = %l.id.provider, failing_s = failing.as_secs(), "gateway unreachable, sending again: {e}");
+        };
+        send_manifest(&gw, dseq, sdl.manifest(), &mut retrying)
             .await
             .map_err(|source| TenantError::Gateway {
                 provider: l.id.provider,
