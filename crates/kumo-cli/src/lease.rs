@@ -253,8 +253,13 @@ fn list(a: &ListArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
                 "BLOCKS LEFT"
             );
             for l in &leases {
+                let closed = l
+                    .closed
+                    .as_ref()
+                    .map(|c| format!("  {c}"))
+                    .unwrap_or_default();
                 println!(
-                    "{:>8}  {:>5}  {:<44}  {:<18}  {:>14}  {:>14}  {:>14}  {:>11}",
+                    "{:>8}  {:>5}  {:<44}  {:<18}  {:>14}  {:>14}  {:>14}  {:>11}{}",
                     l.dseq,
                     format!("{}/{}", l.gseq, l.oseq),
                     l.provider.to_string(),
@@ -262,7 +267,8 @@ fn list(a: &ListArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
                     l.price.to_string(),
                     format!("{:.2}", l.price_per_hour),
                     l.escrow_balance.to_string(),
-                    l.blocks_left.map(|b| b.to_string()).unwrap_or("-".into())
+                    l.blocks_left.map(|b| b.to_string()).unwrap_or("-".into()),
+                    closed
                 );
             }
         }

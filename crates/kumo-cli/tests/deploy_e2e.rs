@@ -368,6 +368,13 @@ fn tenant_path_end_to_end() {
     assert!(err.contains("closed") && err.contains("refunded"), "{err}");
     let all = kumo.json(&["lease", "list", "--all", "-o", "json"]);
     assert_eq!(all.as_array().unwrap().len(), 1, "no new lease: {all}");
+    // The closed lease says who closed it and why.
+    assert_eq!(all[0]["state"], "closed", "{all}");
+    assert_eq!(all[0]["closed"]["by"], "tenant", "{all}");
+    assert_eq!(all[0]["closed"]["reason"], "owner", "{all}");
+    assert!(all[0]["closed"]["height"].as_u64().unwrap() > 0, "{all}");
+    let listed = text(&kumo.run(&["lease", "list", "--all"]).stdout);
+    assert!(listed.contains("closed by the tenant at"), "{listed}");
 
     // Manifest refused: an image the local registry does not have.
     let nope = write(

@@ -15,6 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+// Uses `Devnet::up`, its directory and `docker_ready`.
+#[allow(dead_code)]
 #[path = "support/devnet.rs"]
 mod devnet;
 
@@ -120,7 +122,7 @@ fn a_deploy_outlasts_the_providers_gateway_being_down_for_8_s() {
         .append(true)
         .open(devnet.dir.join("provider").join("provider.log"))
         .unwrap();
-    let restarted = Command::new(&cmdline[0])
+    let mut restarted = Command::new(&cmdline[0])
         .args(&cmdline[1..])
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -147,4 +149,7 @@ fn a_deploy_outlasts_the_providers_gateway_being_down_for_8_s() {
     );
     let deployed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(deployed["state"], "running", "{deployed}");
+    // `devnet down` stops the restarted provider (its pid is recorded); then reap it.
+    drop(devnet);
+    let _ = restarted.wait();
 }

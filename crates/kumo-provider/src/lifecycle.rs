@@ -22,6 +22,7 @@
 //! them with a fake backend.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 use kumo_gateway::GatewayError;
 use kumo_sdl::manifest::ManifestGroup;
@@ -96,6 +97,8 @@ enum LeaseCommand {
     },
     Refresh {
         status: Option<DeploymentStatus>,
+        /// When the engine listing `status` comes from began.
+        listed_at: Instant,
         start_stopped: bool,
         done: oneshot::Sender<Refreshed>,
     },
@@ -258,6 +261,7 @@ impl Supervisor {
                     host: host.clone(),
                     lease,
                     closing: false,
+                    deployed_at: None,
                 }
                 .run(rx),
             );
@@ -318,6 +322,7 @@ impl Supervisor {
     }
 
     async fn refresh(&mut self, start_stopped: bool, done: oneshot::Sender<RefreshReport>) {
+        let listed_at = Instant::now();
         let mut statuses: BTreeMap<LeaseId, DeploymentStatus> =
             match self.host.backend.statuses().await {
                 Ok(all) => all.into_iter().map(|s| (s.lease, s)).collect(),
@@ -334,6 +339,7 @@ impl Supervisor {
             if owner
                 .send(LeaseCommand::Refresh {
                     status,
+                    listed_at,
                     start_stopped,
                     done: tx,
                 })
@@ -367,6 +373,8 @@ struct LeaseActor {
     lease: LeaseId,
     /// Past its manifest deadline and being closed: manifests are refused.
     closing: bool,
+    /// When its last deploy finished (a manifest, or a refresh that deployed again).
+    deployed_at: Option<Instant>,
 }
 
 impl LeaseActor {
@@ -381,6 +389,7 @@ impl LeaseActor {
                     } else {
                         self.host.deploy_manifest(&self.lease, group).await
                     };
+                    self.deployed_at = Some(Instant::now());
                     let _ = reply.send(result);
                 }
                 LeaseCommand::Overdue { timeout_ms, reply } => {
@@ -397,13 +406,24 @@ impl LeaseActor {
                 }
                 LeaseCommand::Refresh {
                     status,
+                    listed_at,
                     start_stopped,
                     done,
                 } => {
+                    // A listing that began before this lease's last deploy finished may show
+                    // it half made (containers created, no address yet): the deploy's own
+                    // status set the routes since, and the next refresh brings news.
+                    if self.deployed_at.is_some_and(|at| listed_at < at) {
+                        let _ = done.send(Refreshed::Routed);
+                        continue;
+                    }
                     let refreshed = self
                         .host
                         .refresh_lease(&self.lease, status, start_stopped)
                         .await;
+                    if refreshed == Refreshed::Redeployed {
+                        self.deployed_at = Some(Instant::now());
+                    }
                     let _ = done.send(refreshed);
                 }
                 LeaseCommand::Close { why, done } => {

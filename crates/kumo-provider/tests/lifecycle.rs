@@ -137,6 +137,29 @@ async fn a_closed_lease_leaves_no_workload_route_or_record_and_its_owner_ends() 
     assert_eq!(w.engine_leases().await, vec![lease(2)]);
 }
 
+/// A refresh whose engine listing caught a deploy half done (replicas created, no address yet)
+/// must not replace the routes the deploy set afterwards with empty ones: the tenant would get
+/// 502s until the next refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_taken_during_a_deploy_does_not_empty_its_routes() {
+    let w = world(Duration::from_millis(200));
+    w.created(lease(1)).await;
+    let deploy = {
+        let leases = w.leases.clone();
+        let group = w.group.clone();
+        tokio::spawn(async move { leases.manifest(lease(1), group).await })
+    };
+    // The listing is taken while the replicas exist but have no address.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let half = w.fake.status(&lease(1)).await.unwrap();
+    assert!(half.services[0].instances.iter().all(|r| r.ip.is_none()));
+    let refresh = w.leases.refresh(false).await;
+    deploy.await.unwrap().unwrap();
+    assert_eq!(refresh.failed, 0);
+    let routes = w.host.routes.lease(&lease(1)).unwrap();
+    assert_eq!(routes.http[0].targets.len(), 2, "{routes:?}");
+}
+
 #[tokio::test]
 async fn leases_closed_without_waiting_are_all_torn_down() {
     let w = world(Duration::from_millis(2));

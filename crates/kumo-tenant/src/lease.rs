@@ -16,7 +16,9 @@ use serde::Serialize;
 use crate::{
     Tenant, TenantError,
     deploy::{close_deployment, report_for, send_manifest},
-    report::{LeaseReport, LeaseSummary, chain_lease, escrow_of, measured_block_ms, per_hour},
+    report::{
+        CloseRecord, LeaseReport, LeaseSummary, chain_lease, escrow_of, measured_block_ms, per_hour,
+    },
 };
 
 /// The tenant's leases, newest first; only active ones unless `all`.
@@ -39,6 +41,7 @@ pub async fn list(tenant: &Tenant, all: bool) -> Result<Vec<LeaseSummary>, Tenan
         };
         let (escrow_balance, blocks_left, _) = escrow_of(tenant.node(), &id).await?;
         out.push(LeaseSummary {
+            closed: CloseRecord::of(&l),
             dseq: l.id.dseq,
             gseq: l.id.gseq,
             oseq: l.id.oseq,

@@ -15,7 +15,7 @@
 
 use kumo_client::{NodeClient, types::Lease};
 use kumo_gateway::types::LeaseStatusView;
-use kumo_types::{Address, Dec, DecCoin, DeploymentId};
+use kumo_types::{Address, Dec, DecCoin, DeploymentId, LeaseCloseReason};
 use serde::{Deserialize, Serialize};
 
 use crate::TenantError;
@@ -67,6 +67,69 @@ pub struct LeaseSummary {
     pub escrow_balance: Dec,
     /// Blocks the escrow still pays for.
     pub blocks_left: Option<u64>,
+    /// When, by whom and why it closed (absent while it is active).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<CloseRecord>,
+}
+
+/// When, by whom and why a lease closed, from its record on chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseRecord {
+    /// The height it closed at.
+    pub height: u64,
+    /// Who closed it.
+    pub by: ClosedBy,
+    /// The reason code on chain.
+    pub reason: LeaseCloseReason,
+}
+
+/// Who closed a lease, as its reason code says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClosedBy {
+    /// The tenant (the lease, its group or its deployment).
+    Tenant,
+    /// The provider, with its reason.
+    Provider,
+    /// The chain: the escrow ran dry.
+    Chain,
+    /// No reason was recorded.
+    Unknown,
+}
+
+impl CloseRecord {
+    /// The close of `lease`, if it closed.
+    pub fn of(lease: &Lease) -> Option<CloseRecord> {
+        let height = lease.closed_at?;
+        let reason = lease.close_reason.unwrap_or(LeaseCloseReason::Unspecified);
+        let by = match reason {
+            LeaseCloseReason::Owner => ClosedBy::Tenant,
+            LeaseCloseReason::Unstable
+            | LeaseCloseReason::Decommission
+            | LeaseCloseReason::ManifestTimeout
+            | LeaseCloseReason::Performance => ClosedBy::Provider,
+            LeaseCloseReason::InsufficientFunds => ClosedBy::Chain,
+            LeaseCloseReason::Unspecified => ClosedBy::Unknown,
+        };
+        Some(CloseRecord { height, by, reason })
+    }
+}
+
+impl std::fmt::Display for CloseRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reason = serde_json::to_value(self.reason)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        match self.by {
+            ClosedBy::Tenant => write!(f, "closed by the tenant at {}", self.height),
+            ClosedBy::Provider => {
+                write!(f, "closed by the provider ({reason}) at {}", self.height)
+            }
+            ClosedBy::Chain => write!(f, "closed by the chain ({reason}) at {}", self.height),
+            ClosedBy::Unknown => write!(f, "closed at {}", self.height),
+        }
+    }
 }
 
 /// The escrow of a deployment: its balance and the blocks it still pays for.

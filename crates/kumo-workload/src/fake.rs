@@ -5,8 +5,8 @@
 //! It keeps the contract that matters to its callers: `deploy` converges (replicas that exist
 //! are kept, missing ones created, surplus ones removed) and recreates a lease that was torn
 //! down; `teardown` is idempotent; `status` of a lease with nothing here is
-//! [`WorkloadError::LeaseNotFound`]. A replica runs the moment it is created and gets an address
-//! of its own in 10.250.0.0/16. What it does not do: logs, exec and events answer
+//! [`WorkloadError::LeaseNotFound`]. A deploy first creates the replicas (no address yet), then,
+//! after its delay, starts them: each gets an address of its own in 10.250.0.0/16. What it does not do: logs, exec and events answer
 //! [`WorkloadError::Unsupported`].
 //!
 //! Hooks open the windows a real engine has: [`FakeBackend::with_deploy_delay`] makes every
@@ -43,6 +43,7 @@ struct Inner {
     deploys: u64,
     teardowns: u64,
     next_replica: u32,
+    next_address: u32,
 }
 
 impl FakeBackend {
@@ -112,9 +113,13 @@ impl FakeBackend {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self, lease: &LeaseId, group: &ManifestGroup) -> DeploymentStatus {
+    /// Writes the lease's replicas for `group`: created and without an address while not
+    /// `started` (as `docker create` leaves them), running with an address once `started`.
+    fn write(&self, lease: &LeaseId, group: &ManifestGroup, started: bool) -> DeploymentStatus {
         let mut inner = self.lock();
-        inner.deploys += 1;
+        if started {
+            inner.deploys += 1;
+        }
         let old = inner.leases.remove(lease);
         let mut services = Vec::new();
         for s in &group.services {
@@ -128,8 +133,10 @@ impl FakeBackend {
                         .cloned()
                         // A deploy starts what stopped, as the Docker backend's converge does.
                         .map(|mut r| {
-                            r.state = ReplicaState::Running;
-                            r.exit_code = None;
+                            if started {
+                                r.state = ReplicaState::Running;
+                                r.exit_code = None;
+                            }
                             r
                         })
                         .collect()
@@ -144,19 +151,33 @@ impl FakeBackend {
                 kept.push(ReplicaStatus {
                     replica,
                     id: format!("fake-{n}"),
-                    state: ReplicaState::Running,
-                    ip: Some(IpAddr::V4(Ipv4Addr::new(10, 250, (n >> 8) as u8, n as u8))),
+                    state: ReplicaState::Created,
+                    ip: None,
                     restarts: 0,
                     exit_code: None,
                     oom_killed: false,
                 });
             }
+            if started {
+                for r in &mut kept {
+                    r.state = ReplicaState::Running;
+                    if r.ip.is_none() {
+                        inner.next_address += 1;
+                        let n = inner.next_address;
+                        r.ip = Some(IpAddr::V4(Ipv4Addr::new(10, 250, (n >> 8) as u8, n as u8)));
+                    }
+                }
+            }
             kept.sort_by_key(|r| r.replica);
+            let running = kept
+                .iter()
+                .filter(|r| r.state == ReplicaState::Running)
+                .count() as u32;
             services.push(ServiceStatus {
                 name: s.name.clone(),
                 image: s.image.clone(),
                 replicas: s.count,
-                running: s.count,
+                running,
                 ports: s
                     .expose
                     .iter()
@@ -193,8 +214,11 @@ impl Backend for FakeBackend {
         group: &ManifestGroup,
         _opts: &DeployOptions,
     ) -> Result<DeploymentStatus, WorkloadError> {
+        // Created first, started after the delay: a listing in between sees replicas
+        // without addresses, as one during a real deploy can.
+        self.write(lease, group, false);
         tokio::time::sleep(self.deploy_delay).await;
-        Ok(self.write(lease, group))
+        Ok(self.write(lease, group, true))
     }
 
     async fn update(
