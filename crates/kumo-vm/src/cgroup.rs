@@ -13,6 +13,11 @@
 //!   RCU thread and a pool of I/O workers of up to 64 threads (QEMU aborts when it cannot
 //!   start one), so the base leaves room for a full pool.
 //!
+//! Measured (`tests/qemu.rs`, QEMU 7.2 under TCG, 2 vCPUs, `-m 384M`, the Debian test guest
+//! booted to SSH): QEMU's RSS peaked at 562 MiB (the group's memory at 555 MiB), 178 MiB
+//! above `-m` with the translation cache it used included, against a limit of 896 MiB; 8
+//! threads after boot, 11 after a reboot, against 130 pids.
+//!
 //! Where the groups are (`<tag>`: 8 hex digits of the backend's data directory, as its
 //! network namespaces have, [`crate::netns::tag`]; `<vm>`: the VM's name, the replica's id):
 //!
