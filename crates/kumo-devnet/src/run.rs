@@ -253,6 +253,11 @@ pub async fn down(dir: &Path, purge: bool) -> Result<DownReport, DevnetError> {
         .await
         .map_err(|e| DevnetError::Docker(e.to_string()))?;
     if purge {
+        // The VM backend's cgroup directory (`kumo-vm/<tag>`, named from its data directory);
+        // its VMs' groups went with their teardown, a running VM's stays.
+        if let Some(cgroups) = kumo_vm::cgroup::for_data_dir(&dir.join(PROVIDER_DIR).join("vm")) {
+            cgroups.remove_all_blocking();
+        }
         std::fs::remove_dir_all(&dir).map_err(|error| DevnetError::Io {
             path: dir.clone(),
             error,

@@ -13,6 +13,9 @@
 //! start most of the rest). Whatever goes wrong, the answer is TCG with the reason, which the
 //! backend shows as a warning in every VM's status, the provider's `GET /status` and
 //! `kumo bench vm`.
+//!
+//! Under TCG a VM's translation cache is capped at [`TCG_TB_MIB`] ([`vm_machine_args`]), so
+//! that it fits the VM's memory limit ([`crate::cgroup`]).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -74,6 +77,27 @@ pub fn machine_and_cpu(accel: Accel) -> (&'static str, &'static str) {
     match accel {
         Accel::Kvm => ("q35,accel=kvm", "host"),
         Accel::Tcg => ("q35,accel=tcg", "max"),
+    }
+}
+
+/// QEMU's TCG translation cache, in MiB (`-accel tcg,tb-size=`). QEMU's own default is up to
+/// 1 GiB (an eighth of the host's memory), which would have to be part of every TCG VM's
+/// memory limit ([`crate::cgroup`]); a guest's working set of translated code fits in far
+/// less, and a full cache is flushed and filled again.
+pub const TCG_TB_MIB: u64 = 256;
+
+/// The `-machine` (and under TCG `-accel`) arguments of a VM under `accel`: the machine of
+/// [`machine_and_cpu`], with the translation cache capped at [`TCG_TB_MIB`] under TCG
+/// (`-accel` and `-machine accel=` do not go together).
+pub fn vm_machine_args(accel: Accel) -> Vec<String> {
+    match accel {
+        Accel::Kvm => vec!["-machine".into(), machine_and_cpu(accel).0.into()],
+        Accel::Tcg => vec![
+            "-machine".into(),
+            "q35".into(),
+            "-accel".into(),
+            format!("tcg,tb-size={TCG_TB_MIB}"),
+        ],
     }
 }
 

@@ -17,6 +17,13 @@
 //! `<address>:<port>`; [`ReplicaStatus::ip`] is the address. Without lease networks (tests,
 //! `kumo bench vm`) QEMU uses user-mode networking on the host, whose guest reaches the host's
 //! loopback through 10.0.2.2: never for tenants.
+//!
+//! **Limits.** Every VM's QEMU runs in a cgroup of its own ([`crate::cgroup`]), made afresh at
+//! each launch and entered before QEMU starts: a CPU quota of the lease's CPU millis (the
+//! guest gets them rounded up to whole vCPUs), the guest's memory plus QEMU's overhead, a pids
+//! limit. It is removed after QEMU exits; at start the backend removes its empty groups, and a
+//! running VM found without one (started before VMs had groups) is moved into its own at the
+//! next deploy. A host without usable cgroups fails [`VmBackend::new`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -39,6 +46,7 @@ use sha2::{Digest, Sha256};
 
 use crate::VmError;
 use crate::accel::{Accel, AccelChoice, AccelProbe, probe_kvm};
+use crate::cgroup::{Cgroups, Limits};
 use crate::forward::Relays;
 use crate::image::{ImageCache, ImageFormat};
 use crate::instance::{self, Forward, Launch, VmDir, VmState};
@@ -139,6 +147,8 @@ pub struct VmBackend {
     relays: Mutex<HashMap<PathBuf, Relays>>,
     /// What this backend's network namespaces are named from ([`netns::prefix`]).
     netns_prefix: String,
+    /// Where each VM's cgroup is ([`crate::cgroup`]).
+    cgroups: Cgroups,
 }
 
 /// Everything one replica is launched from, prepared before anything is changed.
@@ -173,7 +183,14 @@ impl VmBackend {
         if let Some(warning) = &accel.warning {
             tracing::warn!("{warning}");
         }
+        // No VM runs without its limits: a host without usable cgroups is refused here.
+        let cgroups = Cgroups::host(&netns::tag(&config.data_dir))?;
+        for dir in cgroups.remove_unused() {
+            tracing::info!(cgroup = %dir.display(), "removed the cgroup of a VM that is not running");
+        }
+        tracing::debug!(version = cgroups.version(), "VMs run in cgroups");
         Ok(VmBackend {
+            cgroups,
             images: ImageCache::new(config.image_dir.clone(), config.allow_file_urls),
             netns_prefix: netns::prefix(&config.data_dir),
             config,
@@ -352,6 +369,11 @@ impl VmBackend {
         &self.config
     }
 
+    /// The VMs' cgroups; a VM's group is named by its replica id ([`ReplicaStatus::id`]).
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.cgroups
+    }
+
     /// Each VM of the lease with its accelerator, forwarded ports and login user.
     pub async fn vm_info(&self, lease: &LeaseId) -> Result<Vec<VmInfo>, WorkloadError> {
         let mut out = Vec::new();
@@ -512,6 +534,7 @@ impl VmBackend {
                 image_sha256: vm.image.sha256.to_ascii_lowercase(),
                 disk_bytes: storage,
                 cpus,
+                cpu_millis: Some(service.resources.cpu.millis),
                 memory_mib,
                 user: vm.user.clone(),
                 forwards,
@@ -548,9 +571,19 @@ impl VmBackend {
             s.launch_hash = launch_hash(&s, &plan.seed, self.config.forward_address);
         }
         let s = &s;
-        let running = dir.pid().await.is_some();
-        if running && old.as_ref().is_some_and(|o| o.launch_hash == s.launch_hash) {
-            // Unchanged; a restarted provider's relays may still be missing.
+        let pid = dir.pid().await;
+        let running = pid.is_some();
+        if let (Some(pid), Some(o)) = (pid, &old)
+            && o.launch_hash == s.launch_hash
+        {
+            // Unchanged; a restarted provider's relays may still be missing. The CPU quota is
+            // not part of the launch (only the vCPUs are): a new one is written to the running
+            // VM's group, and a VM started before VMs had groups is moved into its own.
+            let name = self.vm_name(&s.lease, &s.service, s.replica);
+            self.cgroups.adopt(&name, &limits(s), pid)?;
+            if o.cpu_millis != s.cpu_millis {
+                dir.save(s).await?;
+            }
             return self.ensure_relays(&dir, s).await;
         }
         if running {
@@ -600,14 +633,27 @@ impl VmBackend {
         if let Some(net) = &state.net {
             netns::create(net).await?;
         }
-        Launch {
+        // A fresh group each launch too, with the lease's limits; QEMU enters it before it
+        // starts (see `Launch::cgroup_procs`).
+        self.cgroups.create(&name, &limits(state)).await?;
+        let started = Launch {
             qemu: &self.config.qemu,
             name: &name,
             state,
             forward_address: self.config.forward_address,
+            cgroup_procs: self.cgroups.procs_files(&name),
         }
         .start(dir)
-        .await?;
+        .await;
+        if let Err(e) = started {
+            if let Err(gone) = self.cgroups.remove(&name).await {
+                tracing::warn!(
+                    vm = name,
+                    "removing the cgroup of a VM that did not start: {gone}"
+                );
+            }
+            return Err(e);
+        }
         self.ensure_relays(dir, state).await
     }
 
@@ -615,7 +661,14 @@ impl VmBackend {
     async fn destroy(&self, dir: &VmDir) -> Result<(), VmError> {
         dir.kill(Duration::from_secs(5)).await?;
         self.stop_relays(dir);
-        if let Some(net) = dir.load().await.and_then(|s| s.net) {
+        let state = dir.load().await;
+        if let Some(s) = &state {
+            // QEMU has exited: its group can go.
+            self.cgroups
+                .remove(&self.vm_name(&s.lease, &s.service, s.replica))
+                .await?;
+        }
+        if let Some(net) = state.and_then(|s| s.net) {
             netns::delete(&net).await?;
         }
         match tokio::fs::remove_dir_all(dir.path()).await {
@@ -687,7 +740,14 @@ impl VmBackend {
     }
 }
 
-/// Hash of what a VM is launched with.
+/// The cgroup limits of a VM launched as `state` says ([`crate::cgroup`]).
+fn limits(state: &VmState) -> Limits {
+    let millis = state
+        .cpu_millis
+        .unwrap_or(u64::from(state.cpus).saturating_mul(1000));
+    Limits::for_vm(millis, state.cpus, state.memory_mib, state.accel)
+}
+
 /// The PCI functions each replica passes through: its assigned GPUs', each checked in sysfs
 /// (IOMMU on, group isolated, bound to vfio-pci) so a host that cannot pass a GPU through
 /// fails here, with the reason, before any QEMU starts.
@@ -728,6 +788,8 @@ fn passthrough_plan(
     Ok(out)
 }
 
+/// Hash of what a VM is launched with (not its CPU quota, [`VmState::cpu_millis`]: that is
+/// changed on the running VM).
 fn launch_hash(state: &VmState, seed: &Seed, address: IpAddr) -> String {
     let mut json = serde_json::json!({
         "image": state.image_sha256,

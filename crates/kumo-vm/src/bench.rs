@@ -208,6 +208,9 @@ pub fn sweep_abandoned(tmp: &Path) -> Vec<u32> {
             continue;
         }
         stopped.extend(crate::instance::kill_qemus_under(&entry.path()));
+        if let Some(cgroups) = crate::cgroup::for_data_dir(&entry.path().join("vm")) {
+            cgroups.remove_all_blocking();
+        }
         if let Err(e) = std::fs::remove_dir_all(entry.path()) {
             tracing::warn!(dir = %entry.path().display(), "removing an abandoned benchmark directory: {e}");
         }
@@ -352,7 +355,11 @@ pub async fn run_local(
         backend.accel().accel
     ));
     let sig = tokio::select! {
-        result = lease_to_ssh(&backend, &lease, &group, &opts, &key, timeout) => return Ok(result?),
+        result = lease_to_ssh(&backend, &lease, &group, &opts, &key, timeout) => {
+            // The teardown removed the VM's cgroup; the backend's own directory goes too.
+            backend.cgroups().remove_all_blocking();
+            return Ok(result?);
+        }
         sig = &mut signal => sig,
     };
     progress(&format!("{sig}: stopping the VM"));
@@ -366,6 +373,7 @@ pub async fn run_local(
         crate::instance::kill_qemus_under(tmp.path());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    backend.cgroups().remove_all_blocking();
     Err(BenchError::Interrupted(sig))
 }
 

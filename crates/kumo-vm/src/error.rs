@@ -5,6 +5,7 @@ use std::path::Path;
 
 use kumo_workload::WorkloadError;
 
+use crate::cgroup::CgroupError;
 use crate::image::ImageError;
 use crate::qmp::QmpError;
 
@@ -67,6 +68,9 @@ pub enum VmError {
     /// The lease's network could not be had for a VM.
     #[error("the lease network for the VM: {0}")]
     LeaseNetwork(String),
+    /// A VM's cgroup (its CPU, memory and pids limits) could not be had.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
     /// The operator asked for KVM and it is not usable.
     #[error("KVM was required (accel = kvm) but {0}")]
     NoKvm(String),

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! A VM on a lease network runs in its own network namespace (see [`crate::netns`]; started
-//! through `nsenter`), its forwarded ports on its lease address there.
+//! through `nsenter`), its forwarded ports on its lease address there. Every VM's QEMU runs
+//! in a cgroup of its own (see [`crate::cgroup`]), entered by the shell that starts it.
 //!
 //! QEMU runs daemonized, so it outlives the provider process; a provider that starts again
 //! reads `vm.json`, finds the process by its pid file and talks to it over `qmp.sock`.
@@ -57,8 +58,13 @@ pub struct VmState {
     pub image_sha256: String,
     /// Virtual size of the disk, in bytes.
     pub disk_bytes: u64,
-    /// Guest CPUs.
+    /// Guest CPUs: the lease's CPU rounded up to whole vCPUs.
     pub cpus: u32,
+    /// The CPU the lease pays for, in millis: the CFS quota of its cgroup
+    /// ([`crate::cgroup`]). `None` in the state of a VM launched before VMs had cgroups
+    /// (then `cpus` whole CPUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millis: Option<u64>,
     /// Guest memory, in MiB.
     pub memory_mib: u64,
     /// The login user.
@@ -238,13 +244,22 @@ pub struct Launch<'a> {
     /// The host address forwarded ports listen on (a VM without a network namespace; one
     /// with a namespace listens on its own address there).
     pub forward_address: IpAddr,
+    /// The `cgroup.procs` files of the VM's cgroup ([`crate::cgroup::Cgroups::procs_files`]):
+    /// the process that becomes QEMU writes its pid into each before it execs `nsenter` or
+    /// QEMU, so QEMU and everything it starts belong to the group from the first
+    /// instruction. Empty: QEMU runs in the provider's groups.
+    pub cgroup_procs: Vec<PathBuf>,
 }
+
+/// The shell that puts itself in a VM's cgroup and becomes QEMU: `sh -c ENTER_CGROUP
+/// kumo-vm-cgroup <procs file>… -- <command>…`.
+const ENTER_CGROUP: &str = r#"while [ "$1" != -- ]; do { echo $$ > "$1" && grep -qx "$$" "$1"; } || { echo "cannot put the VM's QEMU in its cgroup ($1)" >&2; exit 125; }; shift; done; shift; exec "$@""#;
 
 impl Launch<'_> {
     /// The QEMU arguments.
     pub fn args(&self, dir: &VmDir) -> Vec<String> {
         let s = self.state;
-        let (machine, cpu) = crate::accel::machine_and_cpu(s.accel);
+        let (_, cpu) = crate::accel::machine_and_cpu(s.accel);
         let mut netdev = "user,id=net0".to_string();
         for f in &s.forwards {
             let proto = match f.proto {
@@ -266,8 +281,6 @@ impl Launch<'_> {
         [
             "-name".into(),
             self.name.to_string(),
-            "-machine".into(),
-            machine.into(),
             "-cpu".into(),
             cpu.into(),
             "-smp".into(),
@@ -304,6 +317,7 @@ impl Launch<'_> {
             path(dir.pidfile()),
         ]
         .into_iter()
+        .chain(crate::accel::vm_machine_args(s.accel))
         .chain(
             s.passthrough
                 .iter()
@@ -318,21 +332,30 @@ impl Launch<'_> {
         let _ = tokio::fs::remove_file(dir.qmp()).await;
         // In its network namespace when it has one: nsenter enters it and execs QEMU (no fork,
         // so the pid file and the QMP socket are QEMU's as before).
-        let mut command = match &self.state.net {
-            Some(net) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!(
-                    "--net={}",
-                    crate::netns::path(&net.netns).display()
-                ))
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(net) = &self.state.net {
+            argv.push("nsenter".into());
+            argv.push(format!("--net={}", crate::netns::path(&net.netns).display()).into());
+            argv.push("--".into());
+        }
+        argv.push(self.qemu.into());
+        argv.extend(self.args(dir).into_iter().map(Into::into));
+        // In its cgroup when it has one: the shell enters it and execs the rest.
+        let mut command = if self.cgroup_procs.is_empty() {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        } else {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(ENTER_CGROUP)
+                .arg("kumo-vm-cgroup")
+                .args(&self.cgroup_procs)
                 .arg("--")
-                .arg(self.qemu);
-                c
-            }
-            None => Command::new(self.qemu),
+                .args(&argv);
+            c
         };
         let output = command
-            .args(self.args(dir))
             .stdin(std::process::Stdio::null())
             .output()
             .await
@@ -344,9 +367,17 @@ impl Launch<'_> {
                 ),
             })?;
         if !output.status.success() {
+            let mut reason = String::from_utf8_lossy(&output.stderr).trim().to_string();
+            if output.status.code() == Some(127) {
+                // The shell found no such command.
+                reason.push_str(&format!(
+                    "; cannot run {}: install qemu-system-x86 (and util-linux's nsenter)",
+                    self.qemu
+                ));
+            }
             return Err(VmError::Qemu {
                 vm: self.name.to_string(),
-                reason: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+                reason,
             });
         }
         Ok(())

@@ -9,6 +9,8 @@
 //! - [`seed`]: the cloud-init NoCloud seed (an ISO 9660 `cidata` disk written here).
 //! - [`instance`]: one VM's files (overlay disk, seed, QMP socket, pid file, console log,
 //!   `vm.json`) and its QEMU command line.
+//! - [`cgroup`]: each VM's QEMU in a cgroup of its own: a CPU quota of what the lease pays
+//!   for, the guest's memory plus QEMU's overhead, a pids limit (v1 or v2).
 //! - [`netns`]: each VM's network namespace on its lease's network (veth on the lease bridge,
 //!   an address of the lease subnet), where QEMU and its user-mode network run, inside the
 //!   lease firewall.
@@ -43,6 +45,7 @@
 pub mod accel;
 pub mod backend;
 pub mod bench;
+pub mod cgroup;
 pub mod error;
 pub mod forward;
 pub mod image;

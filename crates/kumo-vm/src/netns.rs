@@ -53,8 +53,14 @@ pub struct VmNet {
 /// What a backend's namespaces are named from: `kumo-vm-<tag>-`, the tag from its data
 /// directory.
 pub fn prefix(data_dir: &Path) -> String {
+    format!("kumo-vm-{}-", tag(data_dir))
+}
+
+/// A backend's tag: 8 hex digits of its data directory (its namespaces and cgroups are named
+/// from it, so two backends on one host do not share them).
+pub fn tag(data_dir: &Path) -> String {
     let digest = Sha256::digest(data_dir.display().to_string().as_bytes());
-    format!("kumo-vm-{}-", hex::encode(&digest[..4]))
+    hex::encode(&digest[..4])
 }
 
 /// The namespace and veth names of one VM (`vm` names it within the backend: lease key,

@@ -249,6 +249,12 @@ impl Drop for Cleanup {
         if !gone.is_empty() {
             eprintln!("[vm] deleted network namespaces {gone:?}, left by the test");
         }
+        if let Some(cgroups) = kumo_vm::cgroup::for_data_dir(&self.data) {
+            let gone = cgroups.remove_all_blocking();
+            if !gone.is_empty() {
+                eprintln!("[vm] removed cgroups {gone:?}, left by the test");
+            }
+        }
         for ns in &self.others {
             let _ = run("ip", &["netns", "del", ns]);
         }
@@ -531,6 +537,13 @@ async fn a_vm_reaches_what_the_lease_firewall_allows_and_not_the_host_or_other_l
         std::fs::read_link(format!("/proc/{vm_net_ns}/ns/net")).unwrap()
             != std::fs::read_link("/proc/self/ns/net").unwrap(),
         "QEMU runs in a network namespace of its own"
+    );
+    // And, started through nsenter, in its cgroup (the limits are checked in tests/qemu.rs).
+    let vm_id = status.services[0].instances[0].id.clone();
+    assert!(
+        backend.cgroups().contains(&vm_id, vm_net_ns),
+        "QEMU is in its cgroup {:?}",
+        backend.cgroups().dirs(&vm_id)
     );
     // The firewall contains the VM-only lease's bridge.
     let installed = docker

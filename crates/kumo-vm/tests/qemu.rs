@@ -294,6 +294,32 @@ async fn a_vm_lease_from_deploy_to_teardown() {
     assert_eq!(info[0].ssh_port(), Some(ssh_port));
     assert_eq!(info[0].accel, probe.accel);
     let pid = info[0].pid.expect("QEMU runs");
+
+    // QEMU runs in the VM's cgroup, limited to what the lease pays for: 2 CPUs' time, the
+    // guest's 384 MiB plus QEMU's overhead (and the translation cache under TCG), a pids limit
+    // of the base plus one per vCPU.
+    let vm_id = status.services[0].instances[0].id.clone();
+    let cgroups = backend.cgroups().clone();
+    let groups = cgroups.dirs(&vm_id);
+    assert!(
+        cgroups.contains(&vm_id, pid),
+        "QEMU {pid} is not in its cgroup {groups:?}: {}",
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default()
+    );
+    let tb = match probe.accel {
+        Accel::Tcg => kumo_vm::accel::TCG_TB_MIB,
+        Accel::Kvm => 0,
+    };
+    assert_eq!(
+        cgroups.limits(&vm_id).unwrap(),
+        kumo_vm::cgroup::Limits {
+            cpu_quota_us: 200_000,
+            cpu_period_us: 100_000,
+            memory_bytes: (384 + kumo_vm::cgroup::QEMU_OVERHEAD_MIB + tb) * MIB,
+            pids: kumo_vm::cgroup::PIDS_BASE + 2,
+        }
+    );
+    report_usage(pid, &groups, "after the first boot");
     let mut logs = backend.logs(&lease, &LogOptions::default()).await.unwrap();
     let mut console = Vec::new();
     while let Some(line) = futures::StreamExt::next(&mut logs).await {
@@ -347,6 +373,11 @@ async fn a_vm_lease_from_deploy_to_teardown() {
     let pid = backend.vm_info(&lease).await.unwrap()[0]
         .pid
         .expect("QEMU runs after the restart");
+    assert!(
+        cgroups.contains(&vm_id, pid),
+        "the new QEMU is in the group"
+    );
+    report_usage(pid, &groups, "after the restart");
     assert!(matches!(
         backend.restart(&lease, Some("nope")).await,
         Err(WorkloadError::UnknownService { .. })
@@ -359,17 +390,68 @@ async fn a_vm_lease_from_deploy_to_teardown() {
     let status = backend.status(&lease).await.unwrap();
     assert_eq!(status.services[0].running, 1);
     assert_eq!(backend.vm_info(&lease).await.unwrap()[0].pid, Some(pid));
+    assert!(
+        cgroups.contains(&vm_id, pid),
+        "a running VM's group outlives the provider"
+    );
 
-    // Teardown leaves no QEMU, no disk and no forwarded port.
+    // Teardown leaves no QEMU, no disk, no forwarded port and no cgroup.
     let report = backend.teardown(&lease).await.unwrap();
     assert_eq!(report.replicas, 1);
     assert!(!process_runs(pid), "QEMU {pid} still runs");
     let leftovers: Vec<_> = walk(&data.join("vms"));
     assert!(leftovers.is_empty(), "files left: {leftovers:?}");
     assert!(!is_listening(ssh_port), "port {ssh_port} still forwarded");
+    for group in &groups {
+        assert!(!group.exists(), "cgroup {} is left", group.display());
+    }
     assert!(backend.leases().await.unwrap().is_empty());
     // The image stays cached for the next lease.
     assert!(data.join("images").join(format!("sha256-{sha}")).exists());
+}
+
+/// Prints what QEMU uses next to its limits (RSS and threads from `/proc`, the group's memory
+/// and pids counters), for the overhead and pids limits' documentation.
+fn report_usage(pid: u32, groups: &[PathBuf], when: &str) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l[name.len()..].trim().to_string())
+            .unwrap_or_default()
+    };
+    let mut counters = Vec::new();
+    for group in groups {
+        for file in [
+            "memory.usage_in_bytes",
+            "memory.max_usage_in_bytes",
+            "memory.current",
+            "memory.peak",
+            "pids.current",
+        ] {
+            if let Ok(v) = std::fs::read_to_string(group.join(file)) {
+                counters.push(format!("{file}={}", v.trim()));
+            }
+        }
+        if let Ok(stat) = std::fs::read_to_string(group.join("memory.stat")) {
+            for line in stat.lines().filter(|l| {
+                l.starts_with("rss ")
+                    || l.starts_with("cache ")
+                    || l.starts_with("anon ")
+                    || l.starts_with("file ")
+            }) {
+                counters.push(line.replace(' ', "="));
+            }
+        }
+    }
+    eprintln!(
+        "[vm] QEMU {pid} {when}: VmRSS {} VmHWM {} Threads {}; cgroup {}",
+        field("VmRSS:"),
+        field("VmHWM:"),
+        field("Threads:"),
+        counters.join(" ")
+    );
 }
 
 /// Kills the QEMUs under its directory when dropped: a failed assertion unwinds past the
@@ -382,6 +464,13 @@ impl Drop for StopQemus {
         let killed = kumo_vm::instance::kill_qemus_under(&self.0);
         if !killed.is_empty() {
             eprintln!("[vm] killed QEMU {killed:?}, left running by the test");
+        }
+        // The backend's cgroups (a VM's group outlives a test that fails before teardown).
+        if let Some(cgroups) = kumo_vm::cgroup::for_data_dir(&self.0) {
+            let gone = cgroups.remove_all_blocking();
+            if !gone.is_empty() {
+                eprintln!("[vm] removed cgroups {gone:?}, left by the test");
+            }
         }
     }
 }
@@ -504,6 +593,8 @@ async fn refusals_before_anything_starts() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
+    // Nothing boots, but the backend makes its cgroup directory.
+    let _stop = StopQemus(tmp.path().join("vm"));
     let mut config = config(&tmp.path().join("vm"));
     config.accel = AccelChoice::Tcg;
     let backend = VmBackend::new(config).await.unwrap();
