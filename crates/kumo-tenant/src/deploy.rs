@@ -650,13 +650,12 @@ pub(crate) async fn close_deployment(
 }
 
 /// Whether a gateway error says nothing about the manifest, only that the gateway could not
-/// answer (no connection, or the provider's engine or chain briefly failing): worth sending
-/// again, never a reason to close the deployment.
+/// answer (no connection, or a proxy in front of it saying 503/504): worth sending again, never
+/// a reason to close the deployment. A 502 is the provider's own answer that it could not run
+/// the manifest (an image it cannot pull, say): a refusal.
 pub(crate) fn is_outage(e: &GatewayError) -> bool {
-    matches!(
-        e,
-        GatewayError::Connect { .. } | GatewayError::BadGateway(_)
-    ) || matches!(e, GatewayError::Status { status, .. } if *status == 503 || *status == 504)
+    matches!(e, GatewayError::Connect { .. })
+        || matches!(e, GatewayError::Status { status, .. } if *status == 503 || *status == 504)
 }
 
 /// Sends the manifest: again while the provider has not yet seen the lease (404), and with
