@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kumo_sdl::manifest::{ManifestGroup, ManifestService, Proto};
+use kumo_sdl::manifest::{ManifestGroup, Proto};
 use kumo_types::{Address, LeaseId};
 use kumo_vm::bench::SshTarget;
 use kumo_vm::netns::VmNet;
@@ -29,6 +29,9 @@ use kumo_workload::network::AddressPool;
 use kumo_workload::{Backend, DeployOptions, DockerBackend, DockerConfig, HostPort};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+
+mod support;
+use support::{free_port, is_listening, keypair, process_runs};
 
 /// What the namespace's httpd serves.
 const OUTSIDE_PAGE: &str = "kumo outside listener";
@@ -277,85 +280,7 @@ impl Drop for Cleanup {
 }
 
 fn test_image() -> Option<PathBuf> {
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/vm-test-image.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run bash");
-    if !out.status.success() {
-        skip("the test image (scripts/vm-test-image.sh did not build it; it needs root once)");
-        return None;
-    }
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    Some(PathBuf::from(stdout.lines().last().expect("a path")))
-}
-
-fn keypair(dir: &Path) -> (PathBuf, String) {
-    let key = dir.join("tenant");
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "tenant", "-f"])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    (key, public.trim().to_string())
-}
-
-fn vm_service(image: &Path, key: &str) -> ManifestService {
-    let sha = hex::encode(Sha256::digest(std::fs::read(image).unwrap()));
-    let sdl = format!(
-        r#"version: "2.0"
-services:
-  box:
-    runtime: vm
-    vm:
-      image:
-        url: https://images.invalid/test.qcow2
-        sha256: {sha}
-      ssh_keys:
-        - {key}
-    expose:
-      - port: 22
-        to:
-          - global: true
-profiles:
-  compute:
-    box:
-      resources:
-        cpu: {{units: 1}}
-        memory: {{size: 384Mi}}
-        storage: {{size: 3Gi}}
-  placement:
-    dc:
-      pricing:
-        box: {{denom: uakt, amount: 1}}
-deployment:
-  box:
-    dc: {{profile: box, count: 1}}
-"#
-    );
-    let parsed = kumo_sdl::parse(&sdl).expect("the test SDL parses");
-    let mut service = parsed.manifest().groups[0].services[0].clone();
-    service.vm.as_mut().unwrap().image.url = format!("file://{}", image.display());
-    service.image = format!("file://{}", image.display());
-    service
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn is_listening(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(
-        &format!("127.0.0.1:{port}").parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok()
+    support::test_image().map_err(|why| skip(&why)).ok()
 }
 
 /// The first file named `name` under `dir`.
@@ -371,10 +296,6 @@ fn walk_for(dir: &Path, name: &str) -> Option<PathBuf> {
         }
     }
     None
-}
-
-fn process_runs(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
 }
 
 /// Connects from the guest to each target at once (bash's /dev/tcp, 8 s at most); whether each
@@ -448,7 +369,7 @@ async fn a_vm_reaches_what_the_lease_firewall_allows_and_not_the_host_or_other_l
     let table_name = docker.firewall().expect("a firewall").table().to_string();
 
     let tmp = tempfile::tempdir().unwrap();
-    let (key, public) = keypair(tmp.path());
+    let (key, public) = keypair(tmp.path(), "tenant");
     let data = tmp.path().join("vm");
     let mut config = VmConfig::new(&data);
     config.allow_file_urls = true;
@@ -502,7 +423,7 @@ async fn a_vm_reaches_what_the_lease_firewall_allows_and_not_the_host_or_other_l
     let ssh_port = free_port();
     let group = ManifestGroup {
         name: "dc".into(),
-        services: vec![vm_service(&image, &public)],
+        services: vec![support::vm_service(&image, &public, 1)],
     };
     let opts = DeployOptions {
         host_ports: vec![HostPort {

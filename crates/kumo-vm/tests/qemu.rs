@@ -8,7 +8,6 @@
 //!
 //! Run alone with progress: `cargo test -p kumo-vm --test qemu -- --nocapture`.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -20,12 +19,11 @@ use kumo_vm::{Accel, AccelChoice, VmBackend, VmConfig};
 use kumo_workload::{Backend, DeployOptions, HostPort, LogOptions, ReplicaState, WorkloadError};
 use sha2::{Digest, Sha256};
 
+mod support;
+use support::{free_port, is_listening, keypair, process_runs};
+
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Whether the tests can run here; prints why not (or panics when they are required).
 fn qemu_available() -> bool {
@@ -51,61 +49,26 @@ fn qemu_available() -> bool {
     false
 }
 
-/// The test image (built once, cached by the script), or `None` with a notice.
+/// The test image, or `None` with a notice (a failure when QEMU tests are required).
 fn test_image() -> Option<PathBuf> {
     let started = Instant::now();
     eprintln!("[vm] building (or finding) the test image with scripts/vm-test-image.sh");
-    let out = Command::new("bash")
-        .arg(repo_root().join("scripts/vm-test-image.sh"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run bash");
-    if !out.status.success() {
-        let required = std::env::var("KUMO_REQUIRE_QEMU").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "KUMO_REQUIRE_QEMU=1 but the test image did not build"
-        );
-        eprintln!("SKIPPED: the test image did not build (see above; it needs root once)");
-        return None;
+    match support::test_image() {
+        Ok(path) => {
+            eprintln!("[vm] image {} ({:.0?})", path.display(), started.elapsed());
+            Some(path)
+        }
+        Err(why) => {
+            let required = std::env::var("KUMO_REQUIRE_QEMU").is_ok_and(|v| v == "1");
+            assert!(!required, "KUMO_REQUIRE_QEMU=1 but {why}");
+            eprintln!("SKIPPED: the QEMU tests need {why}");
+            None
+        }
     }
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let path = PathBuf::from(stdout.lines().last().expect("the script prints the path"));
-    eprintln!("[vm] image {} ({:.0?})", path.display(), started.elapsed());
-    Some(path)
 }
 
 fn sha256_file(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap();
-    hex::encode(Sha256::digest(&bytes))
-}
-
-fn keypair(dir: &Path, name: &str) -> (PathBuf, String) {
-    let key = dir.join(name);
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    (key, public.trim().to_string())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn is_listening(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(
-        &format!("127.0.0.1:{port}").parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok()
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
 
 fn lease() -> LeaseId {
@@ -122,45 +85,9 @@ fn lease() -> LeaseId {
     }
 }
 
-/// A VM service like `examples/vm-ssh.yaml`'s: 2 CPUs, 384 MiB, a 3 GiB disk, port 22.
-fn vm_service(image: &Path, sha256: &str, key: &str) -> ManifestService {
-    let sdl = format!(
-        r#"version: "2.0"
-services:
-  box:
-    runtime: vm
-    vm:
-      image:
-        url: https://images.invalid/test.qcow2
-        sha256: {sha256}
-      ssh_keys:
-        - {key}
-    expose:
-      - port: 22
-        to:
-          - global: true
-profiles:
-  compute:
-    box:
-      resources:
-        cpu: {{units: 2}}
-        memory: {{size: 384Mi}}
-        storage: {{size: 3Gi}}
-  placement:
-    dc:
-      pricing:
-        box: {{denom: uakt, amount: 1}}
-deployment:
-  box:
-    dc: {{profile: box, count: 1}}
-"#
-    );
-    // Parsed from SDL, as a tenant's file would be; only the URL is swapped for the local file
-    // (a tenant's URL must be http(s); the test provider allows file://).
-    let parsed = kumo_sdl::parse(&sdl).expect("the test SDL parses");
-    let mut service = parsed.manifest().groups[0].services[0].clone();
-    service.vm.as_mut().unwrap().image.url = format!("file://{}", image.display());
-    service.image = format!("file://{}", image.display());
+/// The VM service of `examples/vm-ssh.yaml`, with 2 CPUs.
+fn vm_service(image: &Path, key: &str) -> ManifestService {
+    let service = support::vm_service(image, key, 2);
     assert_eq!(service.resources.memory.bytes, 384 * MIB);
     service
 }
@@ -229,7 +156,7 @@ async fn a_vm_lease_from_deploy_to_teardown() {
     }
 
     let lease = lease();
-    let service = vm_service(&image, &sha, &public);
+    let service = vm_service(&image, &public);
     let group = group(service);
     let opts = DeployOptions {
         host_ports: vec![HostPort {
@@ -567,14 +494,6 @@ async fn a_killed_benchmarks_qemu_is_stopped_by_the_next_run() {
 }
 
 /// Whether `pid` is a live process (an exited one waiting to be reaped by init is not).
-fn process_runs(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
-    })
-}
-
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -604,7 +523,7 @@ async fn refusals_before_anything_starts() {
     std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
     let sha = sha256_file(&image);
     let (_, public) = keypair(tmp.path(), "tenant");
-    let service = vm_service(&image, &sha, &public);
+    let service = vm_service(&image, &public);
 
     // No host port for port 22: refused, and nothing was created.
     let err = backend
