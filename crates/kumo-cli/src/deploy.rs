@@ -209,6 +209,9 @@ pub(crate) fn print_report_text(r: &LeaseReport) {
         json_name(&s.state),
         json_name(&c.state)
     );
+    if let Some(closed) = &c.closed {
+        println!("  {closed}");
+    }
     println!(
         "  price: {} per block; escrow {}{}{}",
         c.price,

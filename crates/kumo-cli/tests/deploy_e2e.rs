@@ -375,6 +375,10 @@ fn tenant_path_end_to_end() {
     assert!(all[0]["closed"]["height"].as_u64().unwrap() > 0, "{all}");
     let listed = text(&kumo.run(&["lease", "list", "--all"]).stdout);
     assert!(listed.contains("closed by the tenant at"), "{listed}");
+    let status = kumo.json(&["lease", "status", &dseq, "-o", "json"]);
+    assert_eq!(status["chain"]["closed"]["by"], "tenant", "{status}");
+    let shown = text(&kumo.run(&["lease", "status", &dseq]).stdout);
+    assert!(shown.contains("closed by the tenant at"), "{shown}");
 
     // Manifest refused: an image the local registry does not have.
     let nope = write(

@@ -44,6 +44,9 @@ pub struct ChainLease {
     pub blocks_left: Option<u64>,
     /// The height the chain state was read at.
     pub height: u64,
+    /// When, by whom and why it closed (absent while it is active).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<CloseRecord>,
 }
 
 /// One line of `kumo lease list`.
@@ -160,6 +163,7 @@ pub(crate) async fn chain_lease(
         escrow_balance,
         blocks_left,
         height,
+        closed: CloseRecord::of(lease),
     })
 }
 
