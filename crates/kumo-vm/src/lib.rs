@@ -21,12 +21,14 @@
 //! ```no_run
 //! # async fn run(lease: kumo_types::LeaseId, group: kumo_sdl::manifest::ManifestGroup)
 //! #     -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//!
 //! use kumo_vm::{VmBackend, VmConfig};
-//! use kumo_workload::{Backend, DeployOptions, HostPort};
+//! use kumo_workload::{Backend, DeployOptions, DockerBackend, DockerConfig, HostPort};
 //! use kumo_sdl::manifest::Proto;
 //!
-//! # let docker: std::sync::Arc<kumo_workload::DockerBackend> = todo!();
 //! // VMs on their leases' Docker networks (a provider always does this).
+//! let docker = Arc::new(DockerBackend::connect(DockerConfig::new("kumo1provider…")).await?);
 //! let backend = VmBackend::new(VmConfig::new("/var/lib/kumo/vm"))
 //!     .await?
 //!     .with_networks(docker)
