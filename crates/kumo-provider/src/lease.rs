@@ -653,12 +653,20 @@ impl Provider {
         let records: BTreeSet<LeaseId> = self.state.leases()?.iter().map(|r| r.id).collect();
         let engine: BTreeSet<LeaseId> = self.backend.leases().await?.into_iter().collect();
         // A lease created on chain after the query above is recorded by its event meanwhile:
-        // each lease the query did not list is asked about again before anything goes.
+        // when some lease was not listed, the chain is asked once more (one query, however
+        // many) before anything goes.
         let mut closes = Vec::new();
-        for id in records.union(&engine) {
-            if active.contains(id) || self.lease_is_active(id).await? {
-                continue;
-            }
+        let candidates: Vec<LeaseId> = records
+            .union(&engine)
+            .filter(|id| !active.contains(id))
+            .copied()
+            .collect();
+        let still_active = if candidates.is_empty() {
+            BTreeSet::new()
+        } else {
+            self.active_leases(None).await?
+        };
+        for id in candidates.iter().filter(|id| !still_active.contains(id)) {
             let why = if records.contains(id) {
                 report.records_dropped += 1;
                 "closed on chain (found by reconcile)"
@@ -727,11 +735,6 @@ impl Provider {
             .into_iter()
             .map(|l| l.id)
             .collect())
-    }
-
-    /// Whether the chain says the lease is active now.
-    async fn lease_is_active(&self, id: &LeaseId) -> Result<bool, ProviderError> {
-        Ok(self.active_leases(Some(id.owner)).await?.contains(id))
     }
 }
 
