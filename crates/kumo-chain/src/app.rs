@@ -431,6 +431,7 @@ impl<S: Store> App<S> {
             params: &self.params,
             height,
             events: Vec::new(),
+            end_of_block: false,
         };
         let mut result = Ok(());
         for (index, msg) in tx.body.msgs.iter().enumerate() {
@@ -459,8 +460,10 @@ impl<S: Store> App<S> {
         })
     }
 
-    /// Ends the open block: closes the escrow accounts that run dry at this height (their leases
-    /// close `insufficient_funds`), then the orders whose TTL ends here. Returns their events.
+    /// Ends the open block: tops up the escrow accounts whose allowance is due, closes those
+    /// that run dry at this height (their leases close `insufficient_funds`), closes the leases
+    /// of providers silent past the liveness window (`provider_unresponsive`), then the orders
+    /// whose TTL ends here. Returns their events.
     pub fn end_block(&mut self) -> Result<Vec<EventRecord>, BlockError> {
         let height = self.open_block.ok_or(BlockError::NotOpen)?;
         let mut ctx = Ctx {
@@ -468,12 +471,22 @@ impl<S: Store> App<S> {
             params: &self.params,
             height,
             events: Vec::new(),
+            end_of_block: true,
         };
+        for id in escrow::top_ups_at(ctx.store, height) {
+            escrow::top_up(&mut ctx, &id)
+                .unwrap_or_else(|e| panic!("topping up {id} failed: {e}; state is inconsistent"));
+        }
         let due = escrow::due_at(ctx.store, height);
         deployment::prefetch_close(ctx.store, &due);
         for id in due {
             deployment::close_internal(&mut ctx, &id, true).unwrap_or_else(|e| {
                 panic!("closing dry escrow {id} failed: {e}; state is inconsistent")
+            });
+        }
+        for provider in provider::silent_at(ctx.store, height) {
+            market::close_silent(&mut ctx, &provider).unwrap_or_else(|e| {
+                panic!("closing the leases of silent provider {provider} failed: {e}; state is inconsistent")
             });
         }
         for id in market::expiring_at(ctx.store, height) {
@@ -638,5 +651,17 @@ fn dispatch(ctx: &mut Ctx<'_>, sender: &Address, msg: &Msg) -> Result<(), MsgErr
         Msg::CloseLease { id, reason } => market::close_lease_msg(ctx, sender, id, *reason),
         Msg::WithdrawLease { id } => market::withdraw_lease(ctx, sender, id),
         Msg::WithdrawLeases { ids } => market::withdraw_leases(ctx, sender, ids),
+        Msg::ProviderHeartbeat => provider::heartbeat(ctx, sender),
+        Msg::DeclineOrder {
+            order,
+            reason,
+            detail,
+        } => market::decline_order(ctx, sender, order, *reason, detail),
+        Msg::GrantTopUp {
+            id,
+            limit,
+            below_blocks,
+        } => escrow::grant_top_up(ctx, sender, id, limit, *below_blocks),
+        Msg::RevokeTopUp { id } => escrow::revoke_top_up(ctx, sender, id),
     }
 }

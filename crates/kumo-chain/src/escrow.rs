@@ -22,6 +22,17 @@
 //! takes the whole units of a payment's balance (the fraction stays); when the account closes,
 //! the fractions left in its payments go back to the owner with the rest.
 //!
+//! **Top-up.** An account may carry one allowance ([`TopUpAllowance`]): some account's
+//! permission to move up to `remaining` into it, `below_blocks` blocks' worth at a time
+//! (`ceil(rate × below_blocks)`), whenever fewer than `below_blocks` blocks of funds remain.
+//! Its first such block is `D − below_blocks + 1`, kept in the account (`top_up_at`) and in
+//! the index `33 ‖ height ‖ deployment`, moved with `D`; the end of that block tops it up
+//! ([`top_up`]) before it closes the accounts that ran dry. An allowance ends when spent, when
+//! its granter cannot pay a top-up, when revoked, or when the account closes.
+//!
+//! **Silent providers.** A lease closed `provider_unresponsive` gives back to the account what
+//! it earned in the blocks its provider was silent ([`close_payment`]'s `refund_blocks`).
+//!
 //! **Take rate.** Of each withdrawal of `w` units, `floor(w × take_rate(denom))` goes to the
 //! community pool and the rest to the provider.
 
@@ -32,7 +43,7 @@ use crate::{
     Ctx, MsgError,
     bank::{self, COMMUNITY_POOL, ESCROW},
     events::Event,
-    state::{self, EscrowAccount, EscrowState, Payment, PaymentState, keys},
+    state::{self, EscrowAccount, EscrowState, Payment, PaymentState, TopUpAllowance, keys},
     store::Store,
 };
 
@@ -64,7 +75,49 @@ pub enum EscrowError {
     /// No payment for the lease.
     #[error("lease {0} has no open payment")]
     NoPayment(LeaseId),
+    /// A top-up allowance that cannot work.
+    #[error("top-up allowance: {0}")]
+    TopUp(String),
+    /// Someone other than the owner or the granter touching an allowance.
+    #[error(
+        "only the deployment's owner {owner} or the allowance's granter {granter} may replace or revoke it; the tx was signed by {sender}"
+    )]
+    NotGranter {
+        /// The deployment's owner.
+        owner: Address,
+        /// The allowance's granter.
+        granter: Address,
+        /// The signer.
+        sender: Address,
+    },
 }
+
+/// Why an allowance ended.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    BorshSerialize,
+    BorshDeserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TopUpEnd {
+    /// It moved all it was allowed to.
+    Spent,
+    /// Its granter could not pay a top-up when one was due.
+    GranterFunds,
+    /// Its granter or the owner revoked it, or a new grant replaced it.
+    Revoked,
+    /// The account closed.
+    AccountClosed,
+}
+
+/// Most blocks one allowance's threshold may name (about a year of 1-second blocks).
+pub const MAX_TOP_UP_BLOCKS: u64 = 31_536_000;
 
 /// The fraction `rate` of `amount`, rounded down, without overflow for `rate ≤ 1`.
 pub fn take_of(amount: u128, rate: Dec) -> u128 {
@@ -181,6 +234,7 @@ struct Loaded {
     acct: EscrowAccount,
     payments: Vec<Payment>,
     indexed_at: Option<u64>,
+    top_up_indexed_at: Option<u64>,
 }
 
 impl Loaded {
@@ -193,11 +247,13 @@ impl Loaded {
             return Err(EscrowError::Closed(*id));
         }
         let indexed_at = acct.depletes_at;
+        let top_up_indexed_at = acct.top_up_at;
         settle_in_memory(&mut acct, &mut payments, ctx.height);
         Ok(Loaded {
             acct,
             payments,
             indexed_at,
+            top_up_indexed_at,
         })
     }
 
@@ -210,6 +266,21 @@ impl Loaded {
             }
             if let Some(h) = self.acct.depletes_at {
                 ctx.store.put(&keys::depletion(h, &id), Vec::new());
+            }
+        }
+        // The end of this block still tops up what a transaction made due; once the end of the
+        // block has run its top-ups, the earliest is the next block's.
+        let earliest = ctx.height + u64::from(ctx.end_of_block);
+        self.acct.top_up_at = match (&self.acct.top_up, self.acct.depletes_at) {
+            (Some(a), Some(d)) => Some((d + 1).saturating_sub(a.below_blocks).max(earliest)),
+            _ => None,
+        };
+        if self.acct.top_up_at != self.top_up_indexed_at {
+            if let Some(h) = self.top_up_indexed_at {
+                ctx.store.delete(&keys::top_up(h, &id));
+            }
+            if let Some(h) = self.acct.top_up_at {
+                ctx.store.put(&keys::top_up(h, &id), Vec::new());
             }
         }
         put_record(ctx.store, &self.acct, &self.payments);
@@ -241,6 +312,8 @@ pub(crate) fn open_account(
         deposited: deposit.amount,
         refunded: 0,
         depletes_at: None,
+        top_up: None,
+        top_up_at: None,
     };
     put_record(ctx.store, &acct, &[]);
     ctx.events.push(Event::EscrowDeposited {
@@ -348,11 +421,36 @@ pub(crate) fn withdraw(ctx: &mut Ctx<'_>, lease: &LeaseId) -> Result<(), MsgErro
     Ok(())
 }
 
-/// Closes a lease's payment: settles, pays the provider, stops the rate.
-pub(crate) fn close_payment(ctx: &mut Ctx<'_>, lease: &LeaseId) -> Result<(), MsgError> {
+/// Closes a lease's payment: settles, gives back to the account what the lease earned in its
+/// last `refund_blocks` blocks (those its provider was silent; at most what the payment holds),
+/// pays the provider the rest, stops the rate.
+pub(crate) fn close_payment(
+    ctx: &mut Ctx<'_>,
+    lease: &LeaseId,
+    refund_blocks: u64,
+) -> Result<(), MsgError> {
     let mut l = Loaded::load(ctx, &lease.deployment())?;
     let denom = l.acct.denom.clone();
     let mut p = l.payment_mut(lease)?.clone();
+    if refund_blocks > 0 {
+        let back = p
+            .rate
+            .checked_mul_int(refund_blocks)
+            .map_or(p.balance, |b| b.min(p.balance));
+        p.balance = p.balance.checked_sub(back).expect("back ≤ balance");
+        l.acct.balance = l
+            .acct
+            .balance
+            .checked_add(back)
+            .expect("balances ≤ deposits");
+        if !back.is_zero() {
+            ctx.events.push(Event::SilentBlocksRefunded {
+                id: *lease,
+                blocks: refund_blocks,
+                amount: kumo_types::DecCoin::new(denom.clone(), back),
+            });
+        }
+    }
     let (amount, take) = pay_out(ctx, &denom, &mut p)?;
     p.state = PaymentState::Closed;
     l.acct.rate = l
@@ -386,6 +484,7 @@ pub(crate) fn close_account(
         mut acct,
         mut payments,
         indexed_at,
+        top_up_indexed_at,
     } = l;
     debug_assert!(
         payments.iter().all(|p| p.state == PaymentState::Closed),
@@ -419,12 +518,178 @@ pub(crate) fn close_account(
     if let Some(h) = indexed_at {
         ctx.store.delete(&keys::depletion(h, id));
     }
+    if let Some(h) = top_up_indexed_at {
+        ctx.store.delete(&keys::top_up(h, id));
+    }
+    acct.top_up_at = None;
+    if acct.top_up.take().is_some() {
+        ctx.events.push(Event::TopUpEnded {
+            id: *id,
+            reason: TopUpEnd::AccountClosed,
+        });
+    }
     put_record(ctx.store, &acct, &payments);
     ctx.events.push(Event::EscrowClosed {
         id: *id,
         refund,
         overdrawn,
     });
+    Ok(())
+}
+
+/// `GrantTopUp`: `granter` allows up to `limit` into the account, `below_blocks` blocks'
+/// worth whenever fewer than that remain. Replaces the current allowance only when the sender is
+/// its granter or the deployment's owner (a stranger cannot shrink someone's safety net).
+pub(crate) fn grant_top_up(
+    ctx: &mut Ctx<'_>,
+    granter: &Address,
+    id: &DeploymentId,
+    limit: &Coin,
+    below_blocks: u64,
+) -> Result<(), MsgError> {
+    let mut l = Loaded::load(ctx, id)?;
+    if l.acct.denom != limit.denom {
+        return Err(EscrowError::Denom {
+            want: l.acct.denom.clone(),
+            got: limit.denom.clone(),
+        }
+        .into());
+    }
+    if limit.amount == 0 {
+        return Err(EscrowError::TopUp("limit of zero: allow a positive amount".into()).into());
+    }
+    to_dec(limit.amount)?;
+    if below_blocks == 0 || below_blocks > MAX_TOP_UP_BLOCKS {
+        return Err(EscrowError::TopUp(format!(
+            "below_blocks {below_blocks} is out of range: pick 1 to {MAX_TOP_UP_BLOCKS}"
+        ))
+        .into());
+    }
+    if let Some(old) = &l.acct.top_up {
+        if *granter != old.granter && *granter != id.owner {
+            return Err(EscrowError::NotGranter {
+                owner: id.owner,
+                granter: old.granter,
+                sender: *granter,
+            }
+            .into());
+        }
+        ctx.events.push(Event::TopUpEnded {
+            id: *id,
+            reason: TopUpEnd::Revoked,
+        });
+    }
+    l.acct.top_up = Some(TopUpAllowance {
+        granter: *granter,
+        remaining: limit.amount,
+        below_blocks,
+        spent: 0,
+    });
+    l.save(ctx);
+    ctx.events.push(Event::TopUpGranted {
+        id: *id,
+        granter: *granter,
+        limit: limit.clone(),
+        below_blocks,
+    });
+    Ok(())
+}
+
+/// `RevokeTopUp`: by the allowance's granter or the deployment's owner.
+pub(crate) fn revoke_top_up(
+    ctx: &mut Ctx<'_>,
+    sender: &Address,
+    id: &DeploymentId,
+) -> Result<(), MsgError> {
+    let mut l = Loaded::load(ctx, id)?;
+    let Some(old) = &l.acct.top_up else {
+        return Err(EscrowError::TopUp(format!("deployment {id} has no allowance")).into());
+    };
+    if *sender != old.granter && *sender != id.owner {
+        return Err(EscrowError::NotGranter {
+            owner: id.owner,
+            granter: old.granter,
+            sender: *sender,
+        }
+        .into());
+    }
+    l.acct.top_up = None;
+    l.save(ctx);
+    ctx.events.push(Event::TopUpEnded {
+        id: *id,
+        reason: TopUpEnd::Revoked,
+    });
+    Ok(())
+}
+
+/// The accounts due a top-up at the end of `height`.
+pub fn top_ups_at(s: &dyn Store, height: u64) -> Vec<DeploymentId> {
+    let prefix = keys::top_ups_at(height);
+    s.scan_prefix(&prefix)
+        .into_iter()
+        .map(|(k, _)| deployment_id_from_key(&k[prefix.len()..]))
+        .collect()
+}
+
+fn deployment_id_from_key(rest: &[u8]) -> DeploymentId {
+    let mut owner = [0u8; 20];
+    owner.copy_from_slice(&rest[..20]);
+    DeploymentId {
+        owner: Address(owner),
+        dseq: u64::from_be_bytes(rest[20..28].try_into().expect("8 bytes")),
+    }
+}
+
+/// End of block: moves one top-up into an account that is due one, from its allowance's
+/// granter: `ceil(rate × below_blocks)`, at most what the allowance has left. When the granter
+/// cannot pay it, nothing moves and the allowance ends (the account then runs dry as it would
+/// without one, and closes `insufficient_funds`).
+pub(crate) fn top_up(ctx: &mut Ctx<'_>, id: &DeploymentId) -> Result<(), MsgError> {
+    let mut l = Loaded::load(ctx, id)?;
+    let Some(mut a) = l.acct.top_up.clone() else {
+        return Ok(());
+    };
+    let want = l
+        .acct
+        .rate
+        .checked_mul_int(a.below_blocks)
+        .map_or(u128::MAX, Dec::ceil);
+    let amount = want.min(a.remaining);
+    let coin = Coin::new(l.acct.denom.clone(), amount);
+    let end = if amount == 0 {
+        Some(TopUpEnd::Spent)
+    } else if bank::balance(ctx.store, &a.granter, &coin.denom) < amount {
+        Some(TopUpEnd::GranterFunds)
+    } else {
+        bank::transfer(ctx, &a.granter, &bank::module_address(ESCROW), &coin)?;
+        l.acct.balance = l
+            .acct
+            .balance
+            .checked_add(to_dec(amount)?)
+            .ok_or(EscrowError::Overflow(amount))?;
+        l.acct.deposited = l
+            .acct
+            .deposited
+            .checked_add(amount)
+            .ok_or(EscrowError::Overflow(amount))?;
+        a.remaining -= amount;
+        a.spent += amount;
+        ctx.events.push(Event::EscrowToppedUp {
+            id: *id,
+            granter: a.granter,
+            amount: coin,
+            remaining: a.remaining,
+        });
+        (a.remaining == 0).then_some(TopUpEnd::Spent)
+    };
+    l.acct.top_up = match end {
+        Some(reason) => {
+            ctx.events.push(Event::TopUpEnded { id: *id, reason });
+            None
+        }
+        None => Some(a),
+    };
+    l.save(ctx);
     Ok(())
 }
 
@@ -459,6 +724,8 @@ mod tests {
             deposited: 1000,
             refunded: 0,
             depletes_at: None,
+            top_up: None,
+            top_up_at: None,
         };
         let mut ps = vec![Payment {
             id: lease,

@@ -179,6 +179,62 @@ pub enum Event {
         /// Whether it ran dry.
         overdrawn: bool,
     },
+    /// A lease closed `provider_unresponsive` gave back what it earned while its provider was
+    /// silent.
+    SilentBlocksRefunded {
+        /// Lease.
+        id: LeaseId,
+        /// The silent blocks.
+        blocks: u64,
+        /// What went back to the deployment's escrow.
+        amount: DecCoin,
+    },
+    /// A provider with leases sent no proof of life for `liveness_window` blocks: its leases
+    /// close `provider_unresponsive` in the same block.
+    ProviderSilent {
+        /// The provider.
+        provider: Address,
+        /// Height of its last proof of life.
+        last_seen: u64,
+    },
+    /// A provider declined an order.
+    OrderDeclined {
+        /// Order.
+        order: OrderId,
+        /// Provider.
+        provider: Address,
+        /// Why.
+        reason: kumo_types::DeclineReason,
+    },
+    /// An account allowed automatic top-ups of a deployment's escrow.
+    TopUpGranted {
+        /// Deployment.
+        id: DeploymentId,
+        /// Whose funds.
+        granter: Address,
+        /// The most moved in all.
+        limit: Coin,
+        /// Threshold and size of each top-up, in blocks.
+        below_blocks: u64,
+    },
+    /// The end of a block moved funds from an allowance's granter into an escrow.
+    EscrowToppedUp {
+        /// Deployment.
+        id: DeploymentId,
+        /// Who paid.
+        granter: Address,
+        /// Amount.
+        amount: Coin,
+        /// What the allowance has left.
+        remaining: u128,
+    },
+    /// An allowance ended.
+    TopUpEnded {
+        /// Deployment.
+        id: DeploymentId,
+        /// Why.
+        reason: crate::escrow::TopUpEnd,
+    },
 }
 
 /// An event with where it happened.

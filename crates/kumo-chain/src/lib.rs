@@ -92,4 +92,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) params: &'a Params,
     pub(crate) height: u64,
     pub(crate) events: Vec<Event>,
+    /// Whether this is the end of the block rather than a transaction: what becomes due now is
+    /// due at the next block's end, this one's having been listed already.
+    pub(crate) end_of_block: bool,
 }

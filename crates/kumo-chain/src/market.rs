@@ -6,9 +6,15 @@
 //! escrow payment at the bid's price. An order without a lease after `order_ttl` blocks closes
 //! at the end of its expiry block and refunds every bid (unlike Akash, where it stays open).
 //! Bid deposits sit in the `market` module account while the bid is open or active.
+//!
+//! A provider that will not bid says so with `DeclineOrder` (a reason code and a sentence),
+//! kept while the order is open, so a tenant learns "no" in a block or two instead of waiting
+//! out the order. A provider whose leases' silence deadline passes (see [`crate::provider`])
+//! has them closed at the end of that block ([`close_silent`]).
 
 use kumo_types::{
-    Address, BidId, Coin, DecCoin, LeaseCloseReason, LeaseId, OrderId, matching::MatchError,
+    Address, BidId, Coin, DecCoin, DeclineReason, LeaseCloseReason, LeaseId, OrderId,
+    matching::MatchError,
 };
 
 use crate::{
@@ -18,7 +24,7 @@ use crate::{
     events::{Event, OrderCloseReason},
     provider::{self, ProviderError},
     state::{
-        self, Bid, BidState, DeploymentState, Group, GroupState, Lease, LeaseState, Order,
+        self, Bid, BidState, Decline, DeploymentState, Group, GroupState, Lease, LeaseState, Order,
         OrderState, keys,
     },
     store::Store,
@@ -103,9 +109,20 @@ pub enum MarketError {
     /// Provider does not match the group.
     #[error("provider does not satisfy the group: {0}")]
     Mismatch(#[from] MatchError),
-    /// `insufficient_funds` is the chain's to set.
-    #[error("close reason insufficient_funds is set by the chain only: pick another reason")]
-    ReservedReason,
+    /// `insufficient_funds` and `provider_unresponsive` are the chain's to set.
+    #[error("close reason {} is set by the chain only: pick another reason", .0.as_str())]
+    ReservedReason(LeaseCloseReason),
+    /// A decline of an order the provider bid on.
+    #[error("provider has an open bid on order {0}: close the bid (CloseBid) instead of declining")]
+    DeclineWithBid(OrderId),
+    /// A decline whose detail is too long.
+    #[error("decline detail is {len} bytes, more than the limit of {max}: shorten it")]
+    DeclineDetail {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: u32,
+    },
     /// The deployment or group is not accepting leases.
     #[error("the order's group is not open: start the group or create a new deployment")]
     GroupNotOpen,
@@ -188,9 +205,65 @@ pub(crate) fn close_open_order(
     }
     ctx.store.delete(&keys::open_order(&o.id));
     ctx.store.delete(&keys::order_expiry(o.expires_at, &o.id));
+    drop_declines(ctx, &o.id);
     o.state = OrderState::Closed;
     state::put(ctx.store, &keys::order(&o.id), &o);
     ctx.events.push(Event::OrderClosed { id: o.id, reason });
+    Ok(())
+}
+
+/// Drops an order's declines once it stops taking bids (they only explain an open order).
+fn drop_declines(ctx: &mut Ctx<'_>, order: &OrderId) {
+    for (k, _) in ctx.store.scan_prefix(&keys::declines_of(order)) {
+        ctx.store.delete(&k);
+    }
+}
+
+/// An open order's declines, by provider address.
+pub fn declines(s: &dyn Store, order: &OrderId) -> Vec<Decline> {
+    state::scan(s, &keys::declines_of(order))
+}
+
+/// `DeclineOrder`: a registered provider says it will not bid on an open order, and why.
+pub(crate) fn decline_order(
+    ctx: &mut Ctx<'_>,
+    sender: &Address,
+    order_id: &OrderId,
+    reason: DeclineReason,
+    detail: &str,
+) -> Result<(), MsgError> {
+    let max = ctx.params.max_string_bytes;
+    if detail.len() > max as usize {
+        return Err(MarketError::DeclineDetail {
+            len: detail.len(),
+            max,
+        }
+        .into());
+    }
+    let o = order(ctx.store, order_id).ok_or(MarketError::OrderNotFound(*order_id))?;
+    if o.state != OrderState::Open {
+        return Err(MarketError::OrderNotOpen(*order_id).into());
+    }
+    if provider::get(ctx.store, sender).is_none() {
+        return Err(ProviderError::Unknown(*sender).into());
+    }
+    if bid(ctx.store, &order_id.bid(*sender)).is_some_and(|b| b.state == BidState::Open) {
+        return Err(MarketError::DeclineWithBid(*order_id).into());
+    }
+    provider::seen(ctx, sender);
+    let d = Decline {
+        order: *order_id,
+        provider: *sender,
+        reason,
+        detail: detail.to_string(),
+        height: ctx.height,
+    };
+    state::put(ctx.store, &keys::decline(order_id, sender), &d);
+    ctx.events.push(Event::OrderDeclined {
+        order: *order_id,
+        provider: *sender,
+        reason,
+    });
     Ok(())
 }
 
@@ -205,7 +278,13 @@ pub(crate) fn close_lease(
     if l.state != LeaseState::Active {
         return Err(MarketError::LeaseNotActive(*id).into());
     }
-    escrow::close_payment(ctx, id)?;
+    let refund_blocks = if reason == LeaseCloseReason::ProviderUnresponsive {
+        let last_seen = provider::get(ctx.store, &id.provider).map_or(0, |p| p.last_seen);
+        ctx.height.saturating_sub(last_seen.max(l.created_at))
+    } else {
+        0
+    };
+    escrow::close_payment(ctx, id, refund_blocks)?;
     l.state = if reason == LeaseCloseReason::InsufficientFunds {
         LeaseState::InsufficientFunds
     } else {
@@ -228,11 +307,13 @@ pub(crate) fn close_lease(
     Ok(())
 }
 
-/// Counts a lease opening (`true`) or closing in its provider's record.
+/// Counts a lease opening (`true`) or closing in its provider's record, and keeps its silence
+/// deadline: a new lease gives the provider `liveness_window` blocks from now to prove it is
+/// alive; without leases it has no deadline.
 ///
 /// A provider with open bids or active leases cannot be deleted, so it is registered.
-fn count_active_lease(ctx: &mut Ctx<'_>, provider: &Address, opens: bool) {
-    let mut p = crate::provider::get(ctx.store, provider).expect("a bidding provider exists");
+fn count_active_lease(ctx: &mut Ctx<'_>, addr: &Address, opens: bool) {
+    let mut p = provider::get(ctx.store, addr).expect("a bidding provider exists");
     p.active_leases = match opens {
         true => p.active_leases + 1,
         false => p
@@ -240,7 +321,44 @@ fn count_active_lease(ctx: &mut Ctx<'_>, provider: &Address, opens: bool) {
             .checked_sub(1)
             .expect("a closing lease was counted"),
     };
-    state::put(ctx.store, &keys::provider(provider), &p);
+    let deadline = match (opens, p.active_leases) {
+        (_, 0) => None,
+        (true, _) => {
+            let new = ctx.height.saturating_add(ctx.params.liveness_window);
+            Some(p.silence_deadline.map_or(new, |d| d.max(new)))
+        }
+        (false, _) => p.silence_deadline,
+    };
+    provider::set_deadline(ctx, &mut p, deadline);
+    state::put(ctx.store, &keys::provider(addr), &p);
+}
+
+/// End of block: closes every active lease of a provider whose silence deadline is this block,
+/// `provider_unresponsive`, refunding the silent blocks; their groups pause, so the tenant can
+/// reopen them elsewhere (`StartGroup`).
+pub(crate) fn close_silent(ctx: &mut Ctx<'_>, addr: &Address) -> Result<(), MsgError> {
+    let Some(p) = provider::get(ctx.store, addr) else {
+        return Ok(());
+    };
+    if p.silence_deadline != Some(ctx.height) {
+        return Ok(());
+    }
+    ctx.events.push(Event::ProviderSilent {
+        provider: *addr,
+        last_seen: p.last_seen,
+    });
+    let leases: Vec<Lease> = ctx
+        .store
+        .scan_prefix(&keys::provider_leases(addr))
+        .into_iter()
+        .filter_map(|(k, _)| lease(ctx.store, &crate::query::bid_id_from_index(&k, 1)))
+        .filter(|l| l.state == LeaseState::Active)
+        .collect();
+    for l in leases {
+        close_lease(ctx, &l.id, LeaseCloseReason::ProviderUnresponsive)?;
+        crate::deployment::set_group_state(ctx, &l.id.group(), GroupState::Paused)?;
+    }
+    Ok(())
 }
 
 /// Ends whatever the group's current order is doing: closes the open order (refunding bids)
@@ -351,6 +469,8 @@ pub(crate) fn create_bid(
         return Err(MarketError::TooManyBids(*order_id).into());
     }
     bank::transfer(ctx, sender, &bank::module_address(MARKET), deposit)?;
+    ctx.store.delete(&keys::decline(order_id, sender));
+    provider::seen(ctx, sender);
     let b = Bid {
         id,
         state: BidState::Open,
@@ -422,6 +542,7 @@ pub(crate) fn create_lease(
     count_active_lease(ctx, &id.provider, true);
     ctx.store.delete(&keys::open_order(&o.id));
     ctx.store.delete(&keys::order_expiry(o.expires_at, &o.id));
+    drop_declines(ctx, &o.id);
     o.state = OrderState::Active;
     o.leased_to = Some(id.provider);
     state::put(ctx.store, &keys::order(&o.id), &o);
@@ -450,8 +571,8 @@ pub(crate) fn close_lease_msg(
     id: &LeaseId,
     reason: LeaseCloseReason,
 ) -> Result<(), MsgError> {
-    if reason == LeaseCloseReason::InsufficientFunds {
-        return Err(MarketError::ReservedReason.into());
+    if reason.is_chain_only() {
+        return Err(MarketError::ReservedReason(reason).into());
     }
     let next = if *sender == id.owner {
         GroupState::Closed
@@ -485,6 +606,7 @@ pub(crate) fn withdraw_lease(
     if l.state != LeaseState::Active {
         return Err(MarketError::LeaseNotActive(*id).into());
     }
+    provider::seen(ctx, sender);
     escrow::withdraw(ctx, id)
 }
 
@@ -529,6 +651,7 @@ pub(crate) fn withdraw_leases(
         }
         .into());
     }
+    provider::seen(ctx, sender);
     for id in ids {
         if lease(ctx.store, id).is_some_and(|l| l.state == LeaseState::Active) {
             escrow::withdraw(ctx, id)?;

@@ -80,6 +80,14 @@ pub struct Params {
     pub resource_limits: ResourceLimits,
     /// Most leases one `WithdrawLeases` message may name.
     pub max_leases_per_withdraw: u32,
+    /// How often, in blocks, a provider proves it is alive (`ProviderHeartbeat`, or any bid,
+    /// decline or withdrawal). Advice the provider daemon follows; the chain enforces
+    /// `liveness_window`.
+    pub liveness_interval: u64,
+    /// Blocks a provider with leases may stay silent: at the end of block `last proof +
+    /// liveness_window` its leases close `provider_unresponsive`, and the blocks since its last
+    /// proof are refunded to their deployments rather than paid.
+    pub liveness_window: u64,
 }
 
 impl Default for Params {
@@ -115,6 +123,8 @@ impl Default for Params {
             max_match_work: 4_000_000,
             resource_limits: ResourceLimits::default(),
             max_leases_per_withdraw: 500,
+            liveness_interval: 20,
+            liveness_window: 120,
         }
     }
 }
@@ -171,6 +181,12 @@ impl Params {
             || self.max_leases_per_withdraw == 0
         {
             return Err(bad("max_*", "limits must be at least 1"));
+        }
+        if self.liveness_interval == 0 || self.liveness_window < 2 * self.liveness_interval {
+            return Err(bad(
+                "liveness_window",
+                "must be at least twice liveness_interval, which must be at least 1 (one late proof must not close leases)",
+            ));
         }
         self.resource_limits
             .validate()

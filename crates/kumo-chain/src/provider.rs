@@ -2,6 +2,13 @@
 //!
 //! A provider must be registered to bid. `DeleteProvider` is refused while it has open or
 //! active bids, so no lease ever points at a missing provider.
+//!
+//! **Liveness.** A provider proves it is alive with any of its heartbeats, bids, declines or
+//! withdrawals ([`prove_alive`]: `last_seen` = this height). While it has leases its record
+//! holds a silence deadline, `max(last_seen, newest lease's height) + liveness_window`, indexed
+//! under `34 ‖ deadline ‖ provider`; a proof moves it (two writes, whatever the number of
+//! leases). At the end of the deadline's block ([`silent_at`]) the market closes its leases
+//! `provider_unresponsive` and refunds the silent blocks.
 
 use kumo_types::{Address, Attribute, ProviderFields};
 
@@ -137,6 +144,8 @@ pub(crate) fn create(
         fields,
         created_at: ctx.height,
         active_leases: 0,
+        last_seen: ctx.height,
+        silence_deadline: None,
     };
     state::put(ctx.store, &keys::provider(sender), &p);
     ctx.events.push(Event::ProviderCreated { owner: *sender });
@@ -170,4 +179,57 @@ pub(crate) fn delete(ctx: &mut Ctx<'_>, sender: &Address) -> Result<(), MsgError
     ctx.store.delete(&keys::provider(sender));
     ctx.events.push(Event::ProviderDeleted { owner: *sender });
     Ok(())
+}
+
+/// Records that `p` is alive at this height, moving its silence deadline if it has leases.
+pub(crate) fn prove_alive(ctx: &mut Ctx<'_>, p: &mut Provider) {
+    p.last_seen = ctx.height;
+    if p.active_leases > 0 {
+        set_deadline(
+            ctx,
+            p,
+            ctx.height.saturating_add(ctx.params.liveness_window),
+        );
+    }
+}
+
+/// Moves `p`'s silence deadline (and its index entry) to `deadline`, or drops it.
+pub(crate) fn set_deadline(ctx: &mut Ctx<'_>, p: &mut Provider, deadline: impl Into<Option<u64>>) {
+    let deadline = deadline.into();
+    if p.silence_deadline == deadline {
+        return;
+    }
+    if let Some(h) = p.silence_deadline {
+        ctx.store.delete(&keys::silence_deadline(h, &p.owner));
+    }
+    if let Some(h) = deadline {
+        ctx.store
+            .put(&keys::silence_deadline(h, &p.owner), Vec::new());
+    }
+    p.silence_deadline = deadline;
+}
+
+/// `ProviderHeartbeat`.
+pub(crate) fn heartbeat(ctx: &mut Ctx<'_>, sender: &Address) -> Result<(), MsgError> {
+    let mut p = get(ctx.store, sender).ok_or(ProviderError::Unknown(*sender))?;
+    prove_alive(ctx, &mut p);
+    state::put(ctx.store, &keys::provider(sender), &p);
+    Ok(())
+}
+
+/// Records a proof of life of the registered provider `addr` (bids, declines, withdrawals).
+pub(crate) fn seen(ctx: &mut Ctx<'_>, addr: &Address) {
+    if let Some(mut p) = get(ctx.store, addr) {
+        prove_alive(ctx, &mut p);
+        state::put(ctx.store, &keys::provider(addr), &p);
+    }
+}
+
+/// The providers whose silence deadline is `height`.
+pub fn silent_at(s: &dyn crate::Store, height: u64) -> Vec<Address> {
+    let prefix = keys::silence_deadlines_at(height);
+    s.scan_prefix(&prefix)
+        .into_iter()
+        .map(|(k, _)| Address(k[prefix.len()..].try_into().expect("20 bytes")))
+        .collect()
 }

@@ -125,7 +125,8 @@ pub struct Queries<'a> {
     height: u64,
 }
 
-fn bid_id_from_index(k: &[u8], prefix_len: usize) -> BidId {
+/// The bid (or lease) id of a provider index key (`25`/`26` ‖ provider ‖ order key).
+pub(crate) fn bid_id_from_index(k: &[u8], prefix_len: usize) -> BidId {
     // index key: prefix ‖ provider(20) ‖ order key(36)
     let k = &k[prefix_len..];
     let addr = |b: &[u8]| Address(b.try_into().expect("20 bytes"));
@@ -286,6 +287,11 @@ impl<'a> Queries<'a> {
             .filter(|b| f.provider.is_none_or(|p| b.id.provider == p))
             .filter(|b| f.state.is_none_or(|s| b.state == s))
             .collect())
+    }
+
+    /// The providers' declines of an order (while it is open).
+    pub fn declines(&self, order: &OrderId) -> AtHeight<Vec<state::Decline>> {
+        self.at(market::declines(self.store, order))
     }
 
     /// One lease.

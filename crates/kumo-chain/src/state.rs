@@ -23,6 +23,9 @@
 //! | `28`   | expiry height ‖ order key         | `()`: order TTL index  |
 //! | `30`   | deployment key                    | [`EscrowAccount`] ‖ `Vec<`[`Payment`]`>` (one record) |
 //! | `32`   | dry height ‖ deployment key       | `()`: depletion index  |
+//! | `33`   | top-up height ‖ deployment key    | `()`: top-up index (accounts with an allowance) |
+//! | `34`   | silence deadline ‖ provider       | `()`: liveness index (providers with leases) |
+//! | `35`   | order key ‖ provider              | [`Decline`]            |
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use kumo_types::{
@@ -200,6 +203,31 @@ pub mod keys {
     pub fn depletions_at(height: u64) -> Vec<u8> {
         cat(0x32, &[&height.to_be_bytes()])
     }
+    /// Index entry: an account whose allowance tops it up at the end of `height`.
+    pub fn top_up(height: u64, id: &DeploymentId) -> Vec<u8> {
+        cat(0x33, &[&height.to_be_bytes(), &id.key_bytes()])
+    }
+    /// Prefix of the accounts topped up at the end of `height`.
+    pub fn top_ups_at(height: u64) -> Vec<u8> {
+        cat(0x33, &[&height.to_be_bytes()])
+    }
+    /// Index entry: a provider whose leases close at the end of `height` unless it proves it
+    /// is alive before.
+    pub fn silence_deadline(height: u64, p: &Address) -> Vec<u8> {
+        cat(0x34, &[&height.to_be_bytes(), &p.0])
+    }
+    /// Prefix of the providers whose silence deadline is `height`.
+    pub fn silence_deadlines_at(height: u64) -> Vec<u8> {
+        cat(0x34, &[&height.to_be_bytes()])
+    }
+    /// A provider's decline of an order.
+    pub fn decline(order: &OrderId, p: &Address) -> Vec<u8> {
+        cat(0x35, &[&order.key_bytes(), &p.0])
+    }
+    /// Prefix of an order's declines.
+    pub fn declines_of(order: &OrderId) -> Vec<u8> {
+        cat(0x35, &[&order.key_bytes()])
+    }
 }
 
 /// Reads and decodes a value. A value that does not decode means corrupt state: the node must
@@ -255,6 +283,26 @@ pub struct Provider {
     /// of a block does for every account that ran dry) updates one record by key instead of
     /// removing an entry from an ordered index as large as all leases.
     pub active_leases: u64,
+    /// Height of its last proof of life (registration, heartbeat, bid, decline, withdrawal).
+    pub last_seen: u64,
+    /// While it has leases: the end of which block closes them `provider_unresponsive` unless
+    /// it proves it is alive first (`max(last_seen, newest lease) + liveness_window`).
+    pub silence_deadline: Option<u64>,
+}
+
+/// A provider's answer "no bid" to an order, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct Decline {
+    /// The order.
+    pub order: OrderId,
+    /// The provider.
+    pub provider: Address,
+    /// Why, as a code.
+    pub reason: kumo_types::DeclineReason,
+    /// Why, in words.
+    pub detail: String,
+    /// Height it was recorded at.
+    pub height: u64,
 }
 
 /// The attributes one auditor signed for one provider.
@@ -465,6 +513,23 @@ pub struct EscrowAccount {
     pub refunded: u128,
     /// Height it runs dry at, when it has open payments.
     pub depletes_at: Option<u64>,
+    /// The automatic top-up allowed by some account (`GrantTopUp`), while it lasts.
+    pub top_up: Option<TopUpAllowance>,
+    /// The end of which block tops it up next (indexed), while it has an allowance and a rate.
+    pub top_up_at: Option<u64>,
+}
+
+/// An allowance to move funds from `granter` into a deployment's escrow when it runs low.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct TopUpAllowance {
+    /// Whose funds.
+    pub granter: Address,
+    /// What may still be moved, in the escrow's denomination.
+    pub remaining: u128,
+    /// Top up when fewer than this many blocks of funds remain, by this many blocks' worth.
+    pub below_blocks: u64,
+    /// Moved so far.
+    pub spent: u128,
 }
 
 /// Lifecycle of a payment.

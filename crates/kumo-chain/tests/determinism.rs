@@ -128,12 +128,15 @@ fn same_txs_same_root() {
 #[test]
 fn pinned_state_root() {
     let mut h = script();
-    // Re-pinned on purpose for issue 28: the stored parameters gained `resource_limits` and
+    // Re-pinned on purpose for issue 23: providers record their liveness (`last_seen`,
+    // `silence_deadline`), escrow accounts their top-up allowance, and the parameters gained
+    // `liveness_interval` and `liveness_window`.
+    // Before, for issue 28: the stored parameters gained `resource_limits` and
     // `max_leases_per_withdraw`, and `max_unit_count` is 50 (Akash's) instead of 1,000.
     // (Before that, issue 8: `Bid` stores the GPUs it offers.)
     assert_eq!(
         hex::encode(h.app.root()),
-        "cbada9d441111efbda21266080aa2cab4acf84b79e42393afc81b90240377203",
+        "5f215b587ca3ca21592e19b7da1e4b4b5c6b1cceeff994ee4743ce499899f7a5",
         "the state root changed: a consensus-breaking change (see the module docs)"
     );
 }

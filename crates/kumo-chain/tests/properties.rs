@@ -5,7 +5,9 @@
 //! and per account `deposited − withdrawn − refunded`; market: Σ deposits of open and active bids); every
 //! active lease has exactly one open payment and every open payment an active lease; no open
 //! account is past its depletion height and the depletion index lists exactly the open accounts
-//! with a rate. A rejected transaction leaves the state root exactly as an empty block would; a
+//! with a rate; the top-up index lists exactly the open accounts with an allowance and a rate,
+//! at their due height; the liveness index lists exactly the providers with leases, at a
+//! deadline still ahead. A rejected transaction leaves the state root exactly as an empty block would; a
 //! failed one leaves it as an empty block plus the fee and the nonce.
 
 use std::collections::BTreeMap;
@@ -16,10 +18,15 @@ use kumo_chain::{
     state::{self, Account, BidState, EscrowState, LeaseState, OrderState, PaymentState, keys},
     testkit::{Actor, CHAIN_ID, FEE, Harness, group, provider_fields},
 };
-use kumo_types::{Attribute, Coin, Dec, DecCoin, DeploymentId, LeaseCloseReason, Msg, tx::sign_tx};
+use kumo_types::{
+    Attribute, Coin, Dec, DecCoin, DeclineReason, DeploymentId, LeaseCloseReason, Msg, tx::sign_tx,
+};
 use proptest::prelude::*;
 
 const ACTORS: usize = 7;
+/// Short enough that random sequences see silent providers, long enough that leases also run
+/// dry and get topped up.
+const LIVENESS_WINDOW: u64 = 40;
 const DENOMS: [&str; 3] = ["ukumo", "uusd", "uatom"];
 
 #[derive(Debug, Clone)]
@@ -129,6 +136,24 @@ enum Op {
     LowFee {
         who: usize,
     },
+    Heartbeat {
+        who: usize,
+    },
+    Decline {
+        who: usize,
+        pick: usize,
+        reason: u8,
+    },
+    GrantTopUp {
+        who: usize,
+        pick: usize,
+        limit: u64,
+        below: u64,
+    },
+    RevokeTopUp {
+        who: usize,
+        pick: usize,
+    },
     /// Both ops' messages in one transaction, signed by the first's signer.
     Two(Box<Op>, Box<Op>),
 }
@@ -158,10 +183,14 @@ fn single_op() -> impl Strategy<Value = Op> {
         6 => (a(), any::<usize>(), 1..130u64, 400_000..700_000u64).prop_map(|(who, pick, percent, deposit)| Op::Bid { who, pick, percent, deposit }),
         1 => (any::<usize>(), any::<bool>(), a()).prop_map(|(pick, as_provider, who)| Op::CloseBid { pick, as_provider, who }),
         4 => (any::<usize>(), prop_oneof![4 => Just(true), 1 => Just(false)], a()).prop_map(|(pick, as_owner, who)| Op::Lease { pick, as_owner, who }),
-        1 => (any::<usize>(), 0..3u8, 0..7u8).prop_map(|(pick, by, reason)| Op::CloseLease { pick, by, reason }),
+        1 => (any::<usize>(), 0..3u8, 0..8u8).prop_map(|(pick, by, reason)| Op::CloseLease { pick, by, reason }),
         2 => (any::<usize>(), any::<bool>(), a()).prop_map(|(pick, as_provider, who)| Op::Withdraw { pick, as_provider, who }),
         1 => (any::<usize>(), any::<bool>(), a()).prop_map(|(pick, as_provider, who)| Op::WithdrawAll { pick, as_provider, who }),
         3 => (1..30u64).prop_map(|blocks| Op::Advance { blocks }),
+        3 => a().prop_map(|who| Op::Heartbeat { who }),
+        1 => (a(), any::<usize>(), 0..5u8).prop_map(|(who, pick, reason)| Op::Decline { who, pick, reason }),
+        2 => (a(), any::<usize>(), 0..3_000_000u64, 0..40u64).prop_map(|(who, pick, limit, below)| Op::GrantTopUp { who, pick, limit, below }),
+        1 => (a(), any::<usize>()).prop_map(|(who, pick)| Op::RevokeTopUp { who, pick }),
         1 => a().prop_map(|who| Op::Replay { who }),
         1 => a().prop_map(|who| Op::BadSig { who }),
         1 => a().prop_map(|who| Op::WrongChain { who }),
@@ -189,7 +218,12 @@ impl Sim {
         let h = Harness::with_genesis(kumo_chain::Genesis {
             chain_id: CHAIN_ID.into(),
             initial_height: 0,
-            params: Default::default(),
+            // A short liveness window, so random sequences close silent providers' leases.
+            params: kumo_chain::Params {
+                liveness_interval: 20,
+                liveness_window: LIVENESS_WINDOW,
+                ..Default::default()
+            },
             balances: addrs
                 .iter()
                 .enumerate()
@@ -467,6 +501,7 @@ impl Sim {
                     LeaseCloseReason::ManifestTimeout,
                     LeaseCloseReason::Performance,
                     LeaseCloseReason::InsufficientFunds,
+                    LeaseCloseReason::ProviderUnresponsive,
                 ][reason as usize];
                 (who, vec![Msg::CloseLease { id: l.id, reason }])
             }
@@ -501,6 +536,54 @@ impl Sim {
                     who
                 };
                 (who, vec![Msg::WithdrawLeases { ids }])
+            }
+            Op::Heartbeat { who } => (who, vec![Msg::ProviderHeartbeat]),
+            Op::Decline {
+                who,
+                pick: i,
+                reason,
+            } => {
+                let o = pick(&q.orders(&OrderFilter::default()).value, i)?;
+                let reason = [
+                    DeclineReason::Attributes,
+                    DeclineReason::Capacity,
+                    DeclineReason::Unsupported,
+                    DeclineReason::Price,
+                    DeclineReason::Other,
+                ][reason as usize];
+                (
+                    who,
+                    vec![Msg::DeclineOrder {
+                        order: o.id,
+                        reason,
+                        detail: "no".into(),
+                    }],
+                )
+            }
+            Op::GrantTopUp {
+                who,
+                pick: i,
+                limit,
+                below,
+            } => {
+                let d = pick(&q.deployments(&DeploymentFilter::default()).value, i)?;
+                (
+                    who,
+                    vec![Msg::GrantTopUp {
+                        id: d.deployment.id,
+                        limit: Coin::new(d.deployment.denom.clone(), limit.into()),
+                        below_blocks: below,
+                    }],
+                )
+            }
+            Op::RevokeTopUp { who, pick: i } => {
+                let d = pick(&q.deployments(&DeploymentFilter::default()).value, i)?;
+                (
+                    who,
+                    vec![Msg::RevokeTopUp {
+                        id: d.deployment.id,
+                    }],
+                )
             }
             Op::Two(a, b) => {
                 let (who, mut msgs) = self.msgs(&a)?;
@@ -653,6 +736,7 @@ impl Sim {
         // Escrow: module balance = Σ accounts; per account exactness; leases ⇔ payments.
         let mut escrow_held: BTreeMap<String, Dec> = BTreeMap::new();
         let mut depletion_expected = Vec::new();
+        let mut top_up_expected = Vec::new();
         let q = Queries::new(s);
         let leases = q.leases(&LeaseFilter::default()).value;
         // An escrow record is the account followed by its payments.
@@ -691,6 +775,22 @@ impl Sim {
             );
             let e = escrow_held.entry(acct.denom.clone()).or_default();
             *e = e.checked_add(held).unwrap();
+            match (&acct.top_up, acct.depletes_at) {
+                (Some(a), Some(d)) if acct.state == EscrowState::Open => {
+                    let due = acct.top_up_at.expect("an allowance with a rate is indexed");
+                    // Due when fewer than `below_blocks` blocks remain, or next block if that
+                    // has passed: never missed.
+                    assert_eq!(
+                        due,
+                        (d + 1).saturating_sub(a.below_blocks).max(height + 1),
+                        "top-up of {}",
+                        acct.id
+                    );
+                    top_up_expected.push(keys::top_up(due, &acct.id));
+                }
+                _ => assert_eq!(acct.top_up_at, None, "{} has no top-up due", acct.id),
+            }
+            assert!(acct.state == EscrowState::Open || acct.top_up.is_none());
             if acct.state == EscrowState::Open && !acct.rate.is_zero() {
                 let d = acct
                     .depletes_at
@@ -723,6 +823,14 @@ impl Sim {
             indexed, depletion_expected,
             "depletion index = open accounts with a rate"
         );
+        let mut indexed: Vec<Vec<u8>> =
+            s.scan_prefix(&[0x33]).into_iter().map(|(k, _)| k).collect();
+        top_up_expected.sort();
+        indexed.sort();
+        assert_eq!(
+            indexed, top_up_expected,
+            "top-up index = open accounts with an allowance and a rate"
+        );
 
         // Every active lease has exactly one open payment, an active bid and an active order.
         for l in leases.iter().filter(|l| l.state == LeaseState::Active) {
@@ -748,6 +856,7 @@ impl Sim {
         // Each provider counts its active leases; its index and the bid queries by provider
         // agree with the bids themselves.
         let all_bids = q.bids(&BidFilter::default()).value;
+        let mut liveness_expected = Vec::new();
         for p in q.providers().value {
             let active = leases
                 .iter()
@@ -758,6 +867,21 @@ impl Sim {
                 "{} counts its leases",
                 p.owner
             );
+            // Liveness: a provider with leases has a deadline ahead, indexed; one without has none.
+            if active > 0 {
+                let d = p
+                    .silence_deadline
+                    .expect("a provider with leases has a deadline");
+                assert!(
+                    d > height,
+                    "{} should have been found silent at {d}",
+                    p.owner
+                );
+                assert!(d >= p.last_seen + LIVENESS_WINDOW && d <= height + LIVENESS_WINDOW);
+                liveness_expected.push(keys::silence_deadline(d, &p.owner));
+            } else {
+                assert_eq!(p.silence_deadline, None);
+            }
             for state in [BidState::Open, BidState::Active] {
                 let by_provider = q
                     .bids(&BidFilter {
@@ -777,6 +901,15 @@ impl Sim {
                 assert_eq!(got, want, "{state:?} bids of {}", p.owner);
             }
         }
+
+        let mut indexed: Vec<Vec<u8>> =
+            s.scan_prefix(&[0x34]).into_iter().map(|(k, _)| k).collect();
+        liveness_expected.sort();
+        indexed.sort();
+        assert_eq!(
+            indexed, liveness_expected,
+            "liveness index = providers with leases"
+        );
 
         // Market module: Σ deposits of open and active bids.
         let bids = q.bids(&BidFilter::default()).value;
@@ -844,7 +977,7 @@ proptest! {
 /// A fixed long sequence exercising leases and depletion, checked to actually reach the
 /// interesting states (so the property test's generator is known to get there too).
 #[test]
-fn generator_reaches_leases_withdrawals_and_depletion() {
+fn generator_reaches_leases_withdrawals_depletion_silence_top_ups_and_declines() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
     let mut runner = TestRunner::new_with_rng(
@@ -865,13 +998,21 @@ fn generator_reaches_leases_withdrawals_and_depletion() {
                 reason: LeaseCloseReason::InsufficientFunds,
                 ..
             } => "dry",
+            kumo_chain::Event::LeaseClosed {
+                reason: LeaseCloseReason::ProviderUnresponsive,
+                ..
+            } => "silent",
+            kumo_chain::Event::EscrowToppedUp { .. } => "top_up",
+            kumo_chain::Event::OrderDeclined { .. } => "decline",
             kumo_chain::Event::BidLost { .. } => "lost",
             kumo_chain::Event::OrderCreated { .. } => "order",
             _ => continue,
         };
         *kinds.entry(k).or_default() += 1;
     }
-    for k in ["lease", "withdraw", "dry", "order"] {
+    for k in [
+        "lease", "withdraw", "dry", "order", "silent", "top_up", "decline",
+    ] {
         assert!(
             kinds.get(k).copied().unwrap_or(0) > 0,
             "no {k} events: {kinds:?} {:?}",

@@ -721,7 +721,21 @@ fn close_by_tenant_and_by_provider() {
             reason: LeaseCloseReason::InsufficientFunds,
         }],
     ));
-    assert_eq!(e, MarketError::ReservedReason);
+    assert_eq!(
+        e,
+        MarketError::ReservedReason(LeaseCloseReason::InsufficientFunds)
+    );
+    let e = market_err(w.h.fails(
+        &mut w.p1,
+        vec![Msg::CloseLease {
+            id: lease,
+            reason: LeaseCloseReason::ProviderUnresponsive,
+        }],
+    ));
+    assert_eq!(
+        e,
+        MarketError::ReservedReason(LeaseCloseReason::ProviderUnresponsive)
+    );
     // The tenant restarts the group: a new order, a new lease, then closes it itself.
     w.h.ok(&mut w.tenant, vec![Msg::StartGroup { id: g }]);
     let order2 = g.order(2);

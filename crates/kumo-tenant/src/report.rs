@@ -94,7 +94,7 @@ pub enum ClosedBy {
     Tenant,
     /// The provider, with its reason.
     Provider,
-    /// The chain: the escrow ran dry.
+    /// The chain: the escrow ran dry, or the provider was silent past the liveness window.
     Chain,
     /// No reason was recorded.
     Unknown,
@@ -111,7 +111,9 @@ impl CloseRecord {
             | LeaseCloseReason::Decommission
             | LeaseCloseReason::ManifestTimeout
             | LeaseCloseReason::Performance => ClosedBy::Provider,
-            LeaseCloseReason::InsufficientFunds => ClosedBy::Chain,
+            LeaseCloseReason::InsufficientFunds | LeaseCloseReason::ProviderUnresponsive => {
+                ClosedBy::Chain
+            }
             LeaseCloseReason::Unspecified => ClosedBy::Unknown,
         };
         Some(CloseRecord { height, by, reason })
@@ -120,10 +122,7 @@ impl CloseRecord {
 
 impl std::fmt::Display for CloseRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let reason = serde_json::to_value(self.reason)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let reason = self.reason.as_str();
         match self.by {
             ClosedBy::Tenant => write!(f, "closed by the tenant at {}", self.height),
             ClosedBy::Provider => {

@@ -37,7 +37,7 @@ pub use gpu::GpuOffer;
 pub use ids::{BidId, DeploymentId, GroupId, LeaseId, OrderId};
 pub use keys::{PublicKey, SecretKey, Signature};
 pub use limits::{LimitError, ResourceLimits};
-pub use msg::{LeaseCloseReason, Msg, ProviderFields, ProviderInfo};
+pub use msg::{DeclineReason, LeaseCloseReason, Msg, ProviderFields, ProviderInfo};
 pub use resources::{
     Cpu, Endpoint, EndpointKind, Gpu, GroupSpec, Memory, ResourceUnit, Resources, Storage,
 };

@@ -88,6 +88,87 @@ pub enum LeaseCloseReason {
     Performance,
     /// The deployment's escrow ran dry (set by the chain only).
     InsufficientFunds,
+    /// The provider sent no liveness proof for `liveness_window` blocks (set by the chain
+    /// only); the silent blocks were refunded to the deployment.
+    ProviderUnresponsive,
+}
+
+impl LeaseCloseReason {
+    /// Its name, as in JSON (`provider_unresponsive`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseCloseReason::Unspecified => "unspecified",
+            LeaseCloseReason::Owner => "owner",
+            LeaseCloseReason::Unstable => "unstable",
+            LeaseCloseReason::Decommission => "decommission",
+            LeaseCloseReason::ManifestTimeout => "manifest_timeout",
+            LeaseCloseReason::Performance => "performance",
+            LeaseCloseReason::InsufficientFunds => "insufficient_funds",
+            LeaseCloseReason::ProviderUnresponsive => "provider_unresponsive",
+        }
+    }
+
+    /// Whether only the chain may set this reason (a `CloseLease` naming it is refused).
+    pub fn is_chain_only(self) -> bool {
+        matches!(
+            self,
+            LeaseCloseReason::InsufficientFunds | LeaseCloseReason::ProviderUnresponsive
+        )
+    }
+
+    /// Whether the reason is the provider's side failing (a failover watcher redeploys
+    /// elsewhere), as opposed to the tenant's choice or the escrow running dry.
+    pub fn is_provider_fault(self) -> bool {
+        matches!(
+            self,
+            LeaseCloseReason::Unstable
+                | LeaseCloseReason::Decommission
+                | LeaseCloseReason::Performance
+                | LeaseCloseReason::ProviderUnresponsive
+        )
+    }
+}
+
+/// Why a provider declined an order (`DeclineOrder`), as a code a tenant's tool can act on.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    BorshSerialize,
+    BorshDeserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DeclineReason {
+    /// Its attributes or audited attributes do not satisfy the group's requirements.
+    Attributes,
+    /// Not enough free CPU, memory, storage or GPUs now.
+    Capacity,
+    /// Something it never serves (VMs off, leased IPs, a unit below its minimum, too many
+    /// replicas for a lease network).
+    Unsupported,
+    /// Its price is above the order's maximum.
+    Price,
+    /// Anything else (the detail says what).
+    Other,
+}
+
+impl std::fmt::Display for DeclineReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeclineReason::Attributes => "attributes",
+            DeclineReason::Capacity => "capacity",
+            DeclineReason::Unsupported => "unsupported",
+            DeclineReason::Price => "price",
+            DeclineReason::Other => "other",
+        })
+    }
 }
 
 /// One action in a transaction.
@@ -211,6 +292,35 @@ pub enum Msg {
         /// The leases.
         ids: Vec<LeaseId>,
     },
+    /// provider: the sender, a provider, proves it is alive (for every lease it holds).
+    /// `WithdrawLeases`, `CreateBid` and `DeclineOrder` prove it too.
+    ProviderHeartbeat,
+    /// market: the sender, a provider, will not bid on an open order, and says why; the tenant
+    /// reads it (`GET /v1/declines`) instead of waiting out the order.
+    DeclineOrder {
+        /// The order.
+        order: OrderId,
+        /// Why, as a code.
+        reason: DeclineReason,
+        /// Why, in words (at most `max_string_bytes`).
+        detail: String,
+    },
+    /// escrow: the sender allows the chain to move up to `limit` from its account into the
+    /// deployment's escrow, `below_blocks` blocks' worth at a time, whenever fewer than
+    /// `below_blocks` blocks of funds remain (replaces the deployment's allowance, if any).
+    GrantTopUp {
+        /// The deployment.
+        id: DeploymentId,
+        /// The most moved in all, in the escrow's denomination.
+        limit: Coin,
+        /// The threshold, and the size of each top-up, in blocks of the current rate.
+        below_blocks: u64,
+    },
+    /// escrow: ends the deployment's allowance (its granter or the deployment's owner).
+    RevokeTopUp {
+        /// The deployment.
+        id: DeploymentId,
+    },
 }
 
 impl Msg {
@@ -236,6 +346,10 @@ impl Msg {
             Msg::CloseLease { .. } => "close_lease",
             Msg::WithdrawLease { .. } => "withdraw_lease",
             Msg::WithdrawLeases { .. } => "withdraw_leases",
+            Msg::ProviderHeartbeat => "provider_heartbeat",
+            Msg::DeclineOrder { .. } => "decline_order",
+            Msg::GrantTopUp { .. } => "grant_top_up",
+            Msg::RevokeTopUp { .. } => "revoke_top_up",
         }
     }
 }
