@@ -114,7 +114,7 @@ fn a_silent_provider_loses_its_leases_at_the_window_and_the_silent_blocks_are_re
     let provider = w.h.query().provider(&w.p1.addr).value.unwrap().provider;
     assert_eq!(provider.silence_deadline, Some(deadline));
     while w.h.next_height() < deadline {
-        if w.h.next_height() % 5 == 0 {
+        if w.h.next_height().is_multiple_of(5) {
             w.h.ok(&mut w.p2, vec![Msg::ProviderHeartbeat]);
         } else {
             w.h.block(&[]);
