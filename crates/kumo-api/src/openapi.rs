@@ -162,6 +162,9 @@ pub fn document() -> Value {
                     query_param("state", "only in this state", string_enum(&["open", "active", "lost", "closed"]))
                 ],
                 responses(200, ok("bids", at_height(list(schema("ChainObject")))), &common)),
+            "/v1/declines": get("Providers' declines of an open order, with their reasons (kept while the order is open)",
+                vec![json!({"name": "order", "in": "query", "required": true, "description": "the order: owner/dseq/gseq/oseq", "schema": {"type": "string"}})],
+                responses(200, ok("declines", at_height(list(schema("ChainObject")))), &common)),
             "/v1/leases": get("Leases",
                 vec![owner_q, provider_q, query_param("state", "only in this state", string_enum(&["active", "closed", "insufficient_funds"]))],
                 responses(200, ok("leases", at_height(list(schema("ChainObject")))), &common)),

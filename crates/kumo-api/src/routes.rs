@@ -23,7 +23,7 @@ use kumo_chain::{
         AccountView, AtHeight, BidFilter, DeploymentFilter, DeploymentView, EscrowView,
         LeaseFilter, OrderFilter, ProviderView, Queries,
     },
-    state::{Bid, Lease, Order, Provider},
+    state::{Bid, Decline, Lease, Order, Provider},
 };
 use kumo_types::{Address, DeploymentId};
 
@@ -33,8 +33,8 @@ use crate::{
     metrics::{self, Metrics},
     openapi, stream,
     types::{
-        BatchItem, BatchItemStatus, BidsQuery, DeploymentsQuery, ErrorCode, EventsPage,
-        EventsQuery, LeasesQuery, MAX_BATCH_TXS, NodeStatus, OrdersQuery, SubmitBatch,
+        BatchItem, BatchItemStatus, BidsQuery, DeclinesQuery, DeploymentsQuery, ErrorCode,
+        EventsPage, EventsQuery, LeasesQuery, MAX_BATCH_TXS, NodeStatus, OrdersQuery, SubmitBatch,
         SubmitBatchResponse, SubmitQuery, SubmitResponse, SubmitTx, TxStatus, TxView, WaitFor,
     },
 };
@@ -93,6 +93,7 @@ fn routes<B: NodeBackend>() -> Routes<B> {
     )
     .add(Method::GET, "/v1/orders", get(orders::<B>))
     .add(Method::GET, "/v1/bids", get(bids::<B>))
+    .add(Method::GET, "/v1/declines", get(declines::<B>))
     .add(Method::GET, "/v1/leases", get(leases::<B>))
     .add(Method::GET, "/v1/providers", get(providers::<B>))
     .add(Method::GET, "/v1/providers/{addr}", get(provider::<B>))
@@ -574,6 +575,14 @@ async fn bids<B: NodeBackend>(
         state: f.state,
     };
     Ok(Json(read(&api, move |q| q.bids(&filter)).await?))
+}
+
+async fn declines<B: NodeBackend>(
+    State(api): ApiState<B>,
+    query: Result<Query<DeclinesQuery>, QueryRejection>,
+) -> Result<Json<AtHeight<Vec<Decline>>>, ApiError> {
+    let Query(f) = query?;
+    Ok(Json(read(&api, move |q| q.declines(&f.order.0)).await?))
 }
 
 async fn leases<B: NodeBackend>(

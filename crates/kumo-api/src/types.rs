@@ -17,7 +17,8 @@ pub use kumo_chain::query::{
     AccountView, AtHeight, ChainStatus, DeploymentView, EscrowView, ProviderView,
 };
 pub use kumo_chain::state::{
-    Bid, BidState, Deployment, DeploymentState, Lease, LeaseState, Order, OrderState, Provider,
+    Bid, BidState, Decline, Deployment, DeploymentState, Lease, LeaseState, Order, OrderState,
+    Provider,
 };
 
 /// Every error: `{"error": {"code": "...", "message": "..."}}`.
@@ -356,6 +357,14 @@ pub struct BidsQuery {
     pub provider: Option<Address>,
     /// Only in this state (`open`, `active`, `lost`, `closed`).
     pub state: Option<BidState>,
+}
+
+/// `GET /v1/declines` query string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclinesQuery {
+    /// The order: `owner/dseq/gseq/oseq`.
+    pub order: OrderIdParam,
 }
 
 /// `GET /v1/leases` query string.

@@ -64,6 +64,9 @@ pub(crate) enum Command {
     Lease(crate::lease::LeaseCommand),
     /// Add funds to a deployment's escrow.
     Deposit(crate::lease::DepositArgs),
+    /// Let the chain top up a deployment's escrow from your account when it runs low.
+    #[command(subcommand)]
+    TopUp(crate::top_up::TopUpCommand),
     /// Send a new manifest (same groups) to a deployment's providers.
     Update(crate::lease::UpdateArgs),
     /// A local devnet (a validator and a provider on this machine) to deploy to.
@@ -86,6 +89,7 @@ impl Cli {
             Command::Deploy(cmd) => cmd.run(self.global.output),
             Command::Lease(cmd) => cmd.run(self.global.output),
             Command::Deposit(cmd) => crate::lease::deposit(cmd, self.global.output),
+            Command::TopUp(cmd) => cmd.run(self.global.output),
             Command::Update(cmd) => crate::lease::update(cmd, self.global.output),
             Command::Devnet(cmd) => cmd.run(self.global.output),
         }

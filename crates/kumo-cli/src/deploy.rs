@@ -221,6 +221,18 @@ pub(crate) fn print_report_text(r: &LeaseReport) {
             .map(|b| format!(", {b} blocks left"))
             .unwrap_or_default()
     );
+    if let Some(t) = &c.top_up {
+        println!(
+            "  top-up: {} more{} from {}, {} blocks' worth whenever fewer remain{}",
+            t.remaining,
+            c.price.denom,
+            t.granter,
+            t.below_blocks,
+            c.blocks_left_with_top_up
+                .map(|b| format!(" (about {b} blocks with it)"))
+                .unwrap_or_default()
+        );
+    }
     for svc in &s.services {
         println!(
             "  service {}: {}/{} replicas available",
@@ -300,6 +312,9 @@ impl ProgressView {
                     eprintln!("{}", bid_header());
                 }
                 eprintln!("{}", bid_row(None, o));
+            }
+            Progress::Declined { provider, reason } => {
+                self.line(&format!("provider {provider} declined ({reason})"))
             }
             Progress::BidSelected(o) => self.line(&format!(
                 "bid selected: {} at {} per block",

@@ -27,9 +27,9 @@ pub(crate) enum LeaseCommand {
     List(ListArgs),
     /// A deployment's leases: the provider's view (services, URLs, ports) and the chain's.
     #[command(
-        after_help = "Examples:\n  kumo lease status 42\n  kumo lease status 42 -o json   # the shape `kumo deploy -o json` prints"
+        after_help = "Examples:\n  kumo lease status 42\n  kumo lease status 42 -o json   # the shape `kumo deploy -o json` prints\n  kumo lease status 42 --warn-below 1d\n\nA warning goes to stderr (and `chain.low_funds` to JSON) when the escrow and its top-up\nallowance last less than --warn-below at the chain's measured block time."
     )]
-    Status(DseqArgs),
+    Status(StatusArgs),
     /// A deployment's log lines.
     #[command(
         after_help = "Examples:\n  kumo lease logs 42 --tail 20\n  kumo lease logs 42 --service web -f"
@@ -109,6 +109,36 @@ pub(crate) struct DseqArgs {
     pub(crate) tenant: TenantArgs,
 }
 
+/// `kumo lease status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The deployment's sequence number.
+    pub(crate) dseq: u64,
+    /// Warn when the funds (allowance included) last less than this (`90s`, `30m`, `2h`, `1d`).
+    #[arg(long, value_parser = parse_span, default_value = "1h")]
+    pub(crate) warn_below: std::time::Duration,
+    #[command(flatten)]
+    pub(crate) tenant: TenantArgs,
+}
+
+/// A span of time as people write it: `90s`, `30m`, `2h`, `1d` (whole numbers).
+pub(crate) fn parse_span(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a span of time: write e.g. 90s, 30m, 2h or 1d"))?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?} has no unit: write e.g. 90s, 30m, 2h or 1d")),
+    };
+    Ok(std::time::Duration::from_secs(n.saturating_mul(unit_secs)))
+}
+
 /// `kumo lease logs`.
 #[derive(Debug, Args)]
 pub(crate) struct LogsArgs {
@@ -183,8 +213,13 @@ impl LeaseCommand {
             LeaseCommand::Status(a) => {
                 let reports = block_on(async {
                     let t = a.tenant.connect().await?;
-                    anyhow::Ok(lease::status(&t, a.dseq).await?)
+                    anyhow::Ok(lease::status(&t, a.dseq, Some(a.warn_below)).await?)
                 })??;
+                for r in &reports {
+                    if let Some(low) = &r.chain.low_funds {
+                        eprintln!("warning: deployment {}: {low}", r.status.dseq);
+                    }
+                }
                 print_reports(format, &reports)?;
                 Ok(ExitCode::SUCCESS)
             }

@@ -17,6 +17,7 @@ mod provider;
 mod query;
 mod sdl;
 mod testnet;
+mod top_up;
 mod tx;
 
 use clap::Parser;

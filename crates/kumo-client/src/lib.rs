@@ -23,16 +23,17 @@ use std::time::Duration;
 
 use kumo_blockstore::{EventCursor, Hash32};
 use kumo_chain::Params;
-use kumo_types::{Address, DeploymentId};
+use kumo_types::{Address, DeploymentId, OrderId};
 use reqwest::{Method, RequestBuilder, header::CONTENT_TYPE};
 use serde::{Serialize, de::DeserializeOwned};
 
 pub use events::EventStream;
 pub use kumo_api::types;
 use kumo_api::types::{
-    AccountView, AtHeight, Bid, BidsQuery, BlockRecord, DeploymentView, DeploymentsQuery,
-    ErrorBody, ErrorCode, EscrowView, EventsPage, HexTx, Lease, LeasesQuery, NodeStatus, Order,
-    OrdersQuery, Provider, ProviderView, SubmitBatch, SubmitBatchResponse, SubmitResponse, TxView,
+    AccountView, AtHeight, Bid, BidsQuery, BlockRecord, Decline, DeclinesQuery, DeploymentView,
+    DeploymentsQuery, ErrorBody, ErrorCode, EscrowView, EventsPage, HexTx, Lease, LeasesQuery,
+    NodeStatus, Order, OrderIdParam, OrdersQuery, Provider, ProviderView, SubmitBatch,
+    SubmitBatchResponse, SubmitResponse, TxView,
 };
 
 /// Why a call failed.
@@ -311,6 +312,17 @@ impl NodeClient {
     /// `GET /v1/bids`.
     pub async fn bids(&self, filter: &BidsQuery) -> Result<AtHeight<Vec<Bid>>, ClientError> {
         self.get_query("/v1/bids", filter).await
+    }
+
+    /// `GET /v1/declines`: the providers' declines of an open order.
+    pub async fn declines(&self, order: &OrderId) -> Result<AtHeight<Vec<Decline>>, ClientError> {
+        self.get_query(
+            "/v1/declines",
+            &DeclinesQuery {
+                order: OrderIdParam(*order),
+            },
+        )
+        .await
     }
 
     /// `GET /v1/leases`.

@@ -8,8 +8,10 @@
 //! included), pick specific
 //! free GPUs of the requested model ([`crate::gpus::select`]) and reserve both (under one lock,
 //! so two orders cannot both take the last core or the last GPU); price it (GPUs by model);
-//! send `CreateBid` with the GPUs offered. Any "no" releases the reservation (and its GPUs) and
-//! is logged with its reason. Each order runs in a task of its own, so a
+//! send `CreateBid` with the GPUs offered. Any "no" releases the reservation (and its GPUs), is
+//! logged with its reason and, when it is a decision rather than a failure, is sent to the chain
+//! as `DeclineOrder` with a reason code and the same sentence, so the tenant learns it in a block
+//! or two instead of waiting out the order. Each order runs in a task of its own, so a
 //! slow price script never holds up other orders or lease events.
 //!
 //! Reservations are released on `BidLost`, `BidClosed` and `OrderClosed` (which covers expiry),
@@ -17,7 +19,7 @@
 
 use std::sync::Arc;
 
-use kumo_types::{DecCoin, EndpointKind, GroupSpec, Msg, OrderId, matching};
+use kumo_types::{DecCoin, DeclineReason, EndpointKind, GroupSpec, Msg, OrderId, matching};
 use kumo_workload::ENGINE_MIN_MEMORY;
 use tracing::{info, warn};
 
@@ -42,9 +44,10 @@ pub async fn on_order_created(p: Arc<Provider>, order: OrderId, max: DecCoin) {
                 warn!("dropping the reservation of {}: {e}", order_label(&order));
             }
             match no {
-                NoBid::Declined(reason) => {
+                NoBid::Declined(code, reason) => {
                     p.metrics.bid(BidOutcome::Declined);
-                    warn!(order = %order_label(&order), "no bid: {reason}");
+                    warn!(order = %order_label(&order), "no bid ({code}): {reason}");
+                    decline(&p, &order, code, reason).await;
                 }
                 NoBid::Failed(reason) => {
                     p.metrics.bid(BidOutcome::Failed);
@@ -55,22 +58,40 @@ pub async fn on_order_created(p: Arc<Provider>, order: OrderId, max: DecCoin) {
     }
 }
 
-/// Why an order got no bid: it does not fit (a decision), or something failed on the way.
-#[derive(Debug)]
-enum NoBid {
-    Declined(String),
-    Failed(String),
-}
-
-impl From<String> for NoBid {
-    fn from(reason: String) -> NoBid {
-        NoBid::Declined(reason)
+/// Tells the chain this provider will not bid, and why. The sentence is cut to what the chain
+/// keeps (`max_string_bytes`); a failure is only logged (the order may have closed meanwhile).
+async fn decline(p: &Provider, order: &OrderId, reason: DeclineReason, detail: String) {
+    let max = p.signer.params().max_string_bytes as usize;
+    let mut detail = detail;
+    if detail.len() > max {
+        let mut cut = max.saturating_sub(3);
+        while !detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        detail.truncate(cut);
+        detail.push_str("...");
+    }
+    let msg = Msg::DeclineOrder {
+        order: *order,
+        reason,
+        detail,
+    };
+    if let Err(e) = p.signer.submit(vec![msg]).await {
+        warn!(order = %order_label(order), "DeclineOrder failed: {e}");
     }
 }
 
-impl From<&str> for NoBid {
-    fn from(reason: &str) -> NoBid {
-        NoBid::Declined(reason.to_string())
+/// Why an order got no bid: it does not fit (a decision, with its code), or something failed
+/// on the way.
+#[derive(Debug)]
+enum NoBid {
+    Declined(DeclineReason, String),
+    Failed(String),
+}
+
+impl NoBid {
+    fn unsupported(reason: impl Into<String>) -> NoBid {
+        NoBid::Declined(DeclineReason::Unsupported, reason.into())
     }
 }
 
@@ -95,7 +116,7 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
         .groups
         .iter()
         .find(|g| g.id.gseq == order.gseq)
-        .ok_or("the order's group is not in its deployment")?
+        .ok_or_else(|| NoBid::Failed("the order's group is not in its deployment".into()))?
         .spec
         .clone();
     let me = p
@@ -122,14 +143,13 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
         .iter()
         .any(|a| a.key == kumo_sdl::VM_CAPABILITY && a.value == "true");
     if wants_vm && !p.config.vm.enabled {
-        return Err(NoBid::Declined(
-            "the group has VM services (capabilities/vm) and this provider runs no VMs ([vm] enabled = false)"
-                .into(),
+        return Err(NoBid::unsupported(
+            "the group has VM services (capabilities/vm) and this provider runs no VMs ([vm] enabled = false)",
         ));
     }
-    servable(&group, wants_vm)?;
+    servable(&group, wants_vm).map_err(NoBid::unsupported)?;
     matching::match_group(&group, &me.provider.fields.attributes, &attestations)
-        .map_err(|e| NoBid::Declined(e.to_string()))?;
+        .map_err(|e| NoBid::Declined(DeclineReason::Attributes, e.to_string()))?;
     let pool = p
         .config
         .network
@@ -139,7 +159,7 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
     // Containers take the lower half of a lease subnet, VMs the upper: a group that fits the
     // smaller half fits whatever its mix.
     if replicas > u64::from(pool.containers_per_network()) {
-        return Err(NoBid::Declined(format!(
+        return Err(NoBid::unsupported(format!(
             "the group has {replicas} replicas and a lease network here holds {} ([network] lease_subnet_prefix = {})",
             pool.containers_per_network(),
             pool.subnet_prefix()
@@ -149,10 +169,11 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
     let gpus = {
         let _one_at_a_time = p.reserve_lock.lock().await;
         let view = p.inventory_view().map_err(|e| failed(&e))?;
-        fits(&need, &view.free).map_err(|e| format!("capacity: {e}"))?;
+        fits(&need, &view.free)
+            .map_err(|e| NoBid::Declined(DeclineReason::Capacity, format!("capacity: {e}")))?;
         let held = p.state.gpu_holders().map_err(|e| failed(&e))?;
         let gpus = crate::gpus::select(&p.inventory.devices, &held, &group)
-            .map_err(|e| format!("GPUs: {e}"))?;
+            .map_err(|e| NoBid::Declined(DeclineReason::Capacity, format!("GPUs: {e}")))?;
         need.gpus = crate::gpus::count_by_kind(&gpus);
         let uuids: Vec<String> = gpus.iter().map(|d| d.uuid.clone()).collect();
         p.state
@@ -169,11 +190,12 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
     };
     let price = pricing::price(&p.config.pricing, order, &group, &gpus, max)
         .await
-        .map_err(|e| NoBid::Declined(e.to_string()))?;
+        .map_err(|e| NoBid::Declined(DeclineReason::Other, format!("pricing: {e}")))?;
     if price.amount > max.amount {
-        return Err(NoBid::Declined(format!(
-            "price {price} is above the order's maximum {max}"
-        )));
+        return Err(NoBid::Declined(
+            DeclineReason::Price,
+            format!("price {price} is above the order's maximum {max}"),
+        ));
     }
     p.signer
         .submit(vec![Msg::CreateBid {

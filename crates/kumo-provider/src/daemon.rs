@@ -12,7 +12,9 @@
 //!   refreshed from one engine listing (routes set, missing or evicted replicas deployed
 //!   again); every `reconcile_interval` (30 s): [`Provider::reconcile`], as a controller
 //!   does; every `storage_check_interval`: ephemeral storage measured, replicas above their
-//!   size evicted; every `withdraw_period`: earnings withdrawn;
+//!   size evicted; every `withdraw_period`: earnings withdrawn; every `liveness_interval`
+//!   blocks (a chain parameter): `ProviderHeartbeat`, without which the chain closes this
+//!   provider's leases `provider_unresponsive` after `liveness_window` blocks;
 //! - the HTTPS gateway and the ingress (HTTP by host name, forwarded TCP and UDP ports).
 //!
 //! At start, before any of that, [`Provider::reconcile`] makes chain, records and engine agree.
@@ -26,7 +28,7 @@ use kumo_chain::events::Event;
 use kumo_client::{NodeClient, signer::Signer};
 use kumo_gateway::{routes::RouteTable, types::InventoryView};
 use kumo_keystore::{Backend as KeyBackend, Keystore};
-use kumo_types::{Address, SecretKey};
+use kumo_types::{Address, Msg, SecretKey};
 use kumo_vm::VmBackend;
 use kumo_workload::{Backend, DockerBackend, DockerConfig};
 use tokio::sync::{Mutex, watch};
@@ -267,6 +269,7 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
             }
         },
     ));
+    tasks.spawn(prove_alive(p.clone(), stop_rx.clone()));
     let period = p.config.withdraw_period;
     tasks.spawn(every(period, stop_rx.clone(), {
         let p = p.clone();
@@ -329,6 +332,42 @@ where
         tokio::select! {
             _ = &mut stopped => return,
             _ = tick.tick() => f().await,
+        }
+    }
+}
+
+/// Sends `ProviderHeartbeat` every `liveness_interval` blocks (a chain parameter), so the chain
+/// keeps this provider's leases open and tenants count it among the live providers. Checked
+/// every second against the chain's height; a failed heartbeat is retried on the next check.
+async fn prove_alive(p: Arc<Provider>, stop: watch::Receiver<bool>) {
+    let interval = p.signer.params().liveness_interval.max(1);
+    let mut last_proof: Option<u64> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopped = stopped(stop);
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tick.tick() => {}
+        }
+        let height = match p.client.status().await {
+            Ok(s) => s.height,
+            Err(e) => {
+                warn!("liveness: cannot read the chain's height: {e}");
+                continue;
+            }
+        };
+        if last_proof.is_some_and(|h| height < h + interval) {
+            continue;
+        }
+        match p.signer.submit(vec![Msg::ProviderHeartbeat]).await {
+            Ok(c) => last_proof = Some(c.height),
+            Err(e) => {
+                // Not before the next interval: an unregistered provider must not spam fees.
+                warn!("liveness: ProviderHeartbeat failed: {e}");
+                last_proof = Some(height);
+            }
         }
     }
 }

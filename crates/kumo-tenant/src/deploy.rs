@@ -5,11 +5,13 @@
 //!    chain's `deployment_min_deposit`, and covers [`DeployOptions::min_lease_blocks`] blocks at
 //!    the SDL's maximum price (any bid is at most that, so the chosen one is covered too).
 //! 2. **CreateDeployment** with `dseq` = the chain height (the next free one for this owner).
-//! 3. **Bids**, from the node's event stream (no polling): for each group, until the provider
-//!    named by `--select` bid, or every provider whose attributes fit bid, or
-//!    [`DeployOptions::bid_settle`] after the first bid, or [`DeployOptions::bid_wait`] passed.
-//!    None → `CloseDeployment` (refund) and [`crate::fit::explain`] says why each provider
-//!    did not fit.
+//! 3. **Bids and declines**, from the node's event stream (no polling): for each group, until
+//!    the provider named by `--select` bid, or every live provider (one that proved it is alive
+//!    within the chain's `liveness_window`) bid or declined (`DeclineOrder`), or every provider
+//!    whose attributes fit bid, or [`DeployOptions::bid_settle`] after the first bid, or
+//!    [`DeployOptions::bid_wait`] passed. None → `CloseDeployment` (refund), with each
+//!    provider's own reason when it declined, and [`crate::fit::explain`]'s local guess for
+//!    those that said nothing.
 //! 4. **Select** (cheapest, a named provider, or a caller's pick) and **CreateLease** (one
 //!    transaction for every group).
 //! 5. **Manifest** to each provider's gateway (retried while the provider has not seen the
@@ -180,6 +182,13 @@ pub enum Progress {
     },
     /// A provider bid.
     BidArrived(BidOffer),
+    /// A provider declined (it will not bid on the group's order).
+    Declined {
+        /// The provider.
+        provider: Address,
+        /// Its reason code.
+        reason: kumo_types::DeclineReason,
+    },
     /// A bid was chosen.
     BidSelected(BidOffer),
     /// `CreateLease` is committed.
@@ -247,6 +256,13 @@ pub async fn deploy(
     let block_ms = measured_block_ms(node).await.unwrap_or(DEFAULT_BLOCK_MS);
 
     let start_height = node.status().await?.height;
+    // Providers that proved they are alive recently: each will bid or decline.
+    let window = tenant.params().liveness_window;
+    let live: Vec<Address> = providers
+        .values()
+        .filter(|p| p.last_seen.saturating_add(window) >= start_height)
+        .map(|p| p.owner)
+        .collect();
     let id = free_dseq(tenant, start_height.max(1)).await?;
     // Events from before the deployment's block on: no bid can be missed.
     let mut events = node.event_stream(start_height);
@@ -285,6 +301,7 @@ pub async fn deploy(
         .map(|g| g.resources.iter().any(|u| u.resources.gpu.units > 0))
         .collect();
     let mut offers: Vec<Vec<BidOffer>> = vec![Vec::new(); groups.len()];
+    let mut declined: Vec<Vec<Address>> = vec![Vec::new(); groups.len()];
     let mut first_at: Vec<Option<Instant>> = vec![None; groups.len()];
     let began = Instant::now();
     let deadline = began + opts.bid_wait;
@@ -300,20 +317,32 @@ pub async fn deploy(
             gpu: (!gpus.is_empty()).then(|| kumo_types::gpu::summary(gpus)),
         }
     };
-    let complete =
-        |offers: &[BidOffer], first: Option<Instant>, expected: usize, now: Instant| match &opts
-            .select
-        {
-            Selection::Provider(want) => offers.iter().any(|o| o.provider == *want),
-            _ => {
-                !offers.is_empty()
+    // Every live provider has answered the group's order, with a bid or a decline.
+    let all_answered = |offers: &[BidOffer], declined: &[Address]| {
+        !live.is_empty()
+            && live
+                .iter()
+                .all(|p| declined.contains(p) || offers.iter().any(|o| o.provider == *p))
+    };
+    let complete = |offers: &[BidOffer],
+                    declined: &[Address],
+                    first: Option<Instant>,
+                    expected: usize,
+                    now: Instant| match &opts.select {
+        Selection::Provider(want) => {
+            offers.iter().any(|o| o.provider == *want) || declined.contains(want)
+        }
+        _ => {
+            all_answered(offers, declined)
+                || (!offers.is_empty()
                     && (offers.len() >= expected
-                        || first.is_some_and(|t| now >= t + opts.bid_settle))
-            }
-        };
+                        || first.is_some_and(|t| now >= t + opts.bid_settle)))
+        }
+    };
     loop {
         let now = Instant::now();
-        let all = (0..groups.len()).all(|i| complete(&offers[i], first_at[i], expected[i], now));
+        let all = (0..groups.len())
+            .all(|i| complete(&offers[i], &declined[i], first_at[i], expected[i], now));
         if all || now >= deadline {
             break;
         }
@@ -334,6 +363,20 @@ pub async fn deploy(
                 continue;
             }
         };
+        if let Event::OrderDeclined {
+            order,
+            provider,
+            reason,
+        } = ev.event
+        {
+            if let Some(i) = orders.iter().position(|o| *o == order)
+                && !declined[i].contains(&provider)
+            {
+                declined[i].push(provider);
+                on(Progress::Declined { provider, reason });
+            }
+            continue;
+        }
         if let Event::BidCreated { id: bid, price, .. } = ev.event {
             let Some(i) = orders.iter().position(|o| *o == bid_order(&bid)) else {
                 continue;
@@ -406,6 +449,8 @@ pub async fn deploy(
                     _ => None,
                 };
                 let gave_up = matches!(opts.select, Selection::Ask(_)) && !offers[i].is_empty();
+                // The providers' own reasons are kept while the order is open: read them first.
+                let declines = node.declines(&orders[i]).await?.value;
                 let refund = close_deployment(tenant, id).await?;
                 if gave_up {
                     return Err(TenantError::Cancelled {
@@ -413,11 +458,21 @@ pub async fn deploy(
                         refund,
                     });
                 }
-                let providers = crate::fit::explain(tenant, std::slice::from_ref(g)).await?;
+                let mut providers = crate::fit::explain(tenant, std::slice::from_ref(g)).await?;
+                providers.retain(|p| !declines.iter().any(|d| d.provider == p.provider));
                 return Err(TenantError::NoBids {
                     dseq: id.dseq,
                     waited_secs: began.elapsed().as_secs(),
+                    waited_ms: began.elapsed().as_millis() as u64,
                     refund,
+                    declines: declines
+                        .into_iter()
+                        .map(|d| crate::error::DeclineView {
+                            provider: d.provider,
+                            reason: d.reason,
+                            detail: d.detail,
+                        })
+                        .collect(),
                     providers,
                     selected,
                 });
@@ -537,17 +592,19 @@ pub async fn deploy(
     };
     let mut reports = Vec::new();
     for status in statuses {
-        let report = report_for(tenant, status).await?;
+        let report = report_for(tenant, status, None).await?;
         on(Progress::Running(Box::new(report.clone())));
         reports.push(report);
     }
     Ok(reports)
 }
 
-/// Adds the chain's record to a provider's status.
+/// Adds the chain's record to a provider's status (with a low-funds warning under
+/// `warn_below`: a threshold and the block time in ms).
 pub(crate) async fn report_for(
     tenant: &Tenant,
     status: LeaseStatusView,
+    warn_below: Option<(Duration, f64)>,
 ) -> Result<LeaseReport, TenantError> {
     let lease = tenant
         .node()
@@ -561,7 +618,7 @@ pub(crate) async fn report_for(
         .into_iter()
         .find(|l| l.id.dseq == status.dseq && l.id.gseq == status.gseq && l.id.oseq == status.oseq)
         .ok_or_else(|| TenantError::NotFound(format!("no lease {} on chain", status.dseq)))?;
-    let chain = chain_lease(tenant.node(), &lease).await?;
+    let chain = chain_lease(tenant.node(), &lease, warn_below).await?;
     Ok(LeaseReport { status, chain })
 }
 

@@ -27,15 +27,19 @@ pub enum TenantError {
         why: String,
     },
     /// No (acceptable) bid arrived in time; the deployment was closed and refunded.
-    #[error("{}", no_bids_message(.dseq, .waited_secs, .refund, .providers, .selected))]
+    #[error("{}", no_bids_message(.dseq, .waited_ms, .refund, .declines, .providers, .selected))]
     NoBids {
         /// The deployment.
         dseq: u64,
         /// Seconds waited.
         waited_secs: u64,
+        /// Milliseconds waited.
+        waited_ms: u64,
         /// What the closed escrow refunded.
         refund: Option<Coin>,
-        /// Each registered provider and why it did not fit (as far as can be told).
+        /// The providers that declined the order, each with its own reason.
+        declines: Vec<DeclineView>,
+        /// Each other registered provider and why it did not fit (as far as can be told here).
         providers: Vec<ProviderFit>,
         /// The provider `--select` asked for, when that was the condition.
         selected: Option<Address>,
@@ -152,25 +156,53 @@ fn refund_note(refund: &Option<Coin>) -> String {
         .map_or(String::new(), |c| format!(" and {c} refunded"))
 }
 
+/// A provider's decline of an order, as the tenant is told it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeclineView {
+    /// The provider.
+    pub provider: Address,
+    /// Its reason code.
+    pub reason: kumo_types::DeclineReason,
+    /// Its reason, in its words.
+    pub detail: String,
+}
+
 fn no_bids_message(
     dseq: &u64,
-    waited: &u64,
+    waited_ms: &u64,
     refund: &Option<Coin>,
+    declines: &[DeclineView],
     providers: &[ProviderFit],
     selected: &Option<Address>,
 ) -> String {
+    let waited = format!("{:.1} s", *waited_ms as f64 / 1000.0);
     let mut m = match selected {
-        Some(p) => format!("no bid from provider {p} on deployment {dseq} within {waited} s"),
-        None => format!("no bid on deployment {dseq} within {waited} s"),
+        Some(p) => format!("no bid from provider {p} on deployment {dseq} within {waited}"),
+        None => format!("no bid on deployment {dseq} within {waited}"),
     };
     m.push_str(&format!(
         "; the deployment was closed{}",
         refund_note(refund)
     ));
-    if providers.is_empty() {
+    if declines.is_empty() && providers.is_empty() {
         m.push_str("\n  no provider is registered on this chain");
-    } else {
-        m.push_str("\n  why the registered providers did not fit:");
+    }
+    if !declines.is_empty() {
+        m.push_str("\n  the providers that declined, in their words:");
+        for d in declines {
+            m.push_str(&format!(
+                "\n  - {} ({}): {}",
+                d.provider, d.reason, d.detail
+            ));
+        }
+    }
+    if !providers.is_empty() {
+        m.push_str(match declines.is_empty() {
+            true => "\n  why the registered providers did not fit:",
+            false => {
+                "\n  the others said nothing; why they do not fit, as far as can be told here:"
+            }
+        });
         for p in providers {
             m.push_str(&format!("\n  - {}: {}", p.provider, p.reasons.join("; ")));
         }

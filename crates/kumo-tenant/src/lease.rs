@@ -88,8 +88,22 @@ pub async fn leases_of(tenant: &Tenant, dseq: u64) -> Result<Vec<Lease>, TenantE
 }
 
 /// The status of each lease of `dseq`: the provider's view and the chain's. A closed lease
-/// the provider no longer knows is reported `closed` with no services.
-pub async fn status(tenant: &Tenant, dseq: u64) -> Result<Vec<LeaseReport>, TenantError> {
+/// the provider no longer knows is reported `closed` with no services. An active lease whose
+/// funds (allowance included) last less than `warn_below` carries a low-funds warning.
+pub async fn status(
+    tenant: &Tenant,
+    dseq: u64,
+    warn_below: Option<std::time::Duration>,
+) -> Result<Vec<LeaseReport>, TenantError> {
+    let warn_below = match warn_below {
+        Some(d) => Some((
+            d,
+            crate::report::measured_block_ms(tenant.node())
+                .await
+                .unwrap_or(1000.0),
+        )),
+        None => None,
+    };
     let mut out = Vec::new();
     for l in leases_of(tenant, dseq).await? {
         if l.state != LeaseState::Active {
@@ -106,7 +120,7 @@ pub async fn status(tenant: &Tenant, dseq: u64) -> Result<Vec<LeaseReport>, Tena
                 services: vec![],
                 warnings: vec![],
             };
-            let chain = chain_lease(tenant.node(), &l).await?;
+            let chain = chain_lease(tenant.node(), &l, None).await?;
             out.push(LeaseReport { status, chain });
             continue;
         }
@@ -118,7 +132,7 @@ pub async fn status(tenant: &Tenant, dseq: u64) -> Result<Vec<LeaseReport>, Tena
                 provider: l.id.provider,
                 source,
             })?;
-        out.push(report_for(tenant, status).await?);
+        out.push(report_for(tenant, status, warn_below).await?);
     }
     Ok(out)
 }
@@ -227,7 +241,7 @@ pub async fn restart(
             provider: lease.id.provider,
             source,
         })?;
-    report_for(tenant, status).await
+    report_for(tenant, status, None).await
 }
 
 /// Where to log into a VM service of deployment `dseq` with SSH: `service`, or the first VM
@@ -238,7 +252,7 @@ pub async fn ssh_access(
     service: Option<&str>,
 ) -> Result<(String, SshAccess), TenantError> {
     let mut containers = Vec::new();
-    for report in status(tenant, dseq).await? {
+    for report in status(tenant, dseq, None).await? {
         for v in report.status.services {
             if service.is_some_and(|s| s != v.name) {
                 continue;
@@ -439,6 +453,136 @@ async fn check_deposit(
         ));
     }
     Ok(())
+}
+
+/// What [`grant_top_up`] or [`revoke_top_up`] left.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopUpSet {
+    /// The deployment.
+    pub dseq: u64,
+    /// Its owner.
+    pub owner: Address,
+    /// The allowance now (`None`: revoked).
+    pub top_up: Option<kumo_chain::state::TopUpAllowance>,
+    /// Blocks the escrow pays for now, without the allowance.
+    pub blocks_left: Option<u64>,
+}
+
+/// Lets the chain move up to `limit` from the tenant's account into deployment `dseq` of
+/// `owner` (the tenant's own when `None`), `below_blocks` blocks' worth at a time, whenever
+/// fewer than `below_blocks` blocks of funds remain. Refused here first, at no fee: a zero
+/// limit, a threshold out of range, a closed or missing deployment, another denomination,
+/// someone else's allowance on someone else's deployment.
+pub async fn grant_top_up(
+    tenant: &Tenant,
+    owner: Option<Address>,
+    dseq: u64,
+    limit: Coin,
+    below_blocks: u64,
+) -> Result<TopUpSet, TenantError> {
+    let id = DeploymentId {
+        owner: owner.unwrap_or(tenant.address()),
+        dseq,
+    };
+    let invalid = |why: String| Err(TenantError::Invalid(format!("{why} (nothing was sent)")));
+    if limit.amount == 0 {
+        return invalid(format!("an allowance of {limit} allows nothing"));
+    }
+    if below_blocks == 0 || below_blocks > kumo_chain::escrow::MAX_TOP_UP_BLOCKS {
+        return invalid(format!(
+            "--below-blocks {below_blocks} is out of range: pick 1 to {}",
+            kumo_chain::escrow::MAX_TOP_UP_BLOCKS
+        ));
+    }
+    let escrow = open_escrow(tenant, &id).await?;
+    if escrow.denom != limit.denom {
+        return invalid(format!(
+            "deployment {dseq} is paid in {}, not {}: allow {}",
+            escrow.denom, limit.denom, escrow.denom
+        ));
+    }
+    if let Some(old) = &escrow.top_up
+        && old.granter != tenant.address()
+        && id.owner != tenant.address()
+    {
+        return invalid(format!(
+            "deployment {dseq} already has an allowance from {}; only it or the owner {} may replace it",
+            old.granter, id.owner
+        ));
+    }
+    tenant
+        .signer()
+        .submit(vec![Msg::GrantTopUp {
+            id,
+            limit,
+            below_blocks,
+        }])
+        .await?;
+    top_up_set(tenant, id).await
+}
+
+/// Ends the allowance of deployment `dseq` of `owner` (the tenant's own when `None`); only its
+/// granter or the deployment's owner may, which is checked here first.
+pub async fn revoke_top_up(
+    tenant: &Tenant,
+    owner: Option<Address>,
+    dseq: u64,
+) -> Result<TopUpSet, TenantError> {
+    let id = DeploymentId {
+        owner: owner.unwrap_or(tenant.address()),
+        dseq,
+    };
+    let escrow = open_escrow(tenant, &id).await?;
+    let Some(old) = &escrow.top_up else {
+        return Err(TenantError::Invalid(format!(
+            "deployment {dseq} has no allowance (nothing was sent)"
+        )));
+    };
+    if old.granter != tenant.address() && id.owner != tenant.address() {
+        return Err(TenantError::Invalid(format!(
+            "only the allowance's granter {} or the owner {} may revoke it (nothing was sent)",
+            old.granter, id.owner
+        )));
+    }
+    tenant
+        .signer()
+        .submit(vec![Msg::RevokeTopUp { id }])
+        .await?;
+    top_up_set(tenant, id).await
+}
+
+/// The open escrow account of `id`, or why there is none.
+async fn open_escrow(
+    tenant: &Tenant,
+    id: &DeploymentId,
+) -> Result<kumo_chain::state::EscrowAccount, TenantError> {
+    let escrow = match tenant.node().escrow(id).await {
+        Ok(e) => e.value.account,
+        Err(e) if e.is_not_found() => {
+            return Err(TenantError::NotFound(format!(
+                "no deployment {} of {} (nothing was sent)",
+                id.dseq, id.owner
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if escrow.state != kumo_chain::state::EscrowState::Open {
+        return Err(TenantError::Invalid(format!(
+            "deployment {} is closed (nothing was sent)",
+            id.dseq
+        )));
+    }
+    Ok(escrow)
+}
+
+async fn top_up_set(tenant: &Tenant, id: DeploymentId) -> Result<TopUpSet, TenantError> {
+    let a = tenant.node().escrow(&id).await?.value.account;
+    Ok(TopUpSet {
+        dseq: id.dseq,
+        owner: id.owner,
+        blocks_left: (!a.rate.is_zero()).then(|| (a.balance.atto() / a.rate.atto()) as u64),
+        top_up: a.top_up,
+    })
 }
 
 /// What an update did.

@@ -13,7 +13,10 @@
 //!            "blocks_left": 4999, "height": 120}}
 //! ```
 
-use kumo_client::{NodeClient, types::Lease};
+use kumo_client::{
+    NodeClient,
+    types::{Lease, LeaseState},
+};
 use kumo_gateway::types::LeaseStatusView;
 use kumo_types::{Address, Dec, DecCoin, DeploymentId, LeaseCloseReason};
 use serde::{Deserialize, Serialize};
@@ -47,6 +50,46 @@ pub struct ChainLease {
     /// When, by whom and why it closed (absent while it is active).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed: Option<CloseRecord>,
+    /// The deployment's automatic top-up allowance, while it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_up: Option<kumo_chain::state::TopUpAllowance>,
+    /// Blocks the escrow and what its allowance may still add pay for, at the current rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks_left_with_top_up: Option<u64>,
+    /// Set when the funds (allowance included) last less than the caller's threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_funds: Option<LowFunds>,
+}
+
+/// A warning that a deployment is about to run dry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LowFunds {
+    /// About how long the funds last, in seconds (at the measured block time).
+    pub seconds_left: u64,
+    /// The threshold it is under, in seconds.
+    pub threshold_seconds: u64,
+}
+
+impl std::fmt::Display for LowFunds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "funds last about {} (less than {}): add funds with `kumo deposit DSEQ AMOUNT`, or let the chain do it with `kumo top-up grant DSEQ --limit AMOUNT`",
+            human_secs(self.seconds_left),
+            human_secs(self.threshold_seconds)
+        )
+    }
+}
+
+/// `90` → `1 min 30 s`, `7200` → `2 h`.
+pub fn human_secs(s: u64) -> String {
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 if s % 60 == 0 => format!("{} min", s / 60),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ if s % 3600 == 0 => format!("{} h", s / 3600),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
 }
 
 /// One line of `kumo lease list`.
@@ -146,23 +189,49 @@ pub(crate) async fn escrow_of(
     Ok((a.balance, left, e.height))
 }
 
-/// The chain half of a report.
+/// The chain half of a report; `warn_below` (with the chain's block time in ms) sets
+/// [`ChainLease::low_funds`] when an active lease's funds, allowance included, last less.
 pub(crate) async fn chain_lease(
     node: &NodeClient,
     lease: &Lease,
+    warn_below: Option<(std::time::Duration, f64)>,
 ) -> Result<ChainLease, TenantError> {
     let id = DeploymentId {
         owner: lease.id.owner,
         dseq: lease.id.dseq,
     };
-    let (escrow_balance, blocks_left, height) = escrow_of(node, &id).await?;
+    let e = node.escrow(&id).await?;
+    let a = &e.value.account;
+    let open = a.state == kumo_chain::state::EscrowState::Open;
+    let blocks_left =
+        (open && !a.rate.is_zero()).then(|| (a.balance.atto() / a.rate.atto()) as u64);
+    let top_up = a.top_up.clone().filter(|_| open);
+    let blocks_left_with_top_up = blocks_left.map(|b| {
+        let extra = top_up.as_ref().map_or(0, |t| {
+            (t.remaining.saturating_mul(1_000_000_000_000_000_000) / a.rate.atto()) as u64
+        });
+        b.saturating_add(extra)
+    });
+    let low_funds = match (warn_below, blocks_left_with_top_up) {
+        (Some((below, block_ms)), Some(blocks)) if lease.state == LeaseState::Active => {
+            let seconds_left = (blocks as f64 * block_ms / 1000.0) as u64;
+            (seconds_left < below.as_secs()).then_some(LowFunds {
+                seconds_left,
+                threshold_seconds: below.as_secs(),
+            })
+        }
+        _ => None,
+    };
     Ok(ChainLease {
         state: lease.state,
         price: lease.price.clone(),
-        escrow_balance,
+        escrow_balance: a.balance,
         blocks_left,
-        height,
+        height: e.height,
         closed: CloseRecord::of(lease),
+        top_up,
+        blocks_left_with_top_up,
+        low_funds,
     })
 }
 
