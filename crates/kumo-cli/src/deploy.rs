@@ -88,14 +88,19 @@ Steps (stderr): validated → deployment created → bids → bid selected → l
 manifest sent → waiting → running; then the URLs on stdout.
 
 When it fails:
-  no bid in --bid-wait      the deployment is closed (deposit refunded) and each registered
-                            provider is listed with why it did not fit (attributes, auditors,
-                            capacity; a provider whose price is above the SDL's is `probably price`)
+  no bid                    as soon as every live provider declined (or after --bid-wait) the
+                            deployment is closed (deposit refunded); each provider that declined
+                            is listed with its own reason, the others with why they do not fit as
+                            far as can be told here (attributes, auditors, capacity, price)
   manifest refused          the provider's reason (e.g. the image cannot be pulled); the
                             deployment is closed and refunded
   deposit too small         nothing is sent; the smallest deposit that would do is printed
   not ready in --wait       which service and its last log lines; the lease stays open (close it
-                            with `kumo lease close DSEQ`) unless --close-on-failure")]
+                            with `kumo lease close DSEQ`) unless --close-on-failure
+
+With --failover, `kumo deploy` goes on as `kumo lease watch DSEQ --file FILE` once the services
+run: when a lease closes for the provider's reason, the group moves to another provider (same
+manifest; persistent volumes do not follow, they start empty).")]
 pub(crate) struct DeployArgs {
     /// The SDL file (Akash SDL v2.0/v2.1).
     pub(crate) file: PathBuf,
@@ -122,6 +127,10 @@ pub(crate) struct DeployArgs {
     /// Refuse the file if anything in it would be ignored (`kumo sdl check` lists the warnings).
     #[arg(long)]
     pub(crate) strict: bool,
+    /// Stay and watch the deployment, moving a lost lease to another provider (see
+    /// `kumo lease watch`); stop with Ctrl-C, which leaves the deployment running.
+    #[arg(long)]
+    pub(crate) failover: bool,
     #[command(flatten)]
     pub(crate) tenant: TenantArgs,
 }
@@ -149,14 +158,24 @@ impl DeployArgs {
             strict: self.strict,
             ..DeployOptions::default()
         };
-        let reports = block_on(async {
+        let failover = self.failover;
+        block_on(async {
             let tenant = self.tenant.connect().await?;
             let mut view = ProgressView::new();
             let reports =
                 kumo_tenant::deploy::deploy(&tenant, &text, opts, &mut |p| view.show(&p)).await?;
-            anyhow::Ok(reports)
+            print_reports(format, &reports)?;
+            if failover {
+                let dseq = reports[0].status.dseq;
+                let opts = DeployOptions {
+                    bid_wait: self.bid_wait,
+                    wait: self.wait,
+                    ..DeployOptions::default()
+                };
+                crate::lease::watch_until_closed(&tenant, dseq, &text, &opts, format).await?;
+            }
+            anyhow::Ok(())
         })??;
-        print_reports(format, &reports)?;
         Ok(ExitCode::SUCCESS)
     }
 }

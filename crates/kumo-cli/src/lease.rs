@@ -55,6 +55,114 @@ pub(crate) enum LeaseCommand {
     /// Close a deployment: its leases end, the provider removes the workload, the rest of the
     /// escrow is refunded.
     Close(DseqArgs),
+    /// Watch a deployment and move a lost lease to another provider (runs until the
+    /// deployment closes, or Ctrl-C).
+    #[command(
+        after_help = "Example:\n  kumo lease watch 42 --file web.yaml\n\nWhen a lease closes for the provider's reason (provider_unresponsive, unstable,\ndecommission, performance, manifest_timeout, or the provider's own close), the watcher reopens\nthe group (a new order), takes the cheapest bid of another provider, sends it the same manifest\nand waits until the services run. Each step is printed (-o json: one JSON object per line).\nA group already lost when the watcher starts fails over at once. `kumo lease status DSEQ` shows\nthe new lease.\n\nPersistent data does not follow: volumes live on the lost provider's disks, and the new lease\nstarts with empty ones. The tenant's own close and an escrow that runs dry end the watch."
+    )]
+    Watch(WatchArgs),
+}
+
+/// `kumo lease watch`.
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    /// The deployment's sequence number.
+    pub(crate) dseq: u64,
+    /// The SDL file it was deployed (or last updated) with: its manifest goes to the new
+    /// provider.
+    #[arg(long)]
+    pub(crate) file: PathBuf,
+    /// How long to wait for another provider's bid.
+    #[arg(long, value_name = "DUR", value_parser = kumo_node::home::parse_duration, default_value = "30s")]
+    pub(crate) bid_wait: std::time::Duration,
+    /// How long the new lease's services get to run.
+    #[arg(long, value_name = "DUR", value_parser = kumo_node::home::parse_duration, default_value = "120s")]
+    pub(crate) wait: std::time::Duration,
+    #[command(flatten)]
+    pub(crate) tenant: TenantArgs,
+}
+
+/// Runs [`kumo_tenant::failover::watch`], printing each event as a line (text, or one JSON
+/// object per line).
+pub(crate) async fn watch_until_closed(
+    tenant: &kumo_tenant::Tenant,
+    dseq: u64,
+    sdl_text: &str,
+    opts: &kumo_tenant::deploy::DeployOptions,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    use kumo_tenant::failover::WatchEvent;
+    let mut show = |e: WatchEvent| {
+        if format == OutputFormat::Json {
+            if let Ok(line) = serde_json::to_string(&e) {
+                println!("{line}");
+            }
+            return;
+        }
+        let line = match &e {
+            WatchEvent::Watching { dseq, leases } => format!(
+                "watching deployment {dseq}: {} active lease(s)",
+                leases.len()
+            ),
+            WatchEvent::LeaseLost {
+                lease,
+                reason,
+                height,
+            } => format!(
+                "lease {lease} closed at {height} ({}): failing over",
+                reason.as_str()
+            ),
+            WatchEvent::Reopened { order } => format!("group reopened: order {order}"),
+            WatchEvent::Step { step } => match step {
+                kumo_tenant::deploy::Progress::BidArrived(o) => {
+                    format!("  bid from {} at {} per block", o.provider, o.price)
+                }
+                kumo_tenant::deploy::Progress::Declined { provider, reason } => {
+                    format!("  {provider} declined ({reason})")
+                }
+                kumo_tenant::deploy::Progress::BidSelected(o) => {
+                    format!("  bid selected: {} at {} per block", o.provider, o.price)
+                }
+                kumo_tenant::deploy::Progress::LeaseCreated { lease } => {
+                    format!("  lease created: {lease}")
+                }
+                kumo_tenant::deploy::Progress::ManifestSent { provider } => {
+                    format!("  manifest sent to {provider}")
+                }
+                kumo_tenant::deploy::Progress::GatewayUnreachable {
+                    provider,
+                    failing_secs,
+                    ..
+                } => format!("  {provider}'s gateway unreachable for {failing_secs} s: retrying"),
+                _ => return,
+            },
+            WatchEvent::ServingAgain {
+                lease,
+                seconds,
+                report,
+            } => {
+                let uris: Vec<&str> = report
+                    .status
+                    .services
+                    .iter()
+                    .flat_map(|s| s.uris.iter().map(String::as_str))
+                    .collect();
+                format!(
+                    "serving again from lease {lease} after {seconds:.1} s {}",
+                    uris.join(" ")
+                )
+            }
+            WatchEvent::FailoverFailed { group, error } => {
+                format!("failover of group {group} failed: {error}")
+            }
+            WatchEvent::Ended { dseq, reason } => {
+                format!("deployment {dseq}: {reason}; watch ends")
+            }
+        };
+        println!("{line}");
+    };
+    kumo_tenant::failover::watch(tenant, dseq, sdl_text, opts, &mut show).await?;
+    Ok(())
 }
 
 /// `kumo lease ssh`.
@@ -224,6 +332,20 @@ impl LeaseCommand {
                 Ok(ExitCode::SUCCESS)
             }
             LeaseCommand::Logs(a) => logs(a, format),
+            LeaseCommand::Watch(a) => {
+                let text = std::fs::read_to_string(&a.file)
+                    .with_context(|| format!("reading {}", a.file.display()))?;
+                let opts = kumo_tenant::deploy::DeployOptions {
+                    bid_wait: a.bid_wait,
+                    wait: a.wait,
+                    ..kumo_tenant::deploy::DeployOptions::default()
+                };
+                block_on(async {
+                    let t = a.tenant.connect().await?;
+                    watch_until_closed(&t, a.dseq, &text, &opts, format).await
+                })??;
+                Ok(ExitCode::SUCCESS)
+            }
             LeaseCommand::Shell(a) => shell(a),
             LeaseCommand::Ssh(a) => ssh(a, format),
             LeaseCommand::Restart(a) => {

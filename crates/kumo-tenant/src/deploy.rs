@@ -245,24 +245,9 @@ pub async fn deploy(
         warnings: sdl.warnings().to_vec(),
     });
 
-    // Providers that could bid, for knowing when every bid is in.
-    let providers: HashMap<Address, kumo_client::types::Provider> = node
-        .providers()
-        .await?
-        .value
-        .into_iter()
-        .map(|p| (p.owner, p))
-        .collect();
-    let block_ms = measured_block_ms(node).await.unwrap_or(DEFAULT_BLOCK_MS);
+    let market = Market::read(tenant).await?;
 
     let start_height = node.status().await?.height;
-    // Providers that proved they are alive recently: each will bid or decline.
-    let window = tenant.params().liveness_window;
-    let live: Vec<Address> = providers
-        .values()
-        .filter(|p| p.last_seen.saturating_add(window) >= start_height)
-        .map(|p| p.owner)
-        .collect();
     let id = free_dseq(tenant, start_height.max(1)).await?;
     // Events from before the deployment's block on: no bid can be missed.
     let mut events = node.event_stream(start_height);
@@ -285,10 +270,289 @@ pub async fn deploy(
     let orders: Vec<OrderId> = (1..=groups.len() as u32)
         .map(|g| id.group(g).order(1))
         .collect();
+    let began = Instant::now();
+    let offers = gather_bids(node, &mut events, &market, &orders, &groups, &opts, on).await?;
+    drop(events);
+
+    // Selection.
+    let mut chosen: Vec<BidOffer> = Vec::new();
+    for (i, g) in groups.iter().enumerate() {
+        let pick = match &mut opts.select {
+            Selection::Cheapest => offers[i]
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.price.amount.cmp(&b.1.price.amount))
+                .map(|(k, _)| k),
+            Selection::Provider(want) => offers[i].iter().position(|o| o.provider == *want),
+            Selection::Ask(ask) if !offers[i].is_empty() => ask(g, &offers[i]),
+            Selection::Ask(_) => None,
+        };
+        match pick.and_then(|k| offers[i].get(k)) {
+            Some(o) => {
+                on(Progress::BidSelected(o.clone()));
+                chosen.push(o.clone());
+            }
+            None => {
+                let selected = match &opts.select {
+                    Selection::Provider(p) => Some(*p),
+                    _ => None,
+                };
+                let gave_up = matches!(opts.select, Selection::Ask(_)) && !offers[i].is_empty();
+                // The providers' own reasons are kept while the order is open: read them first.
+                let declines = node.declines(&orders[i]).await?.value;
+                let refund = close_deployment(tenant, id).await?;
+                if gave_up {
+                    return Err(TenantError::Cancelled {
+                        dseq: id.dseq,
+                        refund,
+                    });
+                }
+                let mut providers = crate::fit::explain(tenant, std::slice::from_ref(g)).await?;
+                providers.retain(|p| !declines.iter().any(|d| d.provider == p.provider));
+                return Err(TenantError::NoBids {
+                    dseq: id.dseq,
+                    waited_ms: began.elapsed().as_millis() as u64,
+                    refund,
+                    why: Box::new(crate::error::NoBidReasons {
+                        declines: declines
+                            .into_iter()
+                            .map(|d| crate::error::DeclineView {
+                                provider: d.provider,
+                                reason: d.reason,
+                                detail: d.detail,
+                            })
+                            .collect(),
+                        providers,
+                    }),
+                    selected,
+                });
+            }
+        }
+    }
+    tenant
+        .signer()
+        .submit(
+            chosen
+                .iter()
+                .map(|o| Msg::CreateLease { bid: o.bid })
+                .collect(),
+        )
+        .await?;
+    for o in &chosen {
+        on(Progress::LeaseCreated { lease: o.bid });
+    }
+
+    // Manifest, once per provider (it deploys every group it leases).
+    let mut gateways: BTreeMap<Address, GatewayClient> = BTreeMap::new();
+    for o in &chosen {
+        if gateways.contains_key(&o.provider) {
+            continue;
+        }
+        let p = market.providers.get(&o.provider).ok_or_else(|| {
+            TenantError::NotFound(format!("provider {} is not registered", o.provider))
+        })?;
+        let gw = tenant.gateway_of(p)?;
+        let mut retrying = |e: &GatewayError, failing: Duration| {
+            on(Progress::GatewayUnreachable {
+                provider: o.provider,
+                error: e.to_string(),
+                failing_secs: failing.as_secs(),
+            })
+        };
+        if let Err(e) = send_manifest(&gw, id.dseq, sdl.manifest(), &mut retrying).await {
+            if is_outage(&e) {
+                // The lease stands and the provider may come back: closing would throw away
+                // the tenant's place for a network blip.
+                return Err(TenantError::GatewayUnreachable {
+                    dseq: id.dseq,
+                    provider: o.provider,
+                    waited_secs: GATEWAY_OUTAGE.as_secs(),
+                    cause: e.to_string(),
+                });
+            }
+            let refund = close_deployment(tenant, id).await?;
+            return Err(TenantError::ManifestRefused {
+                dseq: id.dseq,
+                provider: o.provider,
+                reason: e.to_string(),
+                refund,
+            });
+        }
+        on(Progress::ManifestSent {
+            provider: o.provider,
+        });
+        gateways.insert(o.provider, gw);
+    }
+
+    // Readiness.
+    let wait_began = Instant::now();
+    let leases: Vec<(LeaseId, &GatewayClient)> = chosen
+        .iter()
+        .map(|o| (o.bid, &gateways[&o.provider]))
+        .collect();
+    let statuses = match wait_running(&leases, opts.wait, on).await {
+        Ok(statuses) => statuses,
+        Err(statuses) => {
+            let mut services = Vec::new();
+            for ((lease, gw), s) in leases.iter().zip(&statuses) {
+                for svc in s.services.iter().filter(|v| v.available < v.replicas) {
+                    services.push(NotReadyService {
+                        name: svc.name.clone(),
+                        available: svc.available,
+                        replicas: svc.replicas,
+                        logs: last_logs(gw, lease, &svc.name).await,
+                    });
+                }
+            }
+            if opts.close_on_failure {
+                close_deployment(tenant, id).await?;
+            }
+            return Err(TenantError::NotReady {
+                dseq: id.dseq,
+                waited_secs: wait_began.elapsed().as_secs(),
+                services,
+                closed: opts.close_on_failure,
+            });
+        }
+    };
+    let mut reports = Vec::new();
+    for status in statuses {
+        let report = report_for(tenant, status, None).await?;
+        on(Progress::Running(Box::new(report.clone())));
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Adds the chain's record to a provider's status (with a low-funds warning under
+/// `warn_below`: a threshold and the block time in ms).
+pub(crate) async fn report_for(
+    tenant: &Tenant,
+    status: LeaseStatusView,
+    warn_below: Option<(Duration, f64)>,
+) -> Result<LeaseReport, TenantError> {
+    let lease = tenant
+        .node()
+        .leases(&LeasesQuery {
+            owner: Some(status.owner),
+            provider: Some(status.provider),
+            state: None,
+        })
+        .await?
+        .value
+        .into_iter()
+        .find(|l| l.id.dseq == status.dseq && l.id.gseq == status.gseq && l.id.oseq == status.oseq)
+        .ok_or_else(|| TenantError::NotFound(format!("no lease {} on chain", status.dseq)))?;
+    let chain = chain_lease(tenant.node(), &lease, warn_below).await?;
+    Ok(LeaseReport { status, chain })
+}
+
+/// Polls each lease's status at its provider until every one runs (`Ok`), or `wait` passed
+/// (`Err` with the last statuses read), telling `on` each change in available replicas.
+pub(crate) async fn wait_running(
+    leases: &[(LeaseId, &GatewayClient)],
+    wait: Duration,
+    on: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Vec<LeaseStatusView>, Vec<LeaseStatusView>> {
+    let began = Instant::now();
+    let mut last: Vec<ServiceProgress> = Vec::new();
+    loop {
+        let mut statuses = Vec::new();
+        for (lease, gw) in leases {
+            match gw.lease_status(lease.dseq, lease.gseq, lease.oseq).await {
+                Ok(s) => statuses.push(s),
+                Err(e) => tracing::debug!("lease status: {e}"),
+            }
+        }
+        let now: Vec<ServiceProgress> = statuses
+            .iter()
+            .flat_map(|s| &s.services)
+            .map(|s| ServiceProgress {
+                name: s.name.clone(),
+                available: s.available,
+                replicas: s.replicas,
+            })
+            .collect();
+        if now != last && !now.is_empty() {
+            on(Progress::Waiting {
+                services: now.clone(),
+            });
+            last = now;
+        }
+        if statuses.len() == leases.len()
+            && statuses.iter().all(|s| s.state == WorkloadState::Running)
+        {
+            return Ok(statuses);
+        }
+        if began.elapsed() >= wait {
+            return Err(statuses);
+        }
+        tokio::time::sleep(STATUS_POLL).await;
+    }
+}
+
+/// The providers as a deployment's bid phase sees them.
+pub(crate) struct Market {
+    /// Every registered provider.
+    pub(crate) providers: HashMap<Address, kumo_client::types::Provider>,
+    /// Those that proved they are alive within the chain's `liveness_window`: each will bid on
+    /// an order or decline it.
+    pub(crate) live: Vec<Address>,
+    /// The chain's block time, for prices per hour.
+    pub(crate) block_ms: f64,
+}
+
+impl Market {
+    pub(crate) async fn read(tenant: &Tenant) -> Result<Market, TenantError> {
+        let node = tenant.node();
+        let at = node.providers().await?;
+        let window = tenant.params().liveness_window;
+        let live = at
+            .value
+            .iter()
+            .filter(|p| p.last_seen.saturating_add(window) >= at.height)
+            .map(|p| p.owner)
+            .collect();
+        Ok(Market {
+            providers: at.value.into_iter().map(|p| (p.owner, p)).collect(),
+            live,
+            block_ms: measured_block_ms(node).await.unwrap_or(DEFAULT_BLOCK_MS),
+        })
+    }
+
+    fn offer(&self, bid: BidId, price: DecCoin, gpus: &[kumo_types::gpu::GpuOffer]) -> BidOffer {
+        let p = self.providers.get(&bid.provider);
+        BidOffer {
+            bid,
+            provider: bid.provider,
+            price_per_hour: per_hour(&price.amount, self.block_ms),
+            price,
+            attributes: p.map(|p| p.fields.attributes.clone()).unwrap_or_default(),
+            host_uri: p.map(|p| p.fields.host_uri.clone()).unwrap_or_default(),
+            gpu: (!gpus.is_empty()).then(|| kumo_types::gpu::summary(gpus)),
+        }
+    }
+}
+
+/// Collects the bids on `orders` (one per group of `groups`) from `events`, a stream opened
+/// before the orders were, until every group is complete (see the module docs) or
+/// `opts.bid_wait` passed; then asks the node once for bids the stream may have missed.
+pub(crate) async fn gather_bids(
+    node: &kumo_client::NodeClient,
+    events: &mut kumo_client::EventStream,
+    market: &Market,
+    orders: &[OrderId],
+    groups: &[GroupSpec],
+    opts: &DeployOptions,
+    on: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Vec<Vec<BidOffer>>, TenantError> {
+    let live = &market.live;
+    // Providers whose attributes fit, for knowing when every bid is in without declines.
     let expected: Vec<usize> = groups
         .iter()
         .map(|g| {
-            providers
+            market
+                .providers
                 .values()
                 .filter(|p| {
                     attributes_subset_of(&g.requirements.attributes, &p.fields.attributes).is_ok()
@@ -303,20 +567,7 @@ pub async fn deploy(
     let mut offers: Vec<Vec<BidOffer>> = vec![Vec::new(); groups.len()];
     let mut declined: Vec<Vec<Address>> = vec![Vec::new(); groups.len()];
     let mut first_at: Vec<Option<Instant>> = vec![None; groups.len()];
-    let began = Instant::now();
-    let deadline = began + opts.bid_wait;
-    let offer_of = |bid: BidId, price: DecCoin, gpus: &[kumo_types::gpu::GpuOffer]| {
-        let p = providers.get(&bid.provider);
-        BidOffer {
-            bid,
-            provider: bid.provider,
-            price_per_hour: per_hour(&price.amount, block_ms),
-            price,
-            attributes: p.map(|p| p.fields.attributes.clone()).unwrap_or_default(),
-            host_uri: p.map(|p| p.fields.host_uri.clone()).unwrap_or_default(),
-            gpu: (!gpus.is_empty()).then(|| kumo_types::gpu::summary(gpus)),
-        }
-    };
+    let deadline = Instant::now() + opts.bid_wait;
     // Every live provider has answered the group's order, with a bid or a decline.
     let all_answered = |offers: &[BidOffer], declined: &[Address]| {
         !live.is_empty()
@@ -399,13 +650,12 @@ pub async fn deploy(
             } else {
                 Vec::new()
             };
-            let offer = offer_of(bid, price, &gpus);
+            let offer = market.offer(bid, price, &gpus);
             on(Progress::BidArrived(offer.clone()));
             offers[i].push(offer);
             first_at[i].get_or_insert_with(Instant::now);
         }
     }
-    drop(events);
     // Bids the stream may have missed (a dropped connection): ask the node once.
     for (i, order) in orders.iter().enumerate() {
         let open = node
@@ -418,208 +668,14 @@ pub async fn deploy(
             .value;
         for b in open {
             if !offers[i].iter().any(|o| o.bid == b.id) {
-                let offer = offer_of(b.id, b.price, &b.gpus);
+                let offer = market.offer(b.id, b.price, &b.gpus);
                 on(Progress::BidArrived(offer.clone()));
                 offers[i].push(offer);
             }
         }
     }
 
-    // Selection.
-    let mut chosen: Vec<BidOffer> = Vec::new();
-    for (i, g) in groups.iter().enumerate() {
-        let pick = match &mut opts.select {
-            Selection::Cheapest => offers[i]
-                .iter()
-                .enumerate()
-                .min_by(|a, b| a.1.price.amount.cmp(&b.1.price.amount))
-                .map(|(k, _)| k),
-            Selection::Provider(want) => offers[i].iter().position(|o| o.provider == *want),
-            Selection::Ask(ask) if !offers[i].is_empty() => ask(g, &offers[i]),
-            Selection::Ask(_) => None,
-        };
-        match pick.and_then(|k| offers[i].get(k)) {
-            Some(o) => {
-                on(Progress::BidSelected(o.clone()));
-                chosen.push(o.clone());
-            }
-            None => {
-                let selected = match &opts.select {
-                    Selection::Provider(p) => Some(*p),
-                    _ => None,
-                };
-                let gave_up = matches!(opts.select, Selection::Ask(_)) && !offers[i].is_empty();
-                // The providers' own reasons are kept while the order is open: read them first.
-                let declines = node.declines(&orders[i]).await?.value;
-                let refund = close_deployment(tenant, id).await?;
-                if gave_up {
-                    return Err(TenantError::Cancelled {
-                        dseq: id.dseq,
-                        refund,
-                    });
-                }
-                let mut providers = crate::fit::explain(tenant, std::slice::from_ref(g)).await?;
-                providers.retain(|p| !declines.iter().any(|d| d.provider == p.provider));
-                return Err(TenantError::NoBids {
-                    dseq: id.dseq,
-                    waited_secs: began.elapsed().as_secs(),
-                    waited_ms: began.elapsed().as_millis() as u64,
-                    refund,
-                    declines: declines
-                        .into_iter()
-                        .map(|d| crate::error::DeclineView {
-                            provider: d.provider,
-                            reason: d.reason,
-                            detail: d.detail,
-                        })
-                        .collect(),
-                    providers,
-                    selected,
-                });
-            }
-        }
-    }
-    tenant
-        .signer()
-        .submit(
-            chosen
-                .iter()
-                .map(|o| Msg::CreateLease { bid: o.bid })
-                .collect(),
-        )
-        .await?;
-    for o in &chosen {
-        on(Progress::LeaseCreated { lease: o.bid });
-    }
-
-    // Manifest, once per provider (it deploys every group it leases).
-    let mut gateways: BTreeMap<Address, GatewayClient> = BTreeMap::new();
-    for o in &chosen {
-        if gateways.contains_key(&o.provider) {
-            continue;
-        }
-        let p = providers.get(&o.provider).ok_or_else(|| {
-            TenantError::NotFound(format!("provider {} is not registered", o.provider))
-        })?;
-        let gw = tenant.gateway_of(p)?;
-        let mut retrying = |e: &GatewayError, failing: Duration| {
-            on(Progress::GatewayUnreachable {
-                provider: o.provider,
-                error: e.to_string(),
-                failing_secs: failing.as_secs(),
-            })
-        };
-        if let Err(e) = send_manifest(&gw, id.dseq, sdl.manifest(), &mut retrying).await {
-            if is_outage(&e) {
-                // The lease stands and the provider may come back: closing would throw away
-                // the tenant's place for a network blip.
-                return Err(TenantError::GatewayUnreachable {
-                    dseq: id.dseq,
-                    provider: o.provider,
-                    waited_secs: GATEWAY_OUTAGE.as_secs(),
-                    cause: e.to_string(),
-                });
-            }
-            let refund = close_deployment(tenant, id).await?;
-            return Err(TenantError::ManifestRefused {
-                dseq: id.dseq,
-                provider: o.provider,
-                reason: e.to_string(),
-                refund,
-            });
-        }
-        on(Progress::ManifestSent {
-            provider: o.provider,
-        });
-        gateways.insert(o.provider, gw);
-    }
-
-    // Readiness.
-    let wait_began = Instant::now();
-    let mut last: Vec<ServiceProgress> = Vec::new();
-    let statuses = loop {
-        let mut statuses = Vec::new();
-        for o in &chosen {
-            let gw = &gateways[&o.provider];
-            match gw.lease_status(o.bid.dseq, o.bid.gseq, o.bid.oseq).await {
-                Ok(s) => statuses.push(s),
-                Err(e) => tracing::debug!("lease status: {e}"),
-            }
-        }
-        let now: Vec<ServiceProgress> = statuses
-            .iter()
-            .flat_map(|s| &s.services)
-            .map(|s| ServiceProgress {
-                name: s.name.clone(),
-                available: s.available,
-                replicas: s.replicas,
-            })
-            .collect();
-        if now != last && !now.is_empty() {
-            on(Progress::Waiting {
-                services: now.clone(),
-            });
-            last = now;
-        }
-        if statuses.len() == chosen.len()
-            && statuses.iter().all(|s| s.state == WorkloadState::Running)
-        {
-            break statuses;
-        }
-        if wait_began.elapsed() >= opts.wait {
-            let mut services = Vec::new();
-            for (o, s) in chosen.iter().zip(&statuses) {
-                for svc in s.services.iter().filter(|v| v.available < v.replicas) {
-                    services.push(NotReadyService {
-                        name: svc.name.clone(),
-                        available: svc.available,
-                        replicas: svc.replicas,
-                        logs: last_logs(&gateways[&o.provider], &o.bid, &svc.name).await,
-                    });
-                }
-            }
-            if opts.close_on_failure {
-                close_deployment(tenant, id).await?;
-            }
-            return Err(TenantError::NotReady {
-                dseq: id.dseq,
-                waited_secs: wait_began.elapsed().as_secs(),
-                services,
-                closed: opts.close_on_failure,
-            });
-        }
-        tokio::time::sleep(STATUS_POLL).await;
-    };
-    let mut reports = Vec::new();
-    for status in statuses {
-        let report = report_for(tenant, status, None).await?;
-        on(Progress::Running(Box::new(report.clone())));
-        reports.push(report);
-    }
-    Ok(reports)
-}
-
-/// Adds the chain's record to a provider's status (with a low-funds warning under
-/// `warn_below`: a threshold and the block time in ms).
-pub(crate) async fn report_for(
-    tenant: &Tenant,
-    status: LeaseStatusView,
-    warn_below: Option<(Duration, f64)>,
-) -> Result<LeaseReport, TenantError> {
-    let lease = tenant
-        .node()
-        .leases(&LeasesQuery {
-            owner: Some(status.owner),
-            provider: Some(status.provider),
-            state: None,
-        })
-        .await?
-        .value
-        .into_iter()
-        .find(|l| l.id.dseq == status.dseq && l.id.gseq == status.gseq && l.id.oseq == status.oseq)
-        .ok_or_else(|| TenantError::NotFound(format!("no lease {} on chain", status.dseq)))?;
-    let chain = chain_lease(tenant.node(), &lease, warn_below).await?;
-    Ok(LeaseReport { status, chain })
+    Ok(offers)
 }
 
 /// The deposit to make, or why the given one cannot pay (nothing is sent before this).

@@ -27,20 +27,16 @@ pub enum TenantError {
         why: String,
     },
     /// No (acceptable) bid arrived in time; the deployment was closed and refunded.
-    #[error("{}", no_bids_message(.dseq, .waited_ms, .refund, .declines, .providers, .selected))]
+    #[error("{}", no_bids_message(.dseq, .waited_ms, .refund, &.why.declines, &.why.providers, .selected))]
     NoBids {
         /// The deployment.
         dseq: u64,
-        /// Seconds waited.
-        waited_secs: u64,
         /// Milliseconds waited.
         waited_ms: u64,
         /// What the closed escrow refunded.
         refund: Option<Coin>,
-        /// The providers that declined the order, each with its own reason.
-        declines: Vec<DeclineView>,
-        /// Each other registered provider and why it did not fit (as far as can be told here).
-        providers: Vec<ProviderFit>,
+        /// Why: the providers' declines, and the local guess for the others.
+        why: Box<NoBidReasons>,
         /// The provider `--select` asked for, when that was the condition.
         selected: Option<Address>,
     },
@@ -154,6 +150,15 @@ fn refund_note(refund: &Option<Coin>) -> String {
     refund
         .as_ref()
         .map_or(String::new(), |c| format!(" and {c} refunded"))
+}
+
+/// Why no provider bid on an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoBidReasons {
+    /// The providers that declined the order, each with its own reason.
+    pub declines: Vec<DeclineView>,
+    /// Each other registered provider and why it did not fit (as far as can be told here).
+    pub providers: Vec<ProviderFit>,
 }
 
 /// A provider's decline of an order, as the tenant is told it.

@@ -18,6 +18,7 @@
 
 pub mod deploy;
 mod error;
+pub mod failover;
 pub mod fit;
 pub mod lease;
 pub mod report;

@@ -115,18 +115,6 @@ impl LeaseCloseReason {
             LeaseCloseReason::InsufficientFunds | LeaseCloseReason::ProviderUnresponsive
         )
     }
-
-    /// Whether the reason is the provider's side failing (a failover watcher redeploys
-    /// elsewhere), as opposed to the tenant's choice or the escrow running dry.
-    pub fn is_provider_fault(self) -> bool {
-        matches!(
-            self,
-            LeaseCloseReason::Unstable
-                | LeaseCloseReason::Decommission
-                | LeaseCloseReason::Performance
-                | LeaseCloseReason::ProviderUnresponsive
-        )
-    }
 }
 
 /// Why a provider declined an order (`DeclineOrder`), as a code a tenant's tool can act on.
