@@ -101,6 +101,24 @@ impl TestnetSpec {
     }
 }
 
+/// How often a provider proves it is alive on a local network, and how long it may be silent
+/// before its leases close: short, so failover can be tried on one machine in seconds.
+pub const LOCAL_HEARTBEAT: Duration = Duration::from_millis(2500);
+/// See [`LOCAL_HEARTBEAT`].
+pub const LOCAL_SILENCE: Duration = Duration::from_secs(20);
+
+/// The chain parameters of a local network with this block time: the defaults, with the
+/// liveness interval and window of [`LOCAL_HEARTBEAT`] and [`LOCAL_SILENCE`] in blocks.
+pub fn local_params(block_time: Duration) -> kumo_chain::Params {
+    let blocks = |d: Duration| (d.as_millis() / block_time.as_millis().max(1)).max(1) as u64;
+    let liveness_interval = blocks(LOCAL_HEARTBEAT);
+    kumo_chain::Params {
+        liveness_interval,
+        liveness_window: blocks(LOCAL_SILENCE).max(2 * liveness_interval),
+        ..Default::default()
+    }
+}
+
 /// One node in `testnet.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestnetNode {
@@ -289,7 +307,7 @@ pub fn init(spec: &TestnetSpec) -> Result<Testnet, TestnetError> {
         chain: Genesis {
             chain_id: spec.chain_id.clone(),
             initial_height: 0,
-            params: Default::default(),
+            params: local_params(spec.block_time),
             balances,
         },
     };
