@@ -1,10 +1,13 @@
-//! A local Kumo devnet: one validator and one provider (Docker backend) on this machine, with
-//! the keys `tenant` and `provider` funded in genesis: everything `kumo deploy` needs.
+//! A local Kumo devnet: one validator and 1 to 8 providers (Docker backend) on this machine,
+//! with the keys `tenant`, `provider` (and `provider2`, … for the others) funded in genesis:
+//! everything `kumo deploy` needs, and a market where the providers bid against each other
+//! (each has its own zone attribute and prices).
 //!
 //! - [`layout`]: the devnet directory (`devnet.json`, `devnet.env`, keys, homes, ports).
 //! - [`process`]: the node and provider processes (pid files, logs, stopping).
-//! - [`run`]: `up` (create if needed, start, register the provider, wait until serving),
-//!   `down` (stop, remove the provider's workloads) and `status`.
+//! - [`run`]: `up` (create if needed, then start whatever is not running: the node, each
+//!   provider's registration and daemon; what runs is left alone, workloads included),
+//!   `down` (stop everything, remove every provider's workloads) and `status` (each part).
 
 use std::path::PathBuf;
 
@@ -12,8 +15,10 @@ pub mod layout;
 pub mod process;
 pub mod run;
 
-pub use layout::{DevnetInfo, DevnetSpec, VmMode};
-pub use run::{Devnet, DevnetStatus, DownReport, down, status, up};
+pub use layout::{DevnetInfo, DevnetPrice, DevnetProvider, DevnetSpec, VmMode};
+pub use run::{
+    Devnet, DevnetStatus, DownReport, NodePart, ProviderPart, Running, down, status, up,
+};
 
 /// Why a devnet command failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,19 +40,18 @@ pub enum DevnetError {
         /// What is wrong.
         problem: String,
     },
-    /// The devnet already runs.
+    /// `--providers` differs from the number the devnet was created with.
     #[error(
-        "the devnet in {} already runs ({what}, pid {pid}): stop it with `kumo devnet down --home {}`",
-        dir.display(),
+        "the devnet in {} has {has} provider(s), not {asked}: the number is fixed when a devnet is created; start a new one with `kumo devnet up --reset --providers {asked}` (a new chain), or leave out --providers",
         dir.display()
     )]
-    AlreadyRunning {
+    ProvidersFixed {
         /// The directory.
         dir: PathBuf,
-        /// Which process.
-        what: &'static str,
-        /// Its pid.
-        pid: u32,
+        /// How many it has.
+        has: usize,
+        /// How many were asked for.
+        asked: usize,
     },
     /// A port the devnet listens on is taken.
     #[error(
@@ -55,7 +59,7 @@ pub enum DevnetError {
     )]
     PortTaken {
         /// What the port is for.
-        what: &'static str,
+        what: String,
         /// The port.
         port: u16,
     },
@@ -79,7 +83,7 @@ pub enum DevnetError {
     #[error("the {what} exited while starting; the end of its log:\n{log}")]
     Exited {
         /// Which.
-        what: &'static str,
+        what: String,
         /// The end of its log.
         log: String,
     },
@@ -87,7 +91,7 @@ pub enum DevnetError {
     #[error("the {what} did not answer within 60 s; the end of its log:\n{log}")]
     Timeout {
         /// Which.
-        what: &'static str,
+        what: String,
         /// The end of its log.
         log: String,
     },

@@ -18,8 +18,8 @@ use crate::DevnetError;
 /// One background process of the devnet.
 #[derive(Debug)]
 pub struct Daemon {
-    /// `node` or `provider`.
-    pub name: &'static str,
+    /// `node`, `provider`, `provider2`, …
+    pub name: String,
     /// Where its output goes.
     pub log: PathBuf,
     pid_file: PathBuf,
@@ -31,7 +31,7 @@ impl Daemon {
     /// `dir/<name>.pid`.
     pub fn start(
         dir: &Path,
-        name: &'static str,
+        name: &str,
         exe: &Path,
         args: &[&std::ffi::OsStr],
         log: PathBuf,
@@ -60,7 +60,7 @@ impl Daemon {
         let pid_file = pid_file(dir, name);
         std::fs::write(&pid_file, format!("{}\n", child.id())).map_err(io(&pid_file))?;
         Ok(Daemon {
-            name,
+            name: name.to_string(),
             log,
             pid_file,
             child: Some(child),
