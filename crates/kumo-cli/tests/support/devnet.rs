@@ -52,6 +52,12 @@ pub(crate) struct Devnet {
 impl Devnet {
     /// `kumo devnet up --detach` in `dir`, on free ports, without VMs.
     pub(crate) fn up(dir: &Path) -> Devnet {
+        Devnet::up_with_providers(dir, 1)
+    }
+
+    /// `kumo devnet up --providers N --detach` in `dir`, on free ports, without VMs
+    /// (`info.providers[i]`: `name`, `address`, ...; the first is the cheapest).
+    pub(crate) fn up_with_providers(dir: &Path, providers: usize) -> Devnet {
         let out = Command::new(env!("CARGO_BIN_EXE_kumo"))
             .args([
                 "devnet",
@@ -60,6 +66,8 @@ impl Devnet {
                 "0",
                 "--vm",
                 "off",
+                "--providers",
+                &providers.to_string(),
                 "--detach",
                 "-o",
                 "json",
