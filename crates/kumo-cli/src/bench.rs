@@ -75,6 +75,17 @@ pub(crate) enum BenchCommand {
     /// and volumes left. Goals: the last deploys take at most 1.5× the first; reconcile of 500
     /// leases ≤ 2 s; nothing left. First and last are medians of 5 deploys.
     Provider(ProviderArgs),
+    /// How long a service is down when its provider freezes: seconds from SIGSTOP of the
+    /// provider to the chain closing its lease (`detect_seconds`), and to the service's first
+    /// HTTP 200 from the other provider (`serving_again_seconds`).
+    ///
+    /// Starts a devnet with two providers in a temporary directory, deploys a web service of
+    /// --image on the first (the library call of `kumo deploy`), watches it (the one of
+    /// `kumo lease watch`), stops the provider with SIGSTOP, and polls the new URL every
+    /// 20 ms; removes everything afterwards. Goal: serving again within 60 s at 250 ms blocks
+    /// (the devnet's liveness window is 20 s). Needs the test images
+    /// (`scripts/test-images.sh`).
+    Failover(DeployArgs),
 }
 
 /// What `kumo bench provider` runs.
@@ -261,6 +272,25 @@ impl BenchCommand {
                         println!(
                             "goal deploy ≤ docker run + 2.0 s: {}",
                             met(r.deploy_seconds <= r.docker_run_seconds + 2.0)
+                        );
+                    }
+                }
+            }
+            BenchCommand::Failover(a) => {
+                let r = crate::bench_failover::run(&a.image, a.block_time, &progress)?;
+                match format {
+                    OutputFormat::Json => print_json(&r)?,
+                    OutputFormat::Text => {
+                        println!(
+                            "provider stopped: lease closed after {:.1} s (window {} blocks of {} ms), serving again after {:.1} s",
+                            r.detect_seconds,
+                            r.liveness_window_blocks,
+                            r.block_time_ms,
+                            r.serving_again_seconds
+                        );
+                        println!(
+                            "goal serving again ≤ 60 s: {}",
+                            met(r.serving_again_seconds <= 60.0)
                         );
                     }
                 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_deploy;
+mod bench_failover;
 mod bench_provider;
 mod cli;
 mod client;

@@ -205,3 +205,31 @@ fn a_provider_carries_100_leases_and_leaves_nothing_once_they_close() {
         assert!(v.is_finite() && v > 0.0, "{k} = {v}");
     }
 }
+
+/// `kumo bench failover`: a frozen provider's lease is closed by the chain, and the service
+/// answers from the other provider; both times are reported, detection first.
+#[test]
+fn bench_failover_prints_detect_and_serving_again_json() {
+    if !devnet::docker_ready("kumo-test/busybox:1", "the failover benchmark's test") {
+        return;
+    }
+    let out = kumo(&["bench", "failover", "-o", "json"]);
+    let obj = json_object(&out);
+    assert_positive_keys(
+        &obj,
+        &[
+            "detect_seconds",
+            "serving_again_seconds",
+            "block_time_ms",
+            "liveness_window_blocks",
+        ],
+    );
+    let detect = obj["detect_seconds"].as_f64().unwrap();
+    let serving = obj["serving_again_seconds"].as_f64().unwrap();
+    assert!(detect < serving, "{obj:?}");
+    // Not before the chain's liveness window has passed: the provider was given its time.
+    let window_s = obj["liveness_window_blocks"].as_f64().unwrap()
+        * obj["block_time_ms"].as_f64().unwrap()
+        / 1000.0;
+    assert!(detect >= window_s * 0.8, "{obj:?}");
+}

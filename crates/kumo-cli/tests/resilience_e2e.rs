@@ -204,7 +204,9 @@ fn a_stopped_provider_loses_its_lease_with_a_refund_and_the_watcher_moves_it() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|l| l["id"]["provider"] == a.as_str() && l["id"]["dseq"].to_string() == dseq)
+        .find(|l| {
+            l["id"]["provider"] == a.as_str() && l["id"]["dseq"].as_u64() == dseq.parse().ok()
+        })
         .unwrap_or_else(|| panic!("A's lease: {leases}"))
         .clone();
     assert_eq!(old["close_reason"], "provider_unresponsive", "{old}");

@@ -61,7 +61,7 @@ const OUTAGE_RETRY_MAX: Duration = Duration::from_secs(4);
 const NOT_READY_LOG_LINES: u64 = 20;
 
 /// A caller's pick among one group's offers: an index into them, or `None` to give up.
-pub type Picker = Box<dyn FnMut(&GroupSpec, &[BidOffer]) -> Option<usize> + Send>;
+pub type Picker = Box<dyn FnMut(&GroupSpec, &[BidOffer]) -> Option<usize> + Send + Sync>;
 
 /// How a bid is chosen.
 pub enum Selection {
@@ -778,7 +778,7 @@ pub(crate) async fn send_manifest(
     gw: &GatewayClient,
     dseq: u64,
     manifest: &kumo_sdl::manifest::Manifest,
-    retrying: &mut dyn FnMut(&GatewayError, Duration),
+    retrying: &mut (dyn FnMut(&GatewayError, Duration) + Send),
 ) -> Result<(), GatewayError> {
     let start = Instant::now();
     let mut outage: Option<(Instant, Duration)> = None;
