@@ -96,6 +96,54 @@ impl ClientError {
     pub fn is_not_found(&self) -> bool {
         self.code() == Some(ErrorCode::NotFound)
     }
+
+    /// Whether the request never got an answer from the node (no connection, a broken one, a
+    /// timeout) or a proxy in front of it said it is unavailable (502, 503, 504): worth asking
+    /// again, as nothing was decided.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            ClientError::Transport { source, .. } => {
+                source.is_connect() || source.is_timeout() || source.is_request()
+            }
+            ClientError::Decode { error, .. } => {
+                error.starts_with("HTTP 502")
+                    || error.starts_with("HTTP 503")
+                    || error.starts_with("HTTP 504")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How long reads ([`NodeClient`]'s GETs) and submissions ([`signer::Signer`]) keep asking an
+/// unreachable node again, with backoff from [`RETRY_FIRST`] to [`RETRY_MAX`]: a node that
+/// restarts, or a blip of the network, costs a few seconds instead of a failed command.
+pub const UNREACHABLE_RETRY: Duration = Duration::from_secs(8);
+/// The first wait before asking an unreachable node again.
+pub const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between two tries.
+pub const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Runs `call` until it returns anything but an unreachable node, or [`UNREACHABLE_RETRY`]
+/// passed, with backoff. Only for requests that decide nothing twice (reads, or a submission of
+/// the same signed bytes, which the chain admits at most once).
+pub async fn retry_unreachable<T, F, Fut>(mut call: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let start = std::time::Instant::now();
+    let mut wait = RETRY_FIRST;
+    loop {
+        match call().await {
+            Err(e) if e.is_unreachable() && start.elapsed() + wait < UNREACHABLE_RETRY => {
+                tracing::debug!("node unreachable ({e}): asking again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Whether [`NodeClient::submit`] waits for the transaction to be in a block.
@@ -201,7 +249,7 @@ impl NodeClient {
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url_of(path);
-        self.send(self.http.request(Method::GET, &url), url).await
+        retry_unreachable(|| self.send(self.http.request(Method::GET, &url), url.clone())).await
     }
 
     async fn get_query<T: DeserializeOwned, Q: Serialize>(
@@ -210,8 +258,11 @@ impl NodeClient {
         query: &Q,
     ) -> Result<T, ClientError> {
         let url = self.url_of(path);
-        let req = self.http.request(Method::GET, &url).query(query);
-        self.send(req, url).await
+        retry_unreachable(|| {
+            let req = self.http.request(Method::GET, &url).query(query);
+            self.send(req, url.clone())
+        })
+        .await
     }
 
     /// `POST /v1/txs`: submits signed transaction bytes (sent raw, `application/octet-stream`).

@@ -133,7 +133,9 @@ impl Signer {
                 None => self.client.account(&self.address).await?.value.nonce,
             };
             let tx = self.sign(n, msgs);
-            match self.client.submit(&tx, Wait::No).await {
+            // The same signed bytes again: the chain admits them at most once.
+            let submitted = crate::retry_unreachable(|| self.client.submit(&tx, Wait::No)).await;
+            match submitted {
                 Ok(r) => {
                     *nonce = Some(n + 1);
                     return Ok(r.hash);

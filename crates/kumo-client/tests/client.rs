@@ -386,3 +386,34 @@ async fn the_event_stream_follows_from_height_1_and_survives_a_dropped_connectio
         assert!(seen.iter().any(|e| e.tx_hash == Some(h)));
     }
 }
+
+/// A node that cannot be reached for a moment (a restart, a network blip) costs a read a short
+/// wait, not a failure: the client asks again with backoff, and answers once the node is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_wait_out_a_node_that_is_briefly_unreachable() {
+    let (node, _) = node(&[], Duration::from_millis(20)).await;
+    let target = node.serve().await.unwrap();
+    let target = target.trim_start_matches("http://").to_string();
+    // A port nothing listens on yet; the relay to the node opens there 1.5 s later.
+    let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let listener = TcpListener::bind(addr).await.unwrap();
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let c = NodeClient::new(&format!("http://{addr}")).unwrap();
+    let start = std::time::Instant::now();
+    let status = c.status().await.expect("answered once the node was back");
+    assert_eq!(status.chain_id, kumo_chain::testkit::CHAIN_ID);
+    assert!(start.elapsed() >= Duration::from_millis(1400));
+    late.abort();
+}
