@@ -99,39 +99,84 @@ pub(crate) fn first_ok(addr: SocketAddr, host: &str) -> anyhow::Result<Instant> 
     }
 }
 
+/// What a devnet benchmark runs on: the image checked, a temporary devnet directory (removed
+/// when this is dropped), a runtime, and the devnet's spec (free ports, containers only: no KVM
+/// probe in a measured start).
+pub(crate) struct BenchDevnet {
+    _tmp: tempfile::TempDir,
+    /// The devnet directory.
+    pub(crate) dir: std::path::PathBuf,
+    /// The runtime the library calls run on.
+    pub(crate) rt: tokio::runtime::Runtime,
+    /// The `kumo` binary the devnet's processes run.
+    pub(crate) exe: std::path::PathBuf,
+    /// What `up` builds.
+    pub(crate) spec: kumo_devnet::DevnetSpec,
+}
+
+impl BenchDevnet {
+    /// Checks that `image` is on the engine and prepares a devnet of `providers` providers.
+    pub(crate) fn new(
+        image: &str,
+        block_time: Duration,
+        providers: usize,
+    ) -> anyhow::Result<BenchDevnet> {
+        let ok = Command::new("docker")
+            .args(["image", "inspect", image])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            bail!(
+                "image {image} is not on the Docker engine: run scripts/test-images.sh (or pass --image)"
+            );
+        }
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("devnet");
+        let spec = kumo_devnet::DevnetSpec {
+            block_time,
+            base_port: 0,
+            vm: kumo_devnet::VmMode::Off,
+            providers: Some(providers),
+            ..kumo_devnet::DevnetSpec::new(&dir)
+        };
+        Ok(BenchDevnet {
+            _tmp: tmp,
+            dir,
+            rt: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?,
+            exe: std::env::current_exe()?,
+            spec,
+        })
+    }
+
+    /// Starts the devnet (creating it the first time).
+    pub(crate) fn up(&self, progress: &dyn Fn(&str)) -> anyhow::Result<kumo_devnet::run::Devnet> {
+        Ok(self
+            .rt
+            .block_on(kumo_devnet::run::up(&self.spec, &self.exe, &mut |s| {
+                progress(s)
+            }))?)
+    }
+
+    /// Stops everything and removes every workload.
+    pub(crate) fn down(&self) {
+        let _ = self.rt.block_on(kumo_devnet::run::down(&self.dir, true));
+    }
+}
+
 /// Runs the benchmark.
 pub(crate) fn run(
     image: &str,
     block_time: Duration,
     progress: &dyn Fn(&str),
 ) -> anyhow::Result<DeployBench> {
-    let ok = Command::new("docker")
-        .args(["image", "inspect", image])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        bail!(
-            "image {image} is not on the Docker engine: run scripts/test-images.sh (or pass --image)"
-        );
-    }
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path().join("devnet");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let exe = std::env::current_exe()?;
-    let spec = kumo_devnet::DevnetSpec {
-        block_time,
-        base_port: 0,
-        // Containers only: no KVM probe in the measured devnet's start.
-        vm: kumo_devnet::VmMode::Off,
-        ..kumo_devnet::DevnetSpec::new(&dir)
-    };
-    let devnet = rt.block_on(kumo_devnet::run::up(&spec, &exe, &mut |s| progress(s)))?;
-    let result = measure(&rt, &dir, &devnet.info, image, progress);
+    let bench = BenchDevnet::new(image, block_time, 1)?;
+    let devnet = bench.up(progress)?;
+    let result = measure(&bench.rt, &bench.dir, &devnet.info, image, progress);
     devnet.stop();
-    let _ = rt.block_on(kumo_devnet::run::down(&dir, true));
+    bench.down();
     let (deploy_seconds, docker_run_seconds) = result?;
     Ok(DeployBench {
         deploy_seconds,

@@ -22,7 +22,7 @@ use kumo_tenant::{
 };
 use serde::Serialize;
 
-use crate::bench_deploy::{first_ok, web_sdl};
+use crate::bench_deploy::{BenchDevnet, first_ok, web_sdl};
 
 /// How long detection and failover may take together.
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -46,39 +46,24 @@ pub(crate) fn run(
     block_time: Duration,
     progress: &dyn Fn(&str),
 ) -> anyhow::Result<FailoverBench> {
-    let ok = Command::new("docker")
-        .args(["image", "inspect", image])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        bail!(
-            "image {image} is not on the Docker engine: run scripts/test-images.sh (or pass --image)"
-        );
-    }
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path().join("devnet");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let exe = std::env::current_exe()?;
-    let spec = kumo_devnet::DevnetSpec {
+    let bench = BenchDevnet::new(image, block_time, 2)?;
+    let devnet = bench.up(progress)?;
+    let result = measure(
+        &bench.rt,
+        &bench.dir,
+        &devnet.info,
+        image,
         block_time,
-        base_port: 0,
-        vm: kumo_devnet::VmMode::Off,
-        providers: Some(2),
-        ..kumo_devnet::DevnetSpec::new(&dir)
-    };
-    let devnet = rt.block_on(kumo_devnet::run::up(&spec, &exe, &mut |s| progress(s)))?;
-    let result = measure(&rt, &dir, &devnet.info, image, block_time, progress);
+        progress,
+    );
     // A stopped process handles SIGTERM only once it runs again.
-    if let Some(pid) = kumo_devnet::process::running(&dir, "provider") {
+    if let Some(pid) = kumo_devnet::process::running(&bench.dir, "provider") {
         let _ = Command::new("kill")
             .args(["-CONT", &pid.to_string()])
             .status();
     }
     devnet.stop();
-    let _ = rt.block_on(kumo_devnet::run::down(&dir, true));
+    bench.down();
     result
 }
 

@@ -21,7 +21,7 @@ use kumo_keystore::{Backend, Keystore};
 use kumo_tenant::deploy::{DeployOptions, Selection};
 use serde::Serialize;
 
-use crate::bench_deploy::{first_ok, web_sdl};
+use crate::bench_deploy::{BenchDevnet, first_ok, web_sdl};
 
 /// How many deploys the first and last figures are the median of.
 pub(crate) const WINDOW: usize = 5;
@@ -68,38 +68,24 @@ pub(crate) fn run(
     if leases == 0 {
         bail!("--leases must be at least 1");
     }
-    let ok = Command::new("docker")
-        .args(["image", "inspect", image])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        bail!(
-            "image {image} is not on the Docker engine: run scripts/test-images.sh (or pass --image)"
-        );
-    }
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path().join("devnet");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let exe = std::env::current_exe()?;
-    let spec = kumo_devnet::DevnetSpec {
-        block_time,
-        base_port: 0,
-        vm: kumo_devnet::VmMode::Off,
-        ..kumo_devnet::DevnetSpec::new(&dir)
-    };
+    let bench = BenchDevnet::new(image, block_time, 1)?;
     // A first start writes the devnet; its provider then gets the capacity for N leases.
-    let devnet = rt.block_on(kumo_devnet::run::up(&spec, &exe, &mut |s| progress(s)))?;
-    devnet.stop();
-    let overcommit = raise_cpu_overcommit(&dir, leases)?;
+    bench.up(progress)?.stop();
+    let overcommit = raise_cpu_overcommit(&bench.dir, leases)?;
     progress(&format!(
         "provider capacity.cpu_overcommit = {overcommit} (room for {leases} leases of 10m CPU)"
     ));
-    let devnet = rt.block_on(kumo_devnet::run::up(&spec, &exe, &mut |s| progress(s)))?;
-    let result = measure(&rt, &spec, &exe, devnet, image, leases, progress);
-    let _ = rt.block_on(kumo_devnet::run::down(&dir, true));
+    let devnet = bench.up(progress)?;
+    let result = measure(
+        &bench.rt,
+        &bench.spec,
+        &bench.exe,
+        devnet,
+        image,
+        leases,
+        progress,
+    );
+    bench.down();
     let mut r = result?;
     r.block_time_ms = block_time.as_millis() as u64;
     Ok(r)

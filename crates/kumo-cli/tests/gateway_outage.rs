@@ -46,17 +46,6 @@ deployment:
     dc: {profile: web, count: 1}
 "#;
 
-/// The devnet's environment (`devnet.env`), for a `kumo` spawned by hand.
-fn devnet_env(devnet: &Devnet) -> Vec<(String, String)> {
-    std::fs::read_to_string(devnet.dir.join("devnet.env"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 #[test]
 fn a_deploy_outlasts_the_providers_gateway_being_down_for_8_s() {
     if !docker_ready(IMAGE, "the gateway outage test") {
@@ -84,7 +73,7 @@ fn a_deploy_outlasts_the_providers_gateway_being_down_for_8_s() {
             "-o",
             "json",
         ])
-        .envs(devnet_env(&devnet))
+        .envs(devnet.env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

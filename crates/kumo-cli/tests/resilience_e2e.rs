@@ -121,7 +121,7 @@ fn a_stopped_provider_loses_its_lease_with_a_refund_and_the_watcher_moves_it() {
     // watches, one line per step on stdout.
     let mut watch = Command::new(env!("CARGO_BIN_EXE_kumo"))
         .args(["deploy", &sdl, "--select", "cheapest", "--failover"])
-        .envs(devnet_env(&devnet))
+        .envs(devnet.env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -481,15 +481,4 @@ fn an_allowance_keeps_a_40_block_deployment_running_200_blocks_then_it_runs_dry(
         ended.iter().any(|e| e["event"]["reason"] == "spent"),
         "the allowance was spent: {ended:?}"
     );
-}
-
-/// The devnet's environment (`devnet.env`), for a `kumo` spawned by hand.
-fn devnet_env(devnet: &Devnet) -> Vec<(String, String)> {
-    std::fs::read_to_string(devnet.dir.join("devnet.env"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }

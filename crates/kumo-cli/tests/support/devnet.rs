@@ -96,18 +96,23 @@ impl Devnet {
             .to_string()
     }
 
-    /// `kumo ARGS` with the devnet's environment (as `devnet.env` sets it).
-    pub(crate) fn kumo(&self, args: &[&str]) -> Output {
-        let env: Vec<(String, String)> = std::fs::read_to_string(self.dir.join("devnet.env"))
+    /// The devnet's environment, as `devnet.env` sets it (`KUMO_NODE`, `KUMO_HOME`, ...), for a
+    /// `kumo` spawned by hand.
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.dir.join("devnet.env"))
             .expect("devnet.env")
             .lines()
             .filter_map(|l| l.strip_prefix("export "))
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+            .collect()
+    }
+
+    /// `kumo ARGS` with the devnet's environment.
+    pub(crate) fn kumo(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_kumo"))
             .args(args)
-            .envs(env)
+            .envs(self.env())
             .stdin(Stdio::null())
             .output()
             .expect("run kumo")
