@@ -32,7 +32,7 @@ pub(crate) enum LeaseCommand {
     Status(StatusArgs),
     /// A deployment's log lines.
     #[command(
-        after_help = "Examples:\n  kumo lease logs 42 --tail 20\n  kumo lease logs 42 --service web -f"
+        after_help = "Examples:\n  kumo lease logs 42 --tail 20\n  kumo lease logs 42 --service web -f\n\nAfter the lease closes, its provider keeps the last lines of each replica for a while (24 h by\ndefault): with no active lease, these are shown, with a line on stderr saying when it closed."
     )]
     Logs(LogsArgs),
     /// Run a command in a service's first replica (an interactive shell by default).
@@ -436,7 +436,18 @@ fn list(a: &ListArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
 fn logs(a: &LogsArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
     block_on(async {
         let t = a.tenant.connect().await?;
-        let mut stream = lease::logs(&t, a.dseq, a.service.as_deref(), a.tail, a.follow).await?;
+        let logs = lease::logs(&t, a.dseq, a.service.as_deref(), a.tail, a.follow).await?;
+        if let Some((id, close)) = &logs.closed {
+            eprintln!(
+                "lease {}/{}/{} closed at height {} ({}); showing the logs the provider kept at its close",
+                id.dseq,
+                id.gseq,
+                id.oseq,
+                close.height,
+                close.reason.as_str()
+            );
+        }
+        let mut stream = logs.lines;
         let mut out = std::io::stdout().lock();
         while let Some(line) = stream.next().await {
             let line = line?;

@@ -3,9 +3,10 @@
 //! `kumo deploy` of a web service on the local test image, HTTP 200 through the printed URL,
 //! `-o json` of deploy and `lease status` in the same shape, `lease list`, `lease logs`,
 //! `lease shell` (output and exit code), `deposit`, `update` (a changed env reaches the
-//! container), `lease close` (no container left, refund); and the failure paths: no bid (an
-//! attribute no provider has), a refused manifest (an image the registry does not have), a
-//! deposit too small (nothing on chain).
+//! container), `lease close` (no container left, refund, and `lease logs` still shows the lines
+//! the provider kept at the close); and the failure paths: no bid (an attribute no provider
+//! has), a refused manifest (an image the registry does not have), a deposit too small (nothing
+//! on chain).
 //!
 //! Skipped without a Docker engine and the test images of `scripts/test-images.sh`, unless
 //! `KUMO_REQUIRE_DOCKER=1`.
@@ -348,6 +349,20 @@ fn tenant_path_end_to_end() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_ne!(http_status(&url), 200, "the URL no longer serves");
+    // Its containers are gone, but the provider kept their last lines for the owner.
+    let kept = kumo.run(&["lease", "logs", &dseq]);
+    assert!(kept.status.success(), "{}", text(&kept.stderr));
+    assert!(
+        text(&kept.stdout).contains("[web-0] hello-from-web"),
+        "{}",
+        text(&kept.stdout)
+    );
+    assert!(
+        text(&kept.stderr).contains("closed at height")
+            && text(&kept.stderr).contains("(owner); showing the logs the provider kept"),
+        "{}",
+        text(&kept.stderr)
+    );
     let out = kumo.run(&["deposit", &dseq, "5ukumo"]);
     assert!(
         text(&out.stderr).contains("is closed") && text(&out.stderr).contains("nothing was sent"),

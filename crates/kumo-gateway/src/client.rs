@@ -73,6 +73,9 @@ pub enum ClientError {
     /// 409: the lease's state does not allow this.
     #[error("conflict (409): {0}")]
     Conflict(String),
+    /// 410: the lease closed; only its logs may still be read.
+    #[error("gone (410): {0}")]
+    Gone(String),
     /// 413: the manifest is too large.
     #[error("too large (413): {0}")]
     PayloadTooLarge(String),
@@ -104,6 +107,7 @@ impl ClientError {
             ClientError::Forbidden(_) => 403,
             ClientError::NotFound(_) => 404,
             ClientError::Conflict(_) => 409,
+            ClientError::Gone(_) => 410,
             ClientError::PayloadTooLarge(_) => 413,
             ClientError::BadGateway(_) => 502,
             ClientError::Status { status, .. } => *status,
@@ -123,6 +127,7 @@ impl ClientError {
             403 => ClientError::Forbidden(message),
             404 => ClientError::NotFound(message),
             409 => ClientError::Conflict(message),
+            410 => ClientError::Gone(message),
             413 => ClientError::PayloadTooLarge(message),
             502 => ClientError::BadGateway(message),
             status => ClientError::Status { status, message },
@@ -462,6 +467,7 @@ fn decode_item<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
             "not_found" => ClientError::NotFound(err.error.message),
             "bad_request" => ClientError::BadRequest(err.error.message),
             "conflict" => ClientError::Conflict(err.error.message),
+            "gone" => ClientError::Gone(err.error.message),
             _ => ClientError::BadGateway(err.error.message),
         },
         Err(_) => ClientError::Protocol(format!("{e}: {}", String::from_utf8_lossy(bytes))),

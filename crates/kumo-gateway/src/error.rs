@@ -14,9 +14,12 @@ pub enum GatewayError {
     /// deployment's on-chain hash, or one that does not fit the lease's resources (400).
     #[error("{0}")]
     Invalid(String),
-    /// The lease is in a state that does not allow this, e.g. closed (409).
+    /// The lease is in a state that does not allow this, e.g. no manifest yet (409).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The lease closed: nothing of it runs any more (410). Its logs may still be kept.
+    #[error("gone: {0}")]
+    Gone(String),
     /// The chain or the workload engine failed or could not be reached (502/503).
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -225,6 +225,7 @@ impl From<GatewayError> for ApiError {
             GatewayError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             GatewayError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             GatewayError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            GatewayError::Gone(_) => (StatusCode::GONE, "gone"),
             GatewayError::Unavailable(_) => (StatusCode::BAD_GATEWAY, "unavailable"),
             GatewayError::Workload(w) => match w {
                 WorkloadError::LeaseNotFound { .. }

@@ -50,6 +50,12 @@ pub struct ProviderConfig {
     /// lease removed, a lease without a record recorded.
     #[serde(with = "duration_text")]
     pub reconcile_interval: Duration,
+    /// How many of the last log lines of each replica are kept when a lease closes, for its
+    /// owner to read (at most [`crate::closed_logs::MAX_BYTES`] per lease); 0 keeps none.
+    pub closed_logs_lines: u64,
+    /// How long a closed lease's logs are kept.
+    #[serde(with = "duration_text")]
+    pub closed_logs_retention: Duration,
     /// Deposit held with each bid (at least the chain's `bid_min_deposit`), e.g. `500000ukumo`.
     #[serde(with = "coin_text")]
     pub bid_deposit: Coin,
@@ -349,6 +355,8 @@ impl Default for ProviderConfig {
             manifest_timeout: Duration::from_secs(300),
             withdraw_period: Duration::from_secs(3600),
             reconcile_interval: Duration::from_secs(30),
+            closed_logs_lines: 1000,
+            closed_logs_retention: Duration::from_secs(24 * 3600),
             bid_deposit: Coin::new("ukumo", 500_000),
             key: KeyConfig::default(),
             gateway: GatewayConfig::default(),
@@ -504,6 +512,9 @@ impl ProviderConfig {
         if self.reconcile_interval.is_zero() {
             return Err("reconcile_interval must be longer than 0s".into());
         }
+        if self.closed_logs_lines > 0 && self.closed_logs_retention.is_zero() {
+            return Err("closed_logs_retention must be longer than 0s, or set closed_logs_lines = 0 to keep no logs of closed leases".into());
+        }
         if self.backend.storage_check_interval.is_zero() {
             return Err("backend.storage_check_interval must be longer than 0s".into());
         }
@@ -571,6 +582,11 @@ withdraw_period = {withdraw_period}
 # How often chain, records and engine are reconciled (as at start): leases closed while an
 # event was missed are torn down, workloads without an active lease removed.
 reconcile_interval = {reconcile_interval}
+# When a lease closes, the last lines of each replica's logs are kept for its owner
+# (kumo lease logs DSEQ) for closed_logs_retention, at most 1 MiB per lease (oldest lines
+# dropped first); 0 lines keeps none.
+closed_logs_lines = {closed_logs_lines}
+closed_logs_retention = {closed_logs_retention}
 # Deposit held with each bid and refunded when it closes (at least the chain's bid_min_deposit).
 bid_deposit = {bid_deposit}
 # Attributes published on chain and matched against orders' placement requirements; offer a
@@ -700,6 +716,8 @@ nft = {net_nft}
             manifest_timeout = d(&self.manifest_timeout),
             withdraw_period = d(&self.withdraw_period),
             reconcile_interval = d(&self.reconcile_interval),
+            closed_logs_lines = self.closed_logs_lines,
+            closed_logs_retention = d(&self.closed_logs_retention),
             bid_deposit = q(&self.bid_deposit.to_string()),
             attrs = attrs.join("\n"),
             key_name = q(&self.key.name),
@@ -857,6 +875,8 @@ mod tests {
     fn init_file_loads_back_to_the_same_config() {
         let mut c = ProviderConfig {
             attributes: vec![Attribute::new("region", "eu-west")],
+            closed_logs_lines: 200,
+            closed_logs_retention: Duration::from_secs(2 * 3600),
             ..ProviderConfig::default()
         };
         c.pricing
@@ -921,6 +941,15 @@ mod tests {
         std::fs::write(&path, "[backend]\nstorage_check_interval = \"0s\"\n").unwrap();
         let e = ProviderConfig::load(&path).unwrap_err().to_string();
         assert!(e.contains("storage_check_interval"), "{e}");
+        std::fs::write(&path, "closed_logs_retention = \"0s\"\n").unwrap();
+        let e = ProviderConfig::load(&path).unwrap_err().to_string();
+        assert!(e.contains("closed_logs_lines = 0"), "{e}");
+        std::fs::write(
+            &path,
+            "closed_logs_lines = 0\nclosed_logs_retention = \"0s\"\n",
+        )
+        .unwrap();
+        assert_eq!(ProviderConfig::load(&path).unwrap().closed_logs_lines, 0);
     }
 
     #[test]

@@ -7,14 +7,16 @@
 //! - the event follower: the node's event stream from the last processed height (stored in
 //!   redb): `OrderCreated` → the bid engine (a task per order), `BidLost`/`BidClosed`/
 //!   `OrderClosed` → reservation released, `LeaseCreated` → lease recorded and given its
-//!   owner, `LeaseClosed` → its owner tears it down (after whatever it was doing);
+//!   owner, `LeaseClosed` → its owner keeps its last logs and tears it down (after
+//!   whatever it was doing);
 //! - every second: leases whose manifest is overdue are closed; every 2 s: every lease
 //!   refreshed from one engine listing (routes set, missing or evicted replicas deployed
 //!   again); every `reconcile_interval` (30 s): [`Provider::reconcile`], as a controller
 //!   does; every `storage_check_interval`: ephemeral storage measured, replicas above their
 //!   size evicted; every `withdraw_period`: earnings withdrawn; every `liveness_interval`
 //!   blocks (a chain parameter): `ProviderHeartbeat`, without which the chain closes this
-//!   provider's leases `provider_unresponsive` after `liveness_window` blocks;
+//!   provider's leases `provider_unresponsive` after `liveness_window` blocks; every minute
+//!   (and at start): closed leases' logs past `closed_logs_retention` removed;
 //! - the HTTPS gateway and the ingress (HTTP by host name, forwarded TCP and UDP ports).
 //!
 //! At start, before any of that, [`Provider::reconcile`] makes chain, records and engine agree.
@@ -222,6 +224,9 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
         client,
         leases,
     });
+    // Closed leases' logs past their retention go now, and then every PRUNE_INTERVAL (a
+    // reader never sees them anyway: it checks the retention itself).
+    p.prune_closed_logs();
     let from = match p.state.last_height()? {
         Some(h) => h,
         None => p.client.status().await?.height + 1,
@@ -266,6 +271,19 @@ pub async fn run(config: ProviderConfig) -> Result<(), ProviderError> {
             move || {
                 let p = p.clone();
                 async move { p.enforce_storage().await }
+            }
+        },
+    ));
+    tasks.spawn(every(
+        crate::closed_logs::PRUNE_INTERVAL,
+        stop_rx.clone(),
+        {
+            let p = p.clone();
+            move || {
+                let p = p.clone();
+                async move {
+                    p.prune_closed_logs();
+                }
             }
         },
     ));
@@ -416,7 +434,9 @@ async fn handle_event(p: &Arc<Provider>, event: Event) {
             }
         }
         Event::LeaseClosed { id, reason } if id.provider == me => {
-            p.leases.close_soon(id, format!("{reason:?}"));
+            // The tenant reads this with the logs kept at the close.
+            p.leases
+                .close_soon(id, format!("closed on chain: {}", reason.as_str()));
         }
         _ => {}
     }

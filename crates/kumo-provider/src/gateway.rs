@@ -2,6 +2,10 @@
 //! records (a lease here with these numbers but another owner is `Forbidden`, none is
 //! `NotFound`); manifests go through [`Provider::accept_manifest`]; logs, shell, events and
 //! restarts go straight to the workload backend.
+//!
+//! A lease that closed here within `closed_logs_retention` is still found for its owner
+//! ([`crate::closed_logs`]): its logs are the lines kept at the close, and status, shell,
+//! events and restart answer `Gone` rather than act on a workload that is no more.
 
 use std::sync::Arc;
 
@@ -33,7 +37,7 @@ impl GatewayBackend for ProviderGateway {
         gseq: u32,
         oseq: u32,
     ) -> Result<LeaseId, GatewayError> {
-        Ok(self.0.find_lease(tenant, dseq, gseq, oseq)?.id)
+        self.0.find_lease(tenant, dseq, gseq, oseq)
     }
 
     async fn put_manifest(
@@ -46,18 +50,21 @@ impl GatewayBackend for ProviderGateway {
     }
 
     async fn lease_status(&self, lease: &LeaseId) -> Result<LeaseStatusView, GatewayError> {
+        self.0.refuse_closed(lease)?;
         self.0.status_view(lease).await
     }
 
     async fn logs(&self, lease: &LeaseId, opts: &LogOptions) -> Result<LogStream, GatewayError> {
-        Ok(self.0.backend.logs(lease, opts).await?)
+        self.0.lease_logs(lease, opts).await
     }
 
     async fn exec(&self, lease: &LeaseId, req: &ExecRequest) -> Result<ExecSession, GatewayError> {
+        self.0.refuse_closed(lease)?;
         Ok(self.0.backend.exec(lease, req).await?)
     }
 
     async fn events(&self, lease: &LeaseId) -> Result<EventStream, GatewayError> {
+        self.0.refuse_closed(lease)?;
         Ok(self.0.backend.events(lease).await?)
     }
 
@@ -66,6 +73,7 @@ impl GatewayBackend for ProviderGateway {
         lease: &LeaseId,
         service: Option<&str>,
     ) -> Result<LeaseStatusView, GatewayError> {
+        self.0.refuse_closed(lease)?;
         if self
             .0
             .state

@@ -9,7 +9,8 @@
 //!     per exposed port and replica) ──▶ Backend::deploy (containers on Docker, VMs under
 //!     QEMU) ──▶ routes from the replicas' addresses (a VM's HTTP port: 127.0.0.1:<host port>)
 //! no manifest within manifest_timeout ──▶ the owner refuses manifests ──▶ CloseLease(manifest_timeout)
-//! LeaseClosed (any reason) ──▶ the owner: routes removed, Backend::teardown, record removed; it ends
+//! LeaseClosed (any reason) ──▶ the owner: routes removed, last logs kept (closed_logs),
+//!     Backend::teardown, record removed; it ends
 //! every 2 s: one engine listing (Backend::statuses), each owner its lease's part: routes set
 //!     (replica addresses change on restarts); missing replicas deployed again (converges)
 //! every storage_check_interval: Backend::enforce_storage (a replica past its ephemeral storage
@@ -205,11 +206,14 @@ impl LeaseHost {
         Ok(())
     }
 
-    /// The lease closed on chain (or must go): routes, workload and record removed at once.
-    /// Only the lease's owner calls this ([`crate::lifecycle`]).
+    /// The lease closed on chain (or must go): routes removed, its last logs kept
+    /// ([`crate::closed_logs`]: bounded in time, and read before the teardown because the
+    /// teardown removes them), workload and record removed. Only the lease's owner calls this
+    /// ([`crate::lifecycle`]).
     pub async fn lease_closed(&self, id: &LeaseId, why: &str) {
         self.metrics.lease_closed();
         self.routes.remove_lease(id);
+        self.keep_closed_logs(id, why).await;
         match self.backend.teardown(id).await {
             Ok(r) => info!(
                 lease = %lease_key(id),
@@ -225,23 +229,41 @@ impl LeaseHost {
         }
     }
 
-    /// The tenant's lease `dseq/gseq/oseq`, with ownership answered as the gateway expects.
+    /// The tenant's lease `dseq/gseq/oseq`, with ownership answered as the gateway expects:
+    /// a lease that runs here, or one that closed here and whose logs are still kept
+    /// ([`crate::closed_logs`]). The same numbers with another owner are `Forbidden`, live or
+    /// closed, and nothing is said about that lease.
     pub fn find_lease(
         &self,
         tenant: &Address,
         dseq: u64,
         gseq: u32,
         oseq: u32,
-    ) -> Result<LeaseRecord, GatewayError> {
-        let all = self.state.leases().map_err(unavailable)?;
-        let same: Vec<_> = all
+    ) -> Result<LeaseId, GatewayError> {
+        let same = |o: &LeaseId| o.dseq == dseq && o.gseq == gseq && o.oseq == oseq;
+        let live: Vec<LeaseId> = self
+            .state
+            .leases()
+            .map_err(unavailable)?
             .into_iter()
-            .filter(|r| r.id.dseq == dseq && r.id.gseq == gseq && r.id.oseq == oseq)
+            .map(|r| r.id)
+            .filter(same)
             .collect();
-        if let Some(r) = same.iter().find(|r| r.id.owner == *tenant) {
-            return Ok(r.clone());
+        if let Some(id) = live.iter().find(|id| id.owner == *tenant) {
+            return Ok(*id);
         }
-        if same.is_empty() {
+        if let Some(closed) = self.kept_closed_lease(&format!("{tenant}/{dseq}/{gseq}/{oseq}"))? {
+            return Ok(closed.id);
+        }
+        let retention = self.config.closed_logs_retention;
+        let now = now_ms();
+        let closed_elsewhere = self
+            .state
+            .closed_leases()
+            .map_err(unavailable)?
+            .iter()
+            .any(|c| same(&c.id) && c.is_kept(now, retention));
+        if live.is_empty() && !closed_elsewhere {
             Err(GatewayError::NotFound(format!(
                 "no lease {dseq}/{gseq}/{oseq} with this provider"
             )))
@@ -293,8 +315,25 @@ impl Provider {
             .cloned()
             .collect();
         if mine.is_empty() {
+            // Still NotFound for a deployment whose lease closed here: the tenant retries a
+            // manifest on 404 while a new lease of it may be on its way to this provider.
+            let retention = self.config.closed_logs_retention;
+            let now = now_ms();
+            let closed = self.state.closed_leases().map_err(unavailable)?;
+            let closed_here = closed
+                .iter()
+                .find(|c| c.id.dseq == dseq && c.id.owner == *tenant && c.is_kept(now, retention));
             return Err(if all.iter().any(|r| r.id.dseq == dseq) {
                 GatewayError::Forbidden(format!("deployment {dseq} belongs to another tenant"))
+            } else if let Some(c) = closed_here {
+                GatewayError::NotFound(format!(
+                    "no open lease of deployment {dseq} with this provider: lease {dseq}/{}/{} closed here at {} ({}); only its logs are kept, until {}",
+                    c.id.gseq,
+                    c.id.oseq,
+                    crate::closed_logs::utc_text(c.closed_ms),
+                    c.why,
+                    crate::closed_logs::utc_text(c.kept_until(retention))
+                ))
             } else {
                 GatewayError::NotFound(format!(
                     "no lease of deployment {dseq} with this provider (was the bid accepted?)"

@@ -13,6 +13,8 @@
 //! - [`lease`]: a lease's life: manifest accepted (hash checked), deployed, routed; closed on
 //!   chain → torn down; no manifest in time → closed; earnings withdrawn; reconciliation at
 //!   start and every `reconcile_interval`.
+//! - [`closed_logs`]: the last logs of a closed lease, kept (bounded) for its owner for
+//!   `closed_logs_retention`; the gateway serves them and answers `Gone` to anything else.
 //! - [`lifecycle`]: one owner (an actor) per lease; every change to a lease's workload is a
 //!   message in its mailbox, handled in order, so a refresh never redeploys a closed lease.
 //! - [`manifest_check`]: a manifest group must ask for exactly its lease's units, counts and
@@ -26,6 +28,7 @@
 
 pub mod backends;
 pub mod bidengine;
+pub mod closed_logs;
 pub mod config;
 pub mod daemon;
 pub mod error;

@@ -169,8 +169,8 @@ impl Lifecycle {
         answer.await.unwrap_or(false)
     }
 
-    /// Closes the lease here: routes, workload and record removed, after whatever its owner
-    /// was doing. Returns when that is done. Closing a lease with no owner (an orphan found in
+    /// Closes the lease here: routes removed, its last logs kept ([`crate::closed_logs`]),
+    /// workload and record removed, after whatever its owner was doing. Returns when that is done. Closing a lease with no owner (an orphan found in
     /// the engine) gives it one just for the teardown.
     pub async fn close(&self, lease: LeaseId, why: impl Into<String>) {
         let (done, finished) = oneshot::channel();

@@ -6,6 +6,9 @@
 //! - `reservations`: key `owner/dseq/gseq/oseq` of the order → [`Reservation`] (what an open
 //!   bid holds).
 //! - `meta`: `last_height` → the height of the last processed chain event.
+//! - `closed_leases` and `closed_logs`: key `owner/dseq/gseq/oseq` of a closed lease →
+//!   [`ClosedLease`] and its last log lines, kept for `closed_logs_retention`
+//!   ([`crate::closed_logs`]).
 //!
 //! Every change is one redb transaction, so a `kill -9` leaves either the old or the new record.
 //! Host-port allocation reads every lease's ports and writes the new lease in the same
@@ -16,15 +19,18 @@ use std::path::Path;
 use kumo_gateway::types::ResourceAmounts;
 use kumo_sdl::manifest::{ManifestGroup, Proto};
 use kumo_types::{GroupSpec, LeaseId, OrderId};
+use kumo_workload::LogLine;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::ProviderError;
+use crate::{ProviderError, closed_logs::ClosedLease};
 
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 const RESERVATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("reservations");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const GPUS: TableDefinition<&str, &str> = TableDefinition::new("gpus");
+const CLOSED_LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("closed_leases");
+const CLOSED_LOGS: TableDefinition<&str, &[u8]> = TableDefinition::new("closed_logs");
 const LAST_HEIGHT: &str = "last_height";
 
 /// A lease this provider runs (or waits for the manifest of).
@@ -142,6 +148,8 @@ impl State {
             w.open_table(RESERVATIONS).map_err(db_err)?;
             w.open_table(META).map_err(db_err)?;
             w.open_table(GPUS).map_err(db_err)?;
+            w.open_table(CLOSED_LEASES).map_err(db_err)?;
+            w.open_table(CLOSED_LOGS).map_err(db_err)?;
         }
         w.commit().map_err(db_err)?;
         Ok(State { db })
@@ -425,6 +433,82 @@ impl State {
                 t.remove(k.as_str()).map_err(db_err)?;
             }
             stale.len()
+        };
+        w.commit().map_err(db_err)?;
+        Ok(n)
+    }
+
+    /// Keeps a closed lease's record and its last log lines, together (replacing any).
+    pub fn keep_closed(
+        &self,
+        closed: &ClosedLease,
+        lines: &[LogLine],
+    ) -> Result<(), ProviderError> {
+        let key = lease_key(&closed.id);
+        let w = self.db.begin_write().map_err(db_err)?;
+        {
+            w.open_table(CLOSED_LEASES)
+                .map_err(db_err)?
+                .insert(key.as_str(), encode(closed).as_slice())
+                .map_err(db_err)?;
+            w.open_table(CLOSED_LOGS)
+                .map_err(db_err)?
+                .insert(key.as_str(), encode(&lines).as_slice())
+                .map_err(db_err)?;
+        }
+        w.commit().map_err(db_err)
+    }
+
+    /// The closed lease `key` (`owner/dseq/gseq/oseq`), if its logs are kept (expired or not).
+    pub fn closed_lease(&self, key: &str) -> Result<Option<ClosedLease>, ProviderError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(CLOSED_LEASES).map_err(db_err)?;
+        t.get(key)
+            .map_err(db_err)?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// Every closed lease whose logs are kept (the records only, not the lines).
+    pub fn closed_leases(&self) -> Result<Vec<ClosedLease>, ProviderError> {
+        self.all(CLOSED_LEASES)
+    }
+
+    /// The kept log lines of the closed lease `key` (none when nothing is kept).
+    pub fn closed_logs(&self, key: &str) -> Result<Vec<LogLine>, ProviderError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(CLOSED_LOGS).map_err(db_err)?;
+        Ok(t.get(key)
+            .map_err(db_err)?
+            .map(|v| decode(v.value()))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Removes the closed leases whose logs are past `retention` at `now_ms`, in one
+    /// transaction; how many. Reads the records only.
+    pub fn prune_closed(
+        &self,
+        now_ms: u64,
+        retention: std::time::Duration,
+    ) -> Result<usize, ProviderError> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        let n = {
+            let mut leases = w.open_table(CLOSED_LEASES).map_err(db_err)?;
+            let mut expired = Vec::new();
+            for entry in leases.iter().map_err(db_err)? {
+                let (k, v) = entry.map_err(db_err)?;
+                let closed: ClosedLease = decode(v.value())?;
+                if !closed.is_kept(now_ms, retention) {
+                    expired.push(k.value().to_string());
+                }
+            }
+            let mut logs = w.open_table(CLOSED_LOGS).map_err(db_err)?;
+            for k in &expired {
+                leases.remove(k.as_str()).map_err(db_err)?;
+                logs.remove(k.as_str()).map_err(db_err)?;
+            }
+            expired.len()
         };
         w.commit().map_err(db_err)?;
         Ok(n)

@@ -2,13 +2,17 @@
 //! milliseconds per test. What a tenant would notice: a manifest runs and is routed; a closed
 //! lease leaves nothing running and no route; a replica removed behind the provider's back
 //! comes back; an overdue lease refuses a late manifest; and, the race this design exists
-//! for, a close that lands while a refresh is redeploying never leaves an orphan.
+//! for, a close that lands while a refresh is redeploying never leaves an orphan. A closed
+//! lease's last logs are kept: readable by its owner only, within a size cap, until the
+//! retention ends.
 //!
 //! The real-Docker tests of the same paths are in `crates/kumo-cli/tests/` (devnet) and
 //! `crates/kumo-workload/tests/docker/`.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use kumo_gateway::{GatewayError, routes::RouteTable};
 use kumo_provider::{
@@ -17,7 +21,7 @@ use kumo_provider::{
 };
 use kumo_sdl::manifest::ManifestGroup;
 use kumo_types::{Address, GroupSpec, LeaseId};
-use kumo_workload::{Backend, fake::FakeBackend};
+use kumo_workload::{Backend, LogOptions, fake::FakeBackend};
 use tokio::sync::Mutex;
 
 const SDL: &str = r#"version: "2.0"
@@ -63,12 +67,18 @@ fn lease(n: u64) -> LeaseId {
 }
 
 fn world(deploy_delay: Duration) -> World {
+    world_configured(deploy_delay, |_| {})
+}
+
+/// A world whose provider config `configure` changed first.
+fn world_configured(deploy_delay: Duration, configure: impl FnOnce(&mut ProviderConfig)) -> World {
     let dir = tempfile::tempdir().unwrap();
     let fake = Arc::new(FakeBackend::new().with_deploy_delay(deploy_delay));
-    let config = ProviderConfig {
+    let mut config = ProviderConfig {
         data_dir: dir.path().into(),
         ..ProviderConfig::default()
     };
+    configure(&mut config);
     let inventory = Inventory::from_discovered(64_000, 256 << 30, 4 << 40, &config.capacity);
     let host = Arc::new(LeaseHost {
         state: State::open(&dir.path().join("provider.redb")).unwrap(),
@@ -106,6 +116,18 @@ impl World {
 
     async fn engine_leases(&self) -> Vec<LeaseId> {
         self.fake.leases().await.unwrap()
+    }
+
+    /// The lease's log lines as the gateway serves them (live or kept), `[service-replica] line`.
+    async fn logs(&self, id: &LeaseId, opts: LogOptions) -> Vec<String> {
+        let stream = self.host.lease_logs(id, &opts).await.unwrap();
+        stream
+            .map(|l| {
+                let l = l.unwrap();
+                format!("[{}-{}] {}", l.service, l.replica, l.line)
+            })
+            .collect()
+            .await
     }
 }
 
@@ -307,4 +329,145 @@ async fn closing_leases_while_the_refresh_redeploys_them_leaves_no_orphan() {
         "every lease was torn down once: {}",
         w.fake.teardowns()
     );
+}
+
+#[tokio::test]
+async fn a_closed_leases_last_logs_are_kept_for_its_owner_and_nobody_else() {
+    let w = world_configured(Duration::ZERO, |c| c.closed_logs_lines = 2);
+    let owner = lease(1).owner;
+    let stranger = Address([8; 20]);
+    w.running(lease(1)).await;
+    for (replica, line) in [
+        (0, "starting"),
+        (0, "listening"),
+        (1, "starting"),
+        (0, "bye"),
+    ] {
+        assert!(w.fake.write_log(&lease(1), "web", replica, line));
+    }
+    w.leases.close(lease(1), "closed on chain: owner").await;
+    assert!(w.engine_leases().await.is_empty(), "torn down all the same");
+    assert!(w.host.state.lease(&lease(1)).unwrap().is_none());
+
+    // The owner still finds the lease, and reads the last 2 lines of each replica.
+    let id = w.host.find_lease(&owner, 1, 1, 1).unwrap();
+    assert_eq!(id, lease(1));
+    assert_eq!(
+        w.logs(&id, LogOptions::default()).await,
+        ["[web-0] listening", "[web-0] bye", "[web-1] starting"]
+    );
+    let last = LogOptions {
+        service: Some("web".into()),
+        tail: Some(1),
+        follow: true,
+    };
+    assert_eq!(w.logs(&id, last).await, ["[web-0] bye", "[web-1] starting"]);
+    // Nothing else pretends the lease runs.
+    let gone = w.host.refuse_closed(&id).unwrap_err();
+    let said = gone.to_string();
+    assert!(matches!(gone, GatewayError::Gone(_)), "{gone:?}");
+    assert!(
+        said.contains("lease 1/1/1 closed at")
+            && said.contains("(closed on chain: owner)")
+            && said.contains("kept, until"),
+        "{said}"
+    );
+    // Another tenant learns no more than for a running lease.
+    let refused = w.host.find_lease(&stranger, 1, 1, 1);
+    assert!(
+        matches!(refused, Err(GatewayError::Forbidden(_))),
+        "{refused:?}"
+    );
+    let none = w.host.find_lease(&owner, 1, 1, 2);
+    assert!(matches!(none, Err(GatewayError::NotFound(_))), "{none:?}");
+    // The chain's close event after the provider's own close keeps the lines it has.
+    w.leases
+        .close(lease(1), "closed on chain: manifest_timeout")
+        .await;
+    assert_eq!(w.logs(&id, LogOptions::default()).await.len(), 3);
+    // A running lease is not refused.
+    w.running(lease(2)).await;
+    w.host.refuse_closed(&lease(2)).unwrap();
+}
+
+#[tokio::test]
+async fn a_closed_leases_logs_are_gone_after_the_retention() {
+    let w = world_configured(Duration::ZERO, |c| {
+        c.closed_logs_retention = Duration::from_millis(300)
+    });
+    w.running(lease(1)).await;
+    w.fake.write_log(&lease(1), "web", 0, "last words");
+    w.leases.close(lease(1), "closed on chain: owner").await;
+    let owner = lease(1).owner;
+    let id = w.host.find_lease(&owner, 1, 1, 1).unwrap();
+    assert_eq!(
+        w.logs(&id, LogOptions::default()).await,
+        ["[web-0] last words"]
+    );
+    assert_eq!(w.host.prune_closed_logs(), 0, "still within the retention");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // Unknown at once, to the owner and to anyone else, before any prune ran.
+    let after = w.host.find_lease(&owner, 1, 1, 1);
+    assert!(matches!(after, Err(GatewayError::NotFound(_))), "{after:?}");
+    let stranger = w.host.find_lease(&Address([8; 20]), 1, 1, 1);
+    assert!(
+        matches!(stranger, Err(GatewayError::NotFound(_))),
+        "{stranger:?}"
+    );
+    w.host.refuse_closed(&id).unwrap();
+    // And the prune removes the lines.
+    assert_eq!(w.host.prune_closed_logs(), 1);
+    assert!(w.host.state.closed_leases().unwrap().is_empty());
+    let key = kumo_provider::state::lease_key(&lease(1));
+    assert!(w.host.state.closed_logs(&key).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_closed_leases_kept_logs_stay_under_the_size_cap_newest_first() {
+    let w = world(Duration::ZERO);
+    w.running(lease(1)).await;
+    // 2 replicas x 1000 lines of 1 KiB: about twice the cap.
+    let filler = "x".repeat(1000);
+    for n in 0..1000 {
+        for replica in 0..2 {
+            w.fake
+                .write_log(&lease(1), "web", replica, &format!("{n:04} {filler}"));
+        }
+    }
+    w.leases.close(lease(1), "closed on chain: owner").await;
+    let kept = &w.host.state.closed_leases().unwrap()[0];
+    assert!(
+        kept.bytes <= kumo_provider::closed_logs::MAX_BYTES as u64,
+        "{} bytes",
+        kept.bytes
+    );
+    assert!(kept.dropped_lines > 900, "{kept:?}");
+    assert_eq!(kept.lines + kept.dropped_lines, 2000);
+    let lines = w.logs(&lease(1), LogOptions::default()).await;
+    for replica in 0..2 {
+        let mine: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("[web-{replica}]")))
+            .collect();
+        assert!(
+            mine.len() > 400,
+            "each replica keeps its share: {}",
+            mine.len()
+        );
+        assert!(
+            mine.last().unwrap().contains("] 0999 "),
+            "the newest line is kept"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_logs_are_kept_when_closed_logs_lines_is_0() {
+    let w = world_configured(Duration::ZERO, |c| c.closed_logs_lines = 0);
+    w.running(lease(1)).await;
+    w.fake.write_log(&lease(1), "web", 0, "last words");
+    w.leases.close(lease(1), "closed on chain: owner").await;
+    let found = w.host.find_lease(&lease(1).owner, 1, 1, 1);
+    assert!(matches!(found, Err(GatewayError::NotFound(_))), "{found:?}");
+    assert!(w.host.state.closed_leases().unwrap().is_empty());
 }

@@ -2,7 +2,8 @@
 //!
 //! A deployment is named by its `dseq`; its leases (one per placement group) are found on
 //! chain, and each lease's provider is reached through its gateway (pinned by the certificate
-//! fingerprint in its chain record).
+//! fingerprint in its chain record). Logs outlive a lease for a while: with no active lease,
+//! [`logs`] reads what the provider kept at the close of the most recent one.
 
 use kumo_client::types::{Lease, LeaseState, LeasesQuery};
 use kumo_gateway::{
@@ -176,29 +177,99 @@ async fn lease_with_service(
     }))
 }
 
+/// Log lines, from a running lease or from what a provider kept of a closed one.
+pub struct Logs {
+    /// The lines.
+    pub lines: futures_util::stream::BoxStream<
+        'static,
+        Result<LogLine, kumo_gateway::client::ClientError>,
+    >,
+    /// When no lease of the deployment is active: the closed lease the lines come from and
+    /// its close. The provider serves the last lines it kept at the close, for its
+    /// `closed_logs_retention`.
+    pub closed: Option<(kumo_types::LeaseId, CloseRecord)>,
+}
+
 /// Log lines of deployment `dseq`: one service, or every service of its first active lease.
+/// With no active lease, those its provider kept of its most recently closed lease (the
+/// next most recent when a provider kept none).
 pub async fn logs(
     tenant: &Tenant,
     dseq: u64,
     service: Option<&str>,
     tail: Option<u64>,
     follow: bool,
-) -> Result<
-    futures_util::stream::BoxStream<'static, Result<LogLine, kumo_gateway::client::ClientError>>,
-    TenantError,
-> {
+) -> Result<Logs, TenantError> {
+    let leases = leases_of(tenant, dseq).await?;
+    if leases.iter().all(|l| l.state != LeaseState::Active) {
+        return closed_logs(tenant, dseq, leases, service, tail).await;
+    }
     let (lease, gw, name) = lease_with_service(tenant, dseq, service).await?;
     let opts = LogOptions {
         service: service.map(|_| name),
         tail,
         follow,
     };
-    gw.logs(dseq, lease.id.gseq, lease.id.oseq, &opts)
+    let lines = gw
+        .logs(dseq, lease.id.gseq, lease.id.oseq, &opts)
         .await
         .map_err(|source| TenantError::Gateway {
             provider: lease.id.provider,
             source,
-        })
+        })?;
+    Ok(Logs {
+        lines,
+        closed: None,
+    })
+}
+
+/// The logs a provider kept of the deployment's closed leases, newest close first: a
+/// provider that kept none (404: retention over, or `closed_logs_lines = 0`) sends us to the
+/// one before; any other error is returned at once.
+async fn closed_logs(
+    tenant: &Tenant,
+    dseq: u64,
+    mut leases: Vec<Lease>,
+    service: Option<&str>,
+    tail: Option<u64>,
+) -> Result<Logs, TenantError> {
+    leases.sort_by_key(|l| std::cmp::Reverse((l.closed_at, l.id.oseq)));
+    let opts = LogOptions {
+        service: service.map(str::to_string),
+        tail,
+        // Nothing runs: the kept lines are all there is.
+        follow: false,
+    };
+    let mut first_miss = None;
+    for l in leases {
+        let Some(close) = CloseRecord::of(&l) else {
+            continue;
+        };
+        let gw = tenant.gateway(&l.id.provider).await?;
+        match gw.logs(dseq, l.id.gseq, l.id.oseq, &opts).await {
+            Ok(lines) => {
+                return Ok(Logs {
+                    lines,
+                    closed: Some((l.id, close)),
+                });
+            }
+            Err(kumo_gateway::client::ClientError::NotFound(said)) => {
+                first_miss.get_or_insert(format!(
+                    "deployment {dseq} has no active lease, and provider {} keeps no logs of its lease {dseq}/{}/{} ({close}): past the provider's retention, or it keeps none ({said})",
+                    l.id.provider, l.id.gseq, l.id.oseq
+                ));
+            }
+            Err(source) => {
+                return Err(TenantError::Gateway {
+                    provider: l.id.provider,
+                    source,
+                });
+            }
+        }
+    }
+    Err(TenantError::NotFound(first_miss.unwrap_or_else(|| {
+        format!("deployment {dseq} has no active or closed lease")
+    })))
 }
 
 /// Starts `cmd` in replica 0 of `service` (the first service when `None`).

@@ -6,7 +6,10 @@
 //! are kept, missing ones created, surplus ones removed) and recreates a lease that was torn
 //! down; `teardown` is idempotent; `status` of a lease with nothing here is
 //! [`WorkloadError::LeaseNotFound`]. A deploy first creates the replicas (no address yet), then,
-//! after its delay, starts them: each gets an address of its own in 10.250.0.0/16. What it does not do: logs, exec and events answer
+//! after its delay, starts them: each gets an address of its own in 10.250.0.0/16. Logs are
+//! the lines a test wrote with [`FakeBackend::write_log`], served as the Docker backend serves
+//! them without `follow` (one replica after the other, `tail` per replica, an unknown service
+//! refused) and removed with the lease. What it does not do: exec and events answer
 //! [`WorkloadError::Unsupported`].
 //!
 //! Hooks open the windows a real engine has: [`FakeBackend::with_deploy_delay`] makes every
@@ -26,8 +29,9 @@ use kumo_types::LeaseId;
 
 use crate::WorkloadError;
 use crate::backend::{
-    Backend, DeployOptions, DeploymentStatus, EventStream, ExecRequest, ExecSession, LogOptions,
-    LogStream, ReplicaState, ReplicaStatus, ServicePort, ServiceStatus, TeardownReport,
+    Backend, DeployOptions, DeploymentStatus, EventStream, ExecRequest, ExecSession, LogLine,
+    LogOptions, LogStream, ReplicaState, ReplicaStatus, ServicePort, ServiceStatus, StdStream,
+    TeardownReport,
 };
 
 /// An in-memory [`Backend`] (see the module docs).
@@ -40,6 +44,8 @@ pub struct FakeBackend {
 #[derive(Debug, Default)]
 struct Inner {
     leases: BTreeMap<LeaseId, DeploymentStatus>,
+    /// What each lease's replicas wrote, in order.
+    logs: BTreeMap<LeaseId, Vec<LogLine>>,
     deploys: u64,
     teardowns: u64,
     next_replica: u32,
@@ -95,6 +101,22 @@ impl FakeBackend {
             .iter()
             .filter(|r| r.state == ReplicaState::Running)
             .count() as u32;
+        true
+    }
+
+    /// Appends `line` to what replica `replica` of `service` wrote on stdout, as if the
+    /// workload had printed it. Returns whether the lease runs here (nothing is written if not).
+    pub fn write_log(&self, lease: &LeaseId, service: &str, replica: u32, line: &str) -> bool {
+        let mut inner = self.lock();
+        if !inner.leases.contains_key(lease) {
+            return false;
+        }
+        inner.logs.entry(*lease).or_default().push(LogLine {
+            service: service.into(),
+            replica,
+            stream: StdStream::Stdout,
+            line: line.into(),
+        });
         true
     }
 
@@ -233,6 +255,8 @@ impl Backend for FakeBackend {
 
     async fn teardown(&self, lease: &LeaseId) -> Result<TeardownReport, WorkloadError> {
         let mut inner = self.lock();
+        // The containers' logs go with them.
+        inner.logs.remove(lease);
         let Some(gone) = inner.leases.remove(lease) else {
             return Ok(TeardownReport::default());
         };
@@ -258,8 +282,44 @@ impl Backend for FakeBackend {
         Ok(self.lock().leases.values().cloned().collect())
     }
 
-    async fn logs(&self, _lease: &LeaseId, _opts: &LogOptions) -> Result<LogStream, WorkloadError> {
-        Err(unsupported("logs"))
+    async fn logs(&self, lease: &LeaseId, opts: &LogOptions) -> Result<LogStream, WorkloadError> {
+        let inner = self.lock();
+        let status = inner
+            .leases
+            .get(lease)
+            .ok_or_else(|| WorkloadError::LeaseNotFound {
+                lease: lease.to_string(),
+            })?;
+        if let Some(wanted) = &opts.service
+            && status.service(wanted).is_none()
+        {
+            let known: Vec<&str> = status.services.iter().map(|s| s.name.as_str()).collect();
+            return Err(WorkloadError::UnknownService {
+                lease: lease.to_string(),
+                service: wanted.clone(),
+                known: known.join(", "),
+            });
+        }
+        let mut by_replica: BTreeMap<(String, u32), Vec<LogLine>> = BTreeMap::new();
+        for line in inner.logs.get(lease).into_iter().flatten() {
+            if opts.service.as_ref().is_none_or(|s| *s == line.service) {
+                by_replica
+                    .entry((line.service.clone(), line.replica))
+                    .or_default()
+                    .push(line.clone());
+            }
+        }
+        let mut out = Vec::new();
+        for (_, mut lines) in by_replica {
+            if let Some(n) = opts.tail {
+                let skip = lines
+                    .len()
+                    .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX));
+                lines.drain(..skip);
+            }
+            out.extend(lines.into_iter().map(Ok));
+        }
+        Ok(Box::pin(futures::stream::iter(out)))
     }
 
     async fn exec(
