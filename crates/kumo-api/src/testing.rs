@@ -293,15 +293,6 @@ impl TestNode {
         lock(&self.tasks).push(server);
         Ok(format!("http://{addr}"))
     }
-
-    /// Waits until block `height` is committed (or panics after `timeout`).
-    pub async fn wait_for_height(&self, height: u64, timeout: Duration) {
-        let mut h = self.backend.committed();
-        tokio::time::timeout(timeout, h.wait_for(|v| *v >= height))
-            .await
-            .unwrap_or_else(|_| panic!("block {height} not committed within {timeout:?}"))
-            .expect("the node is running");
-    }
 }
 
 impl Drop for TestNode {

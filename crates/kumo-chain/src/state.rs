@@ -116,10 +116,6 @@ pub mod keys {
     pub fn group(id: &GroupId) -> Vec<u8> {
         cat(0x21, &[&id.key_bytes()])
     }
-    /// Prefix of a deployment's groups.
-    pub fn groups_of(id: &DeploymentId) -> Vec<u8> {
-        cat(0x21, &[&id.key_bytes()])
-    }
     /// An order.
     pub fn order(id: &OrderId) -> Vec<u8> {
         cat(0x22, &[&id.key_bytes()])

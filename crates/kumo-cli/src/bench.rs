@@ -16,12 +16,12 @@ use crate::output::{OutputFormat, print_json};
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
     /// Signed marketplace transactions executed per second, beside ed25519 verifications per
-    /// second measured in the same run.
+    /// second of the same signatures (one by one, and in one batch per block) in the same run.
     ///
     /// Runs blocks of a realistic mix (sends, deployments, bids, leases, withdrawals), signature
     /// checks included (each block's in one batch, as a node does), state root excluded. Then
-    /// verifies each of the same signatures one by one. Goal: ratio (txs / verifications) ≥ 0.5.
-    /// Takes a few seconds.
+    /// verifies the same signatures one by one, and in one batch per block. Goal: ratio (txs /
+    /// batch verifications, the physical limit of such a block) ≥ 0.5. Takes a few seconds.
     Chain(ChainArgs),
     /// Time of the end of a block with 100 and with 100,000 active leases.
     ///
@@ -219,10 +219,16 @@ impl BenchCommand {
                     OutputFormat::Json => print_json(&r)?,
                     OutputFormat::Text => {
                         println!(
-                            "{:.0} signed txs/s executed end to end; {:.0} single ed25519 verifications/s",
-                            r.txs_per_sec, r.sig_verifications_per_sec
+                            "{:.0} signed txs/s executed end to end; ed25519 verifications/s: {:.0} in batches, {:.0} one by one",
+                            r.txs_per_sec,
+                            r.batch_verifications_per_sec,
+                            r.sig_verifications_per_sec
                         );
-                        println!("ratio {:.2} (goal ≥ 0.5: {})", r.ratio, met(r.ratio >= 0.5));
+                        println!(
+                            "ratio to batch verification {:.2} (goal ≥ 0.5: {})",
+                            r.ratio,
+                            met(r.ratio >= 0.5)
+                        );
                     }
                 }
             }

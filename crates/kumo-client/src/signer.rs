@@ -26,7 +26,7 @@ use kumo_blockstore::TxRecord;
 use kumo_chain::Params;
 use kumo_types::{
     Address, Coin, Msg, SecretKey,
-    tx::{TxBody, sign_tx, tx_hash},
+    tx::{TxBody, sign_tx},
 };
 use tokio::sync::Mutex;
 
@@ -215,9 +215,4 @@ fn is_nonce_error(e: &ClientError) -> bool {
         }
         _ => false,
     }
-}
-
-/// The hash of signed transaction bytes, hex (as the node names transactions).
-pub fn hash_hex(tx: &[u8]) -> String {
-    hex::encode(tx_hash(tx))
 }

@@ -10,11 +10,11 @@
 //! runtime (several can share one runtime, each with its own port and storage prefix, as the
 //! loopback test does).
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use commonware_cryptography::{ChaCha20Poly1305, Signer as _, ed25519};
 use commonware_p2p::{Address, AddressableManager as _, authenticated::lookup};
-use commonware_runtime::{Handle, Quota, Runner as _, Spawner as _, Supervisor as _, tokio};
+use commonware_runtime::{Handle, Quota, Spawner as _, Supervisor as _, tokio};
 use commonware_stream::{
     cups::{self, Cups},
     sake::{self, Sake},
@@ -163,22 +163,4 @@ pub fn spawn_node(
         }
     });
     Ok((node, handle))
-}
-
-/// Runs one node on a fresh tokio runtime with its storage under `storage_dir`, until it
-/// stops. `on_start` receives the [`Node`] handle (for the API server, the block store, ...).
-pub fn run(
-    config: ProcessConfig,
-    storage_dir: PathBuf,
-    on_start: impl FnOnce(Node) + Send + 'static,
-) -> Result<(), RunError> {
-    let runner = tokio::Runner::new(tokio::Config::new().with_storage_directory(storage_dir));
-    runner.start(|context| async move {
-        let (node, handle) = spawn_node(&context, config)?;
-        on_start(node);
-        match handle.await {
-            Ok(result) => Ok(result?),
-            Err(e) => Err(RunError::Stopped(e.to_string())),
-        }
-    })
 }

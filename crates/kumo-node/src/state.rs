@@ -253,11 +253,6 @@ impl ChainState {
         self.genesis.initial_height + self.base_height
     }
 
-    /// Digest of the finalized block.
-    pub fn finalized_digest(&self) -> Digest {
-        self.base_digest
-    }
-
     /// Number of executed, not yet finalized blocks held.
     pub fn pending(&self) -> usize {
         self.layers.len()

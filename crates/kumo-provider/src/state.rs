@@ -300,16 +300,6 @@ impl State {
         self.all(RESERVATIONS)
     }
 
-    /// Writes a reservation.
-    pub fn put_reservation(&self, r: &Reservation) -> Result<(), ProviderError> {
-        let w = self.db.begin_write().map_err(db_err)?;
-        w.open_table(RESERVATIONS)
-            .map_err(db_err)?
-            .insert(order_key(&r.order).as_str(), encode(r).as_slice())
-            .map_err(db_err)?;
-        w.commit().map_err(db_err)
-    }
-
     /// Whether the order has a reservation.
     pub fn has_reservation(&self, order: &OrderId) -> Result<bool, ProviderError> {
         let r = self.db.begin_read().map_err(db_err)?;
