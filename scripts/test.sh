@@ -27,6 +27,27 @@ else
   echo "test: no Docker engine answers (docker info): the Docker workload tests will be skipped" >&2
 fi
 
+# The VM tests (crates/kumo-vm/tests, crates/kumo-cli/tests/vm_e2e.rs) boot a test guest that
+# scripts/vm-test-image.sh builds with debootstrap, as root. Where QEMU is installed and this
+# runs as root they are required, as the Docker tests are when an engine answers.
+if command -v qemu-system-x86_64 >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  export KUMO_REQUIRE_QEMU="${KUMO_REQUIRE_QEMU:-1}"
+fi
+
+# Every skipped test appends a line here (tests/skip.rs); the last lines of this script list them.
+KUMO_SKIP_LOG="$(mktemp)"
+export KUMO_SKIP_LOG
+summary() {
+  if [ -s "$KUMO_SKIP_LOG" ]; then
+    printf '\n==> skipped tests (%s), and why:\n' "$(wc -l <"$KUMO_SKIP_LOG")"
+    sort "$KUMO_SKIP_LOG" | uniq -c | sed 's/^ *\([0-9]*\) /  \1x /'
+  else
+    printf '\n==> skipped tests: none\n'
+  fi
+  rm -f "$KUMO_SKIP_LOG"
+}
+trap summary EXIT
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

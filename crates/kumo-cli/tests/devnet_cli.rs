@@ -14,7 +14,6 @@
 //! `scripts/test-images.sh`: skipped without them unless `KUMO_REQUIRE_DOCKER=1`.
 
 use std::{
-    io::Write as _,
     path::Path,
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
@@ -23,6 +22,9 @@ use std::{
 use serde_json::Value;
 
 /// The image the two-provider test deploys (`scripts/test-images.sh` builds it).
+#[path = "../../../tests/skip.rs"]
+mod skip;
+
 const IMAGE: &str = "kumo-test/busybox:1";
 
 fn kumo(args: &[&str]) -> Output {
@@ -79,9 +81,9 @@ fn docker_ready(image: Option<&str>, test: &str) -> bool {
         if std::env::var("KUMO_REQUIRE_DOCKER").as_deref() == Ok("1") {
             panic!("KUMO_REQUIRE_DOCKER=1 but {test} cannot run: {missing}");
         }
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping {test}: {missing} (KUMO_REQUIRE_DOCKER=1 makes this a failure)"
+        skip::report(
+            test,
+            &format!("{missing} (KUMO_REQUIRE_DOCKER=1 makes this a failure)"),
         );
     }
     ok

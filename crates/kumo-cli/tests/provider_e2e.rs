@@ -17,7 +17,6 @@
 mod support;
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -39,6 +38,9 @@ use kumo_keystore::{Backend as KeyBackend, Keystore};
 use kumo_testnet::{NodeProcess, Testnet};
 use kumo_types::{Address, Coin, DeploymentId, LeaseCloseReason, LeaseId, Msg, OrderId, SecretKey};
 use kumo_workload::LogOptions;
+
+#[path = "../../../tests/skip.rs"]
+mod skip;
 
 const IMAGE: &str = "kumo-test/busybox:1";
 /// The declared GPUs' UUIDs.
@@ -66,9 +68,11 @@ fn docker_ready() -> bool {
                 "KUMO_REQUIRE_DOCKER=1 but Docker or {IMAGE} is missing: run scripts/test-images.sh"
             );
         }
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping the provider end-to-end test: no Docker engine or no {IMAGE} (run scripts/test-images.sh; KUMO_REQUIRE_DOCKER=1 makes this a failure)"
+        skip::report(
+            "the provider end-to-end test",
+            &format!(
+                "no Docker engine or no {IMAGE} (run scripts/test-images.sh; KUMO_REQUIRE_DOCKER=1 makes this a failure)"
+            ),
         );
     }
     ok

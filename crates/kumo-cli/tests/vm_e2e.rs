@@ -28,6 +28,9 @@ use support::ProviderProcess;
 
 use kumo_vm::bench::SshTarget;
 
+#[path = "../../../tests/skip.rs"]
+mod skip;
+
 const MIB: u64 = 1 << 20;
 
 fn progress(what: &str) {
@@ -62,7 +65,7 @@ fn ready() -> bool {
     }
     let why = format!("missing {}", missing.join(", "));
     assert!(!required, "KUMO_REQUIRE_QEMU=1 but {why}");
-    eprintln!("SKIPPED: the VM end-to-end test needs {why}");
+    skip::report("the VM end-to-end test", &why);
     false
 }
 
@@ -83,7 +86,10 @@ fn test_image() -> Option<PathBuf> {
             !required,
             "KUMO_REQUIRE_QEMU=1 but the test image did not build"
         );
-        eprintln!("SKIPPED: the test image did not build (it needs root once)");
+        skip::report(
+            "the VM end-to-end test",
+            "the test image did not build (it needs root once)",
+        );
         return None;
     }
     let stdout = String::from_utf8(out.stdout).unwrap();

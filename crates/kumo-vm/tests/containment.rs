@@ -30,6 +30,9 @@ use kumo_workload::{Backend, DeployOptions, DockerBackend, DockerConfig, HostPor
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+#[path = "../../../tests/skip.rs"]
+mod skip;
+
 mod support;
 use support::{free_port, is_listening, keypair, process_runs};
 
@@ -46,7 +49,7 @@ fn required() -> bool {
 
 fn skip(why: &str) {
     assert!(!required(), "required but {why}");
-    eprintln!("SKIPPED: the VM containment test needs {why}");
+    skip::report("the VM containment test", why);
 }
 
 fn run(program: &str, args: &[&str]) -> Result<(), String> {

@@ -19,6 +19,9 @@ use kumo_vm::{Accel, AccelChoice, VmBackend, VmConfig};
 use kumo_workload::{Backend, DeployOptions, HostPort, LogOptions, ReplicaState, WorkloadError};
 use sha2::{Digest, Sha256};
 
+#[path = "../../../tests/skip.rs"]
+mod skip;
+
 mod support;
 use support::{free_port, is_listening, keypair, process_runs};
 
@@ -45,7 +48,7 @@ fn qemu_available() -> bool {
         missing.join(", ")
     );
     assert!(!required, "KUMO_REQUIRE_QEMU=1 but {why}");
-    eprintln!("SKIPPED: the QEMU tests need {why}");
+    skip::report("the QEMU tests", &why);
     false
 }
 
@@ -61,7 +64,7 @@ fn test_image() -> Option<PathBuf> {
         Err(why) => {
             let required = std::env::var("KUMO_REQUIRE_QEMU").is_ok_and(|v| v == "1");
             assert!(!required, "KUMO_REQUIRE_QEMU=1 but {why}");
-            eprintln!("SKIPPED: the QEMU tests need {why}");
+            skip::report("the QEMU tests", &why);
             None
         }
     }

@@ -6,7 +6,6 @@
 //! Included with `#[path = "support/devnet.rs"] mod devnet;` by the tests that use all of it.
 
 use std::{
-    io::Write as _,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
 };
@@ -28,9 +27,11 @@ pub(crate) fn docker_ready(image: &str, test: &str) -> bool {
                 "KUMO_REQUIRE_DOCKER=1 but Docker or {image} is missing: run scripts/test-images.sh"
             );
         }
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping {test}: no Docker engine or no {image} (run scripts/test-images.sh; KUMO_REQUIRE_DOCKER=1 makes this a failure)"
+        skip::report(
+            test,
+            &format!(
+                "no Docker engine or no {image} (run scripts/test-images.sh; KUMO_REQUIRE_DOCKER=1 makes this a failure)"
+            ),
         );
     }
     ok
@@ -48,6 +49,9 @@ pub(crate) struct Devnet {
     /// What `kumo devnet up -o json` printed (`info.node`, `info.provider`, `info.instance`, …).
     pub(crate) info: Value,
 }
+
+#[path = "../../../../tests/skip.rs"]
+mod skip;
 
 impl Devnet {
     /// `kumo devnet up --detach` in `dir`, on free ports, without VMs.

@@ -2,7 +2,6 @@
 //! which lease and hands workload calls to a real `DockerBackend` (the provider daemon's real
 //! backend is another crate's).
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,6 +34,9 @@ pub(crate) struct TestBackend {
     instance: String,
     leases: Mutex<Vec<LeaseId>>,
 }
+
+#[path = "../../../../tests/skip.rs"]
+mod skip;
 
 impl TestBackend {
     fn find(&self, dseq: u64, gseq: Option<u32>, oseq: Option<u32>) -> Option<LeaseId> {
@@ -287,9 +289,9 @@ fn unavailable<T>(why: &str) -> Option<T> {
     if std::env::var("KUMO_REQUIRE_DOCKER").as_deref() == Ok("1") {
         panic!("KUMO_REQUIRE_DOCKER=1 but the Docker tests cannot run: {why}");
     }
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipping a Docker test: {why} (set KUMO_REQUIRE_DOCKER=1 to make this a failure)"
+    skip::report(
+        "a gateway Docker test",
+        &format!("{why} (set KUMO_REQUIRE_DOCKER=1 to make this a failure)"),
     );
     None
 }

@@ -252,10 +252,9 @@ fn outside_tools() -> bool {
     if std::env::var("KUMO_REQUIRE_DOCKER").as_deref() == Ok("1") {
         panic!("KUMO_REQUIRE_DOCKER=1 but {why}");
     }
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipping a Docker test: {why} (set KUMO_REQUIRE_DOCKER=1 to make this a failure)"
+    crate::skip::report(
+        "a Docker containment test",
+        &format!("{why} (set KUMO_REQUIRE_DOCKER=1 to make this a failure)"),
     );
     false
 }
@@ -313,7 +312,10 @@ async fn a_lease_reaches_the_internet_its_own_services_and_what_is_allowed_and_n
                 std::env::var("KUMO_REQUIRE_DOCKER").as_deref() != Ok("1"),
                 "the test namespace cannot be built: {e}"
             );
-            eprintln!("skipping a Docker test: the test namespace cannot be built: {e}");
+            crate::skip::report(
+                "a Docker containment test",
+                &format!("the test namespace cannot be built: {e}"),
+            );
             return;
         }
     };

@@ -10,5 +10,7 @@ mod images;
 mod io;
 mod lifecycle;
 mod network;
+#[path = "../../../../tests/skip.rs"]
+mod skip;
 mod storage;
 mod support;

@@ -5,7 +5,6 @@
 //! `.ci/run` and by `scripts/test.sh` when `docker info` works): then it fails, so CI can never
 //! pass by skipping.
 
-use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -88,11 +87,9 @@ fn unavailable<T>(why: &str) -> Option<T> {
     if std::env::var("KUMO_REQUIRE_DOCKER").as_deref() == Ok("1") {
         panic!("KUMO_REQUIRE_DOCKER=1 but the Docker tests cannot run: {why}");
     }
-    // Straight to stderr: the test harness captures `eprintln!` of passing tests, and a skip
-    // must be seen.
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipping a Docker test: {why} (set KUMO_REQUIRE_DOCKER=1 to make this a failure)"
+    crate::skip::report(
+        "a Docker workload test",
+        &format!("{why} (set KUMO_REQUIRE_DOCKER=1 to make this a failure)"),
     );
     None
 }
