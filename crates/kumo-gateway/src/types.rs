@@ -139,3 +139,71 @@ pub struct ResourceAmounts {
     #[serde(default)]
     pub networks: u64,
 }
+
+/// The storage pool every disk-backed class draws from (one pool, whatever the class).
+pub const DISK: &str = "disk";
+/// The storage class backed by memory (`ram` volumes count as memory).
+pub const RAM: &str = "ram";
+
+impl ResourceAmounts {
+    /// What a placement group holds on a provider: its units times their counts, `ram` volumes
+    /// as memory, every other storage class from the one [`DISK`] pool, and one lease network.
+    /// The provider reserves this for a bid; the tenant compares it with a provider's free
+    /// capacity to say why it did not bid.
+    pub fn of_group(spec: &kumo_types::GroupSpec) -> ResourceAmounts {
+        let mut out = ResourceAmounts {
+            networks: 1,
+            ..Default::default()
+        };
+        for unit in &spec.resources {
+            let n = u64::from(unit.count);
+            let r = &unit.resources;
+            out.cpu_millis += r.cpu.millis * n;
+            out.memory_bytes += r.memory.bytes * n;
+            for s in &r.storage {
+                if s.attribute("class") == Some(RAM) {
+                    out.memory_bytes += s.bytes * n;
+                } else {
+                    *out.storage_bytes.entry(DISK.to_string()).or_default() += s.bytes * n;
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether these amounts fit in `free`; else the first resource short, in words (memory
+    /// and storage in MiB).
+    pub fn fits_in(&self, free: &ResourceAmounts) -> Result<(), String> {
+        const MIB: u64 = 1 << 20;
+        if self.cpu_millis > free.cpu_millis {
+            return Err(format!(
+                "needs {} mCPU, {} free",
+                self.cpu_millis, free.cpu_millis
+            ));
+        }
+        if self.memory_bytes > free.memory_bytes {
+            return Err(format!(
+                "needs {} MiB of memory, {} MiB free",
+                self.memory_bytes.div_ceil(MIB),
+                free.memory_bytes / MIB
+            ));
+        }
+        for (class, bytes) in &self.storage_bytes {
+            let have = free.storage_bytes.get(class).copied().unwrap_or(0);
+            if *bytes > have {
+                return Err(format!(
+                    "needs {} MiB of {class} storage, {} MiB free",
+                    bytes.div_ceil(MIB),
+                    have / MIB
+                ));
+            }
+        }
+        if self.networks > free.networks {
+            return Err(format!(
+                "needs {} lease network(s), {} free (the provider's [network] lease_pool is used up)",
+                self.networks, free.networks
+            ));
+        }
+        Ok(())
+    }
+}

@@ -19,17 +19,12 @@
 
 use std::sync::Arc;
 
+use kumo_gateway::types::ResourceAmounts;
 use kumo_types::{DecCoin, DeclineReason, EndpointKind, GroupSpec, Msg, OrderId, matching};
 use kumo_workload::ENGINE_MIN_MEMORY;
 use tracing::{info, warn};
 
-use crate::{
-    daemon::Provider,
-    inventory::{self, fits},
-    metrics::BidOutcome,
-    pricing,
-    state::Reservation,
-};
+use crate::{daemon::Provider, metrics::BidOutcome, pricing, state::Reservation};
 
 /// Handles one `OrderCreated` event; never fails (a "no" is logged).
 pub async fn on_order_created(p: Arc<Provider>, order: OrderId, max: DecCoin) {
@@ -165,11 +160,11 @@ async fn bid(p: &Provider, order: &OrderId, max: &DecCoin) -> Result<Option<DecC
             pool.subnet_prefix()
         )));
     }
-    let mut need = inventory::group_needs(&group);
+    let mut need = ResourceAmounts::of_group(&group);
     let gpus = {
         let _one_at_a_time = p.reserve_lock.lock().await;
         let view = p.inventory_view().map_err(|e| failed(&e))?;
-        fits(&need, &view.free)
+        need.fits_in(&view.free)
             .map_err(|e| NoBid::Declined(DeclineReason::Capacity, format!("capacity: {e}")))?;
         let held = p.state.gpu_holders().map_err(|e| failed(&e))?;
         let gpus = crate::gpus::select(&p.inventory.devices, &held, &group)

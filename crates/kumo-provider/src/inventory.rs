@@ -11,14 +11,10 @@
 use std::{collections::BTreeMap, path::Path};
 
 use kumo_gateway::types::{InventoryView, ResourceAmounts};
-use kumo_types::GroupSpec;
 
 use crate::{ProviderError, config::CapacityConfig};
 
-/// The storage pool every disk-backed class draws from.
-pub const DISK: &str = "disk";
-/// The storage class backed by memory.
-pub const RAM: &str = "ram";
+pub use kumo_gateway::types::{DISK, RAM};
 
 /// The provider's total capacity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,59 +137,6 @@ pub fn add(a: &mut ResourceAmounts, b: &ResourceAmounts) {
     a.networks += b.networks;
 }
 
-/// What a group needs in total: every unit × its count, and one lease network. `ram` volumes
-/// count as memory; other volumes draw on the disk pool. GPUs are not counted here: they are specific devices, chosen
-/// by [`crate::gpus::select`].
-pub fn group_needs(spec: &GroupSpec) -> ResourceAmounts {
-    let mut out = ResourceAmounts {
-        networks: 1,
-        ..Default::default()
-    };
-    for unit in &spec.resources {
-        let n = u64::from(unit.count);
-        let r = &unit.resources;
-        out.cpu_millis += r.cpu.millis * n;
-        out.memory_bytes += r.memory.bytes * n;
-        for s in &r.storage {
-            if s.attribute("class") == Some(RAM) {
-                out.memory_bytes += s.bytes * n;
-            } else {
-                *out.storage_bytes.entry(DISK.to_string()).or_default() += s.bytes * n;
-            }
-        }
-    }
-    out
-}
-
-/// Whether `need` fits in `free`; the first resource that does not, as a reason.
-pub fn fits(need: &ResourceAmounts, free: &ResourceAmounts) -> Result<(), String> {
-    if need.cpu_millis > free.cpu_millis {
-        return Err(format!(
-            "needs {} mCPU, {} free",
-            need.cpu_millis, free.cpu_millis
-        ));
-    }
-    if need.memory_bytes > free.memory_bytes {
-        return Err(format!(
-            "needs {} bytes of memory, {} free",
-            need.memory_bytes, free.memory_bytes
-        ));
-    }
-    for (k, v) in &need.storage_bytes {
-        let have = free.storage_bytes.get(k).copied().unwrap_or(0);
-        if *v > have {
-            return Err(format!("needs {v} bytes of {k} storage, {have} free"));
-        }
-    }
-    if need.networks > free.networks {
-        return Err(format!(
-            "needs {} lease network(s), {} free (the [network] lease_pool is used up)",
-            need.networks, free.networks
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,26 +165,26 @@ mod tests {
             cpu_millis: 1500,
             ..Default::default()
         };
-        assert!(fits(&need, &v.free).unwrap_err().contains("mCPU"));
+        assert!(need.fits_in(&v.free).unwrap_err().contains("mCPU"));
     }
 
     #[test]
     fn every_lease_and_bid_holds_a_network_and_an_exhausted_pool_refuses_the_next() {
         let cap = CapacityConfig::default();
         let inv = Inventory::from_discovered(8000, 1 << 30, 1 << 30, &cap).with_networks(2);
-        let group = GroupSpec {
+        let group = kumo_types::GroupSpec {
             name: "dc".into(),
             requirements: Default::default(),
             resources: Vec::new(),
         };
-        let need = group_needs(&group);
+        let need = ResourceAmounts::of_group(&group);
         assert_eq!(need.networks, 1);
         let one = inv.view([&need]);
         assert_eq!((one.held.networks, one.free.networks), (1, 1));
-        assert_eq!(fits(&need, &one.free), Ok(()));
+        assert_eq!(need.fits_in(&one.free), Ok(()));
         let full = inv.view([&need, &need]);
         assert_eq!(full.free.networks, 0);
-        let e = fits(&need, &full.free).unwrap_err();
+        let e = need.fits_in(&full.free).unwrap_err();
         assert!(e.contains("lease_pool"), "{e}");
     }
 }

@@ -42,7 +42,7 @@ use tracing::{info, warn};
 use crate::{
     ProviderError,
     daemon::{LeaseHost, Provider},
-    inventory::{self, DISK, RAM, fits},
+    inventory::{DISK, RAM},
     lifecycle::Refreshed,
     manifest_check::check_manifest_group,
     metrics::ManifestOutcome,
@@ -163,7 +163,7 @@ impl LeaseHost {
         if self.state.lease(&id)?.is_some() {
             return Ok(());
         }
-        let mut held = inventory::group_needs(&spec);
+        let mut held = ResourceAmounts::of_group(&spec);
         let key = lease_key(&id);
         let mut gpus = self.state.gpus_of(&key)?;
         let wanted: u64 = spec
@@ -373,7 +373,7 @@ impl Provider {
                 .clone();
             check_manifest_group(&group, &rec.spec)
                 .map_err(|e| GatewayError::Invalid(format!("{e}: nothing was started")))?;
-            fits(&manifest_needs(&group), &rec.held).map_err(|e| {
+            manifest_needs(&group).fits_in(&rec.held).map_err(|e| {
                 GatewayError::Invalid(format!(
                     "group {:?} asks for more than its lease: {e}",
                     group.name

@@ -61,7 +61,7 @@ pub async fn explain(
         match status {
             Ok(s) => {
                 for g in groups {
-                    if let Err(e) = fits(&group_needs(g), &s.inventory.free) {
+                    if let Err(e) = ResourceAmounts::of_group(g).fits_in(&s.inventory.free) {
                         reasons.push(format!("group {:?}: not enough free capacity: {e}", g.name));
                     }
                 }
@@ -90,56 +90,6 @@ pub async fn explain(
     Ok(out)
 }
 
-/// What a group needs in total, in the terms of a provider's public inventory: every unit ×
-/// its count; `ram` volumes count as memory, other volumes draw on the `disk` pool (as the
-/// provider's inventory counts them).
-pub fn group_needs(spec: &GroupSpec) -> ResourceAmounts {
-    let mut out = ResourceAmounts::default();
-    for unit in &spec.resources {
-        let n = u64::from(unit.count);
-        let r = &unit.resources;
-        out.cpu_millis += r.cpu.millis * n;
-        out.memory_bytes += r.memory.bytes * n;
-        for s in &r.storage {
-            if s.class() == Some("ram") {
-                out.memory_bytes += s.bytes * n;
-            } else {
-                *out.storage_bytes.entry("disk".to_string()).or_default() += s.bytes * n;
-            }
-        }
-    }
-    out
-}
-
-/// Whether `need` fits in `free`; else the first resource short, in words.
-pub fn fits(need: &ResourceAmounts, free: &ResourceAmounts) -> Result<(), String> {
-    const MIB: u64 = 1 << 20;
-    if need.cpu_millis > free.cpu_millis {
-        return Err(format!(
-            "needs {} mCPU, {} free",
-            need.cpu_millis, free.cpu_millis
-        ));
-    }
-    if need.memory_bytes > free.memory_bytes {
-        return Err(format!(
-            "needs {} MiB of memory, {} MiB free",
-            need.memory_bytes.div_ceil(MIB),
-            free.memory_bytes / MIB
-        ));
-    }
-    for (class, bytes) in &need.storage_bytes {
-        let have = free.storage_bytes.get(class).copied().unwrap_or(0);
-        if *bytes > have {
-            return Err(format!(
-                "needs {} MiB of {class} storage, {} MiB free",
-                bytes.div_ceil(MIB),
-                have / MIB
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,7 +107,7 @@ mod tests {
 
     #[test]
     fn needs_count_replicas_and_ram_volumes_as_memory() {
-        let n = group_needs(&group("128Mi"));
+        let n = ResourceAmounts::of_group(&group("128Mi"));
         assert_eq!(n.cpu_millis, 1000);
         assert_eq!(n.memory_bytes, (2 * (128 + 64)) << 20);
         assert_eq!(n.storage_bytes["disk"], 2 << 30);
@@ -165,18 +115,23 @@ mod tests {
 
     #[test]
     fn fits_names_the_resource_short() {
-        let need = group_needs(&group("1Gi"));
+        let need = ResourceAmounts::of_group(&group("1Gi"));
+        // A group also holds one lease network of the provider's pool.
         let mut free = ResourceAmounts {
             cpu_millis: 4000,
             memory_bytes: 1 << 30,
+            networks: 1,
             ..Default::default()
         };
         free.storage_bytes.insert("disk".into(), 10 << 30);
-        let e = fits(&need, &free).unwrap_err();
+        let e = need.fits_in(&free).unwrap_err();
         assert!(e.contains("memory") && e.contains("2176 MiB"), "{e}");
         free.memory_bytes = 4 << 30;
-        assert_eq!(fits(&need, &free), Ok(()));
+        assert_eq!(need.fits_in(&free), Ok(()));
+        free.networks = 0;
+        assert!(need.fits_in(&free).unwrap_err().contains("lease_pool"));
+        free.networks = 1;
         free.cpu_millis = 999;
-        assert!(fits(&need, &free).unwrap_err().contains("mCPU"));
+        assert!(need.fits_in(&free).unwrap_err().contains("mCPU"));
     }
 }
