@@ -284,14 +284,14 @@ pub(crate) fn json_name<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
-/// Renders progress on stderr.
-struct ProgressView {
+/// Renders progress on stderr (`kumo deploy`, and the steps of `kumo lease watch`).
+pub(crate) struct ProgressView {
     start: Instant,
     table_header: bool,
 }
 
 impl ProgressView {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ProgressView {
             start: Instant::now(),
             table_header: false,
@@ -302,7 +302,7 @@ impl ProgressView {
         eprintln!("[{:5.1}s] {what}", self.start.elapsed().as_secs_f64());
     }
 
-    fn show(&mut self, p: &Progress) {
+    pub(crate) fn show(&mut self, p: &Progress) {
         match p {
             Progress::Validated {
                 groups,

@@ -58,7 +58,7 @@ pub(crate) enum LeaseCommand {
     /// Watch a deployment and move a lost lease to another provider (runs until the
     /// deployment closes, or Ctrl-C).
     #[command(
-        after_help = "Example:\n  kumo lease watch 42 --file web.yaml\n\nWhen a lease closes for the provider's reason (provider_unresponsive, unstable,\ndecommission, performance, manifest_timeout, or the provider's own close), the watcher reopens\nthe group (a new order), takes the cheapest bid of another provider, sends it the same manifest\nand waits until the services run. Each step is printed (-o json: one JSON object per line).\nA group already lost when the watcher starts fails over at once. `kumo lease status DSEQ` shows\nthe new lease.\n\nPersistent data does not follow: volumes live on the lost provider's disks, and the new lease\nstarts with empty ones. The tenant's own close and an escrow that runs dry end the watch."
+        after_help = "Example:\n  kumo lease watch 42 --file web.yaml\n\nWhen a lease closes for the provider's reason (provider_unresponsive, unstable,\ndecommission, performance, manifest_timeout, or the provider's own close), the watcher reopens\nthe group (a new order), takes the cheapest bid of another provider, sends it the same manifest\nand waits until the services run. Each event is a line on stdout (-o json: one JSON object per\nline), the steps of the new lease on stderr as `kumo deploy` shows them.\nA group already lost when the watcher starts fails over at once. `kumo lease status DSEQ` shows\nthe new lease.\n\nPersistent data does not follow: volumes live on the lost provider's disks, and the new lease\nstarts with empty ones. The tenant's own close and an escrow that runs dry end the watch."
     )]
     Watch(WatchArgs),
 }
@@ -92,6 +92,7 @@ pub(crate) async fn watch_until_closed(
     format: OutputFormat,
 ) -> anyhow::Result<()> {
     use kumo_tenant::failover::WatchEvent;
+    let mut steps = crate::deploy::ProgressView::new();
     let mut show = |e: WatchEvent| {
         if format == OutputFormat::Json {
             if let Ok(line) = serde_json::to_string(&e) {
@@ -113,29 +114,11 @@ pub(crate) async fn watch_until_closed(
                 reason.as_str()
             ),
             WatchEvent::Reopened { order } => format!("group reopened: order {order}"),
-            WatchEvent::Step { step } => match step {
-                kumo_tenant::deploy::Progress::BidArrived(o) => {
-                    format!("  bid from {} at {} per block", o.provider, o.price)
-                }
-                kumo_tenant::deploy::Progress::Declined { provider, reason } => {
-                    format!("  {provider} declined ({reason})")
-                }
-                kumo_tenant::deploy::Progress::BidSelected(o) => {
-                    format!("  bid selected: {} at {} per block", o.provider, o.price)
-                }
-                kumo_tenant::deploy::Progress::LeaseCreated { lease } => {
-                    format!("  lease created: {lease}")
-                }
-                kumo_tenant::deploy::Progress::ManifestSent { provider } => {
-                    format!("  manifest sent to {provider}")
-                }
-                kumo_tenant::deploy::Progress::GatewayUnreachable {
-                    provider,
-                    failing_secs,
-                    ..
-                } => format!("  {provider}'s gateway unreachable for {failing_secs} s: retrying"),
-                _ => return,
-            },
+            WatchEvent::Step { step } => {
+                // The steps of getting the new lease running, as `kumo deploy` shows them.
+                steps.show(step);
+                return;
+            }
             WatchEvent::ServingAgain {
                 lease,
                 seconds,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use kumo_chain::{events::Event, state::GroupState};
-use kumo_client::types::{LeaseState, LeasesQuery};
+use kumo_client::types::LeaseState;
 use kumo_types::{Address, DeploymentId, GroupId, LeaseCloseReason, LeaseId, Msg, OrderId};
 use serde::Serialize;
 
@@ -129,7 +129,11 @@ pub async fn watch(
         return Ok(());
     }
     let mut events = node.event_stream(at.height + 1);
-    let leases = leases(tenant, dseq).await?;
+    let leases = match crate::lease::leases_of(tenant, dseq).await {
+        Ok(leases) => leases,
+        Err(TenantError::NotFound(_)) => Vec::new(),
+        Err(e) => return Err(e),
+    };
     on(WatchEvent::Watching {
         dseq,
         leases: leases
@@ -189,21 +193,6 @@ pub async fn watch(
     Err(TenantError::Invalid(
         "the node's event stream ended; run `kumo lease watch` again".into(),
     ))
-}
-
-async fn leases(tenant: &Tenant, dseq: u64) -> Result<Vec<kumo_client::types::Lease>, TenantError> {
-    Ok(tenant
-        .node()
-        .leases(&LeasesQuery {
-            owner: Some(tenant.address()),
-            provider: None,
-            state: None,
-        })
-        .await?
-        .value
-        .into_iter()
-        .filter(|l| l.id.dseq == dseq)
-        .collect())
 }
 
 /// Moves the group of `lost` to another provider; a failure is reported, not returned, so the

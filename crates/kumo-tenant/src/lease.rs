@@ -651,7 +651,7 @@ async fn top_up_set(tenant: &Tenant, id: DeploymentId) -> Result<TopUpSet, Tenan
     Ok(TopUpSet {
         dseq: id.dseq,
         owner: id.owner,
-        blocks_left: (!a.rate.is_zero()).then(|| (a.balance.atto() / a.rate.atto()) as u64),
+        blocks_left: crate::report::blocks_left(&a),
         top_up: a.top_up,
     })
 }

@@ -177,6 +177,13 @@ impl std::fmt::Display for CloseRecord {
     }
 }
 
+/// The blocks an escrow account still pays for at its current rate; `None` when it is closed
+/// or pays nothing.
+pub(crate) fn blocks_left(a: &kumo_chain::state::EscrowAccount) -> Option<u64> {
+    let open = a.state == kumo_chain::state::EscrowState::Open;
+    (open && !a.rate.is_zero()).then(|| (a.balance.atto() / a.rate.atto()) as u64)
+}
+
 /// The escrow of a deployment: its balance and the blocks it still pays for.
 pub(crate) async fn escrow_of(
     node: &NodeClient,
@@ -184,9 +191,7 @@ pub(crate) async fn escrow_of(
 ) -> Result<(Dec, Option<u64>, u64), TenantError> {
     let e = node.escrow(id).await?;
     let a = &e.value.account;
-    let open = a.state == kumo_chain::state::EscrowState::Open;
-    let left = (open && !a.rate.is_zero()).then(|| (a.balance.atto() / a.rate.atto()) as u64);
-    Ok((a.balance, left, e.height))
+    Ok((a.balance, blocks_left(a), e.height))
 }
 
 /// The chain half of a report; `warn_below` (with the chain's block time in ms) sets
@@ -202,10 +207,11 @@ pub(crate) async fn chain_lease(
     };
     let e = node.escrow(&id).await?;
     let a = &e.value.account;
-    let open = a.state == kumo_chain::state::EscrowState::Open;
-    let blocks_left =
-        (open && !a.rate.is_zero()).then(|| (a.balance.atto() / a.rate.atto()) as u64);
-    let top_up = a.top_up.clone().filter(|_| open);
+    let blocks_left = blocks_left(a);
+    let top_up = a
+        .top_up
+        .clone()
+        .filter(|_| a.state == kumo_chain::state::EscrowState::Open);
     let blocks_left_with_top_up = blocks_left.map(|b| {
         let extra = top_up.as_ref().map_or(0, |t| {
             (t.remaining.saturating_mul(1_000_000_000_000_000_000) / a.rate.atto()) as u64
